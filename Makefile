@@ -1,0 +1,28 @@
+# Set-up and the two jobs the README names. Everything installs into .venv from the package
+# registries; nothing else is needed on a fresh machine with Python 3.11.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test test-slow lint
+
+$(BIN)/paddiff: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/paddiff
+
+run: setup
+	$(BIN)/paddiff --version
+	$(BIN)/paddiff plugins list
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check core plugins tests examples hub_module

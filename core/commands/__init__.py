@@ -1,0 +1,1 @@
+"""Sub-commands of the `paddiff` CLI, one module each (see `paddiff.cli.COMMANDS`)."""

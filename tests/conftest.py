@@ -1,0 +1,49 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_PLUGIN = ROOT / "examples" / "paddiff-example-scheduler"
+FAULTY_PLUGINS = ROOT / "tests" / "plugins" / "paddiff-test-plugins"
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory) -> Path:
+    """A folder holding the example plugin and the faulty test plugins, installed by pip.
+
+    pip writes real `*.dist-info` metadata there (entry_points.txt included), so the registry
+    finds these plugins exactly as it would in site-packages, without touching the test
+    environment itself.
+    """
+    target = tmp_path_factory.mktemp("plugin-site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(EXAMPLE_PLUGIN),
+            str(FAULTY_PLUGINS),
+        ],
+        check=True,
+    )
+    return target
+
+
+@pytest.fixture()
+def plugin_path(plugin_site, monkeypatch) -> list[str]:
+    """`sys.path` with the plugin site in front, so the installed plugins can be imported."""
+    monkeypatch.syspath_prepend(str(plugin_site))
+    return [str(plugin_site)] + sys.path

@@ -1,0 +1,1 @@
+"""Faulty plugins for paddiff's registry tests."""

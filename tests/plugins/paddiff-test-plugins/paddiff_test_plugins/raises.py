@@ -1,0 +1,1 @@
+raise RuntimeError("this plugin module fails on import (on purpose, for paddiff's tests)")
