@@ -194,3 +194,24 @@ class SigmaScheduler(BaseScheduler):
         index = [self.index_for_timestep(t) for t in np.asarray(timesteps).reshape(-1)]
         sigma = self.sigmas[index].reshape((-1,) + (1,) * (np.ndim(original) - 1))
         return (as_f32(original) + as_f32(noise) * sigma).astype(F32)
+
+
+#: Options of the DDPM-family schedulers that clip or threshold the predicted x0.
+CLIP_DEFAULTS = {
+    "clip_sample": True,
+    "clip_sample_range": 1.0,
+    "thresholding": False,
+    "dynamic_thresholding_ratio": 0.995,
+    "sample_max_value": 1.0,
+}
+
+
+def integer_timesteps(config: dict, num_inference_steps: int) -> np.ndarray:
+    """The config's spacing rounded to whole training timesteps (DDPM, DDIM)."""
+    spaced = schedules.spaced_timesteps(
+        config["timestep_spacing"],
+        num_inference_steps,
+        config["num_train_timesteps"],
+        config["steps_offset"],
+    )
+    return np.round(spaced).astype(np.int64)
