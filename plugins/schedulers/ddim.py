@@ -4,6 +4,8 @@ eta = 1 matches DDPM's variance. `eta` is a config option here (diffusers passes
 
 from __future__ import annotations
 
+import numpy as np
+
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import (
     BETA_DEFAULTS,
@@ -44,14 +46,14 @@ class DDIMScheduler(BaseScheduler):
         abar = self.alphas_cumprod[t]
         abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else final
         sample, model_output = as_f32(sample), as_f32(model_output)
-        alpha, s = abar**0.5, (1 - abar) ** 0.5
+        alpha, s = np.sqrt(abar), np.sqrt(1 - abar)
         predict = self.config["prediction_type"]
         x0 = prediction.to_x0(model_output, sample, alpha, s, predict)
         eps = prediction.to_epsilon(model_output, sample, alpha, s, predict)
         x0 = prediction.clip_or_threshold(x0, self.config)
         variance = (1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)
-        std = F32(eta) * variance**0.5
-        prev = abar_prev**0.5 * x0 + (1 - abar_prev - std**2) ** 0.5 * eps
+        std = F32(eta) * np.sqrt(variance)
+        prev = np.sqrt(abar_prev) * x0 + np.sqrt(1 - abar_prev - std**2) * eps
         if eta > 0:
             prev = prev + std * draw_noise(generator, sample.shape)
         return self.output(prev, x0)

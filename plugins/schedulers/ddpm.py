@@ -45,18 +45,18 @@ class DDPMScheduler(BaseScheduler):
         beta = 1 - alpha
         sample = as_f32(sample)
         x0 = prediction.to_x0(
-            as_f32(model_output), sample, abar**0.5, (1 - abar) ** 0.5,
+            as_f32(model_output), sample, np.sqrt(abar), np.sqrt(1 - abar),
             self.config["prediction_type"],
         )
         x0 = prediction.clip_or_threshold(x0, self.config)
         # posterior mean (Ho et al. eq. 7)
-        prev = (abar_prev**0.5 * beta / (1 - abar)) * x0 + (
-            alpha**0.5 * (1 - abar_prev) / (1 - abar)
+        prev = (np.sqrt(abar_prev) * beta / (1 - abar)) * x0 + (
+            np.sqrt(alpha) * (1 - abar_prev) / (1 - abar)
         ) * sample
         if t > 0:
             if self.config["variance_type"] == "fixed_large":
-                std = beta**0.5
+                std = np.sqrt(beta)
             else:
-                std = np.maximum((1 - abar_prev) / (1 - abar) * beta, F32(1e-20)) ** 0.5
+                std = np.sqrt(np.maximum((1 - abar_prev) / (1 - abar) * beta, F32(1e-20)))
             prev = prev + std * draw_noise(generator, sample.shape)
         return self.output(prev, x0)

@@ -60,10 +60,10 @@ class LCMScheduler(BaseScheduler):
         abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else final
         scaled_t = F32(t * self.config["timestep_scaling"])
         c_skip = F32(SIGMA_DATA**2) / (scaled_t**2 + F32(SIGMA_DATA**2))
-        c_out = scaled_t / (scaled_t**2 + F32(SIGMA_DATA**2)) ** F32(0.5)
+        c_out = scaled_t / np.sqrt(scaled_t**2 + F32(SIGMA_DATA**2))
         sample = as_f32(sample)
         x0 = prediction.to_x0(
-            as_f32(model_output), sample, abar**0.5, (1 - abar) ** 0.5,
+            as_f32(model_output), sample, np.sqrt(abar), np.sqrt(1 - abar),
             self.config["prediction_type"],
         )
         x0 = prediction.clip_or_threshold(x0, self.config)
@@ -71,4 +71,4 @@ class LCMScheduler(BaseScheduler):
         if last:
             return self.output(denoised, denoised)
         noise = draw_noise(generator, sample.shape)
-        return self.output(abar_prev**0.5 * denoised + (1 - abar_prev) ** 0.5 * noise, denoised)
+        return self.output(np.sqrt(abar_prev) * denoised + np.sqrt(1 - abar_prev) * noise, denoised)

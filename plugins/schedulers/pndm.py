@@ -110,6 +110,6 @@ class PNDMScheduler(BaseScheduler):
         abar = self.alphas_cumprod[t]
         abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else np.float32(final)
         if self.config["prediction_type"] == "v_prediction":
-            eps = abar**0.5 * eps + (1 - abar) ** 0.5 * sample
-        denominator = abar * (1 - abar_prev) ** 0.5 + (abar * (1 - abar) * abar_prev) ** 0.5
-        return (abar_prev / abar) ** 0.5 * sample - (abar_prev - abar) * eps / denominator
+            eps = np.sqrt(abar) * eps + np.sqrt(1 - abar) * sample
+        denominator = abar * np.sqrt(1 - abar_prev) + np.sqrt(abar * (1 - abar) * abar_prev)
+        return np.sqrt(abar_prev / abar) * sample - (abar_prev - abar) * eps / denominator
