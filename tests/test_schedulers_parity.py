@@ -18,8 +18,10 @@ TOLERANCE = 1e-5
 #:   relative. paddiff evaluates the same formula but cannot reproduce torch's rounding bit for bit.
 #: - DPM-Solver++ 3M SDE: the third-order weights (E/h + 1, (E + h)/h^2 - 1/2) cancel for small h,
 #:   so one-ulp differences between NumPy's and torch's float32 exp/log grow to ~2e-6 per step;
-#:   over 50 steps the trajectories drift apart by up to ~1.1e-5.
+#:   over 50 steps the trajectories drift apart by up to ~1.1e-5. DEIS's third-order
+#:   coefficients are differences of nearly equal log-polynomials: the same effect.
 LOOSER = {
+    ("DEISMultistepScheduler", "order3"): 2e-5,
     ("KDPM2AncestralDiscreteScheduler", "*"): 1e-4,
     ("DPMSolverMultistepScheduler", "sde_order3"): 2e-5,
 }
