@@ -188,10 +188,11 @@ class UNetNetwork(nn.Layer):
         x = self.mid_block(x, temb, encoder_hidden_states)
         for block in self.up_blocks:
             consumed = len(block.resnets)
+            block_skips, skips = skips[-consumed:], skips[:-consumed]
             # Upsample to the size of the skip the next block takes first: exactly 2x unless an
             # odd size was rounded up on the way down.
-            next_size = skips[-consumed - 1].shape[2:] if len(skips) > consumed else None
-            x = block(x, skips, temb, encoder_hidden_states, next_size)
+            next_size = skips[-1].shape[2:] if skips else None
+            x = block(x, block_skips, temb, encoder_hidden_states, next_size)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 
