@@ -212,9 +212,10 @@ class UNet2DConditionModel(Denoiser):
         """Load `path` (a `unet/` folder). The prediction type lives in the sibling
         `scheduler/scheduler_config.json` in diffusers folders; pass it to override."""
         config = read_config(path, DEFAULTS)
-        model = cls(config, prediction_type or _prediction_type_next_to(path))
+        with paddle.LazyGuard():  # no random init: every parameter is set from the file
+            model = cls(config, prediction_type or _prediction_type_next_to(path))
         state, source = load_component_weights(path)
-        load_state_dict_into(model.net, state, source)
+        load_state_dict_into(model.net, state, source, consume=True)
         return model
 
     def save_pretrained(self, folder) -> None:
