@@ -359,10 +359,14 @@ def _zip_entry_reader(path: Path, info: zipfile.ZipInfo):
 
 def _file_reader(path: Path, base: int):
     def read(start: int, count: int) -> np.ndarray:
-        data = np.fromfile(path, dtype=np.uint8, count=count, offset=base + start)
-        if data.size != count:
+        if base + start + count > path.stat().st_size:
             raise CheckpointFormatError(f"{path}: file ends inside a tensor (truncated?)")
-        return data
+        if count == 0:
+            return np.zeros(0, np.uint8)
+        # memory-mapped: pages are read when used and released with the array
+        return np.asarray(
+            np.memmap(path, dtype=np.uint8, mode="c", offset=base + start, shape=(count,))
+        )
 
     return read
 

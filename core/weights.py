@@ -265,16 +265,25 @@ def _load_safetensors(path: Path, dtype: str | None) -> StateDict:
 
 def _safetensors_reader(path: Path, stored: str, shape: tuple[int, ...], start: int):
     def read() -> np.ndarray:
-        count = int(np.prod(shape, dtype=np.int64))
         if stored == BFLOAT16:
-            bits = np.fromfile(path, dtype="<u2", count=count, offset=start)
-            return bfloat16_to_float32(bits).reshape(shape)
-        array = np.fromfile(
-            path, dtype=np.dtype(stored).newbyteorder("<"), count=count, offset=start
-        )
-        return array.astype(stored, copy=False).reshape(shape)
+            return bfloat16_to_float32(map_array(path, "<u2", shape, start))
+        return map_array(path, np.dtype(stored).newbyteorder("<"), shape, start)
 
     return read
+
+
+def map_array(path: Path, dtype, shape: tuple[int, ...], offset: int) -> np.ndarray:
+    """A tensor stored at `offset` of a file, memory-mapped copy-on-write.
+
+    Nothing is read until the values are used, `.shape` is free, and the pages are released when
+    the array is dropped, so reading tensor after tensor never holds more than one in memory.
+    """
+    dtype = np.dtype(dtype)
+    if int(np.prod(shape, dtype=np.int64)) == 0:
+        return np.zeros(shape, dtype=dtype.newbyteorder("="))
+    mapped = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape)
+    array = np.asarray(mapped)  # a plain ndarray view; it keeps the mapping alive
+    return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
 
 
 # -- writing --------------------------------------------------------------------------------------
