@@ -91,6 +91,15 @@ class StateDict(Mapping):
             )
         self._entries[key] = (info, read)
 
+    def renamed(self, rename: Callable[[str], str | None]) -> StateDict:
+        """The same tensors (still unread) under `rename(key)`; keys renamed to None are dropped."""
+        out = StateDict(self.layout, self.dtype.name if self.dtype is not None else None)
+        for key, (info, read) in self._entries.items():
+            new = rename(key)
+            if new is not None:
+                out.add(new, info, read)
+        return out
+
     def info(self, key: str) -> TensorInfo:
         return self._lookup(key)[0]
 

@@ -34,7 +34,9 @@ def load_state_dict_into(layer, state: dict[str, np.ndarray], source_name: str) 
     unexpected and mis-shaped key, so a wrong file or config is easy to spot.
     """
     params = layer.state_dict()
-    transposed = linear_weight_keys(layer)
+    # ppdiffusers / paddlenlp files (layout "paddle") already store Linear weights as [in, out]
+    torch_layout = getattr(state, "layout", "torch") == "torch"
+    transposed = linear_weight_keys(layer) if torch_layout else set()
     missing = sorted(set(params) - set(state))
     unexpected = sorted(set(state) - set(params))
     wrong_shape = []
