@@ -218,6 +218,16 @@ class UNet2DConditionModel(Denoiser):
         load_state_dict_into(model.net, state, source, consume=True)
         return model
 
+    @classmethod
+    def from_state_dict(
+        cls, config, state, source="state dict", prediction_type="epsilon", **options
+    ):
+        """Build from a config dict and a state dict (diffusers keys), e.g. a converted
+        single-file checkpoint; `source` is named in loading errors."""
+        model = cls({**DEFAULTS, **config}, prediction_type)
+        load_state_dict_into(model.net, state, source)
+        return model
+
     def save_pretrained(self, folder) -> None:
         config = {"_class_name": "UNet2DConditionModel", **self.config}
         save_component(folder, config, export_state_dict(self.net), WEIGHTS_NAME)

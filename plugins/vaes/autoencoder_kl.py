@@ -225,6 +225,15 @@ class AutoencoderKL(VAE):
         load_state_dict_into(model.net, state, source, consume=True)
         return model
 
+    @classmethod
+    def from_state_dict(
+        cls, config, state, source="state dict", tile_size=None, tile_overlap=8, **options
+    ):
+        """Build from a config dict and a state dict (diffusers keys)."""
+        model = cls({**DEFAULTS, **config}, tile_size, tile_overlap)
+        load_state_dict_into(model.net, state, source)
+        return model
+
     def save_pretrained(self, folder) -> None:
         config = {"_class_name": "AutoencoderKL", **self.config}
         save_component(folder, config, export_state_dict(self.net), WEIGHTS_NAME)
