@@ -1,0 +1,7 @@
+"""Text encoders: prompts -> the conditioning the denoiser cross-attends to.
+
+bert.py         BERT-style encoders (Taiyi-Stable-Diffusion, Chinese-CLIP text towers)
+xlm_roberta.py  XLM-R + projection (AltDiffusion's RobertaSeriesModelWithTransformation)
+wordpiece.py    BERT's WordPiece tokenizer (vocab.txt)
+xlmr_tokenizer.py  XLM-R's SentencePiece tokenizer (sentencepiece.bpe.model)
+"""
