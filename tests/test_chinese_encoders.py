@@ -68,6 +68,9 @@ def test_window_lengths_and_widths_come_from_the_folder():
     # AltDiffusion conditions on the projection (project_dim), with the padding mask.
     assert (alt.max_length, alt.hidden_size, alt.use_attention_mask) == (77, 24, True)
     assert load(FIXTURES / "taiyi_like", max_length=77).encode(["猫"]).shape == (1, 77, 32)
+    # XLM-R positions start after padding_idx: 80 position rows leave 78 tokens.
+    with pytest.raises(ValueError, match="78 positions"):
+        load(FIXTURES / "altdiffusion_like", max_length=79)
 
 
 def test_unconditional_embedding_is_the_empty_prompt():

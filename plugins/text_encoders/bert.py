@@ -209,10 +209,10 @@ class BertTextEncoder(TextEncoder):
         check_config(config, folder / "config.json")
         tok_folder = tokenizer_folder(folder, options.get("tokenizer_path"))
         tokenizer = WordPieceTokenizer.from_folder(tok_folder)
-        max_length = options.get("max_length") or model_max_length(
-            tok_folder, config["max_position_embeddings"]
+        max_length = window_length(
+            tok_folder, config["max_position_embeddings"], options.get("max_length")
         )
-        encoder = cls(config, tokenizer, int(max_length))
+        encoder = cls(config, tokenizer, max_length)
         source, state = load_weights(folder)
         load_strict(encoder.model, state, source, IGNORED_KEYS)
         return encoder
@@ -220,38 +220,35 @@ class BertTextEncoder(TextEncoder):
     def tokenize(self, prompts: list[str]) -> np.ndarray:
         return self.tokenizer(list(prompts), self.max_length)[0]
 
-    def hidden_states(self, ids: np.ndarray, mask: np.ndarray | None = None) -> list[np.ndarray]:
-        """Every hidden state (embeddings output first) for ids, with an optional padding mask."""
+    def _states(self, ids: np.ndarray, mask: np.ndarray | None):
         import paddle
 
-        length = ids.shape[1]
-        positions = np.broadcast_to(np.arange(length, dtype=np.int64), ids.shape)
+        positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
+        bias = None if mask is None else attention_bias(mask)
         with paddle.no_grad():
-            states = self.model(
-                paddle.to_tensor(ids),
-                paddle.to_tensor(positions),
-                None if mask is None else attention_bias(mask),
-            )
-        return [s.numpy() for s in states]
+            return self.model(paddle.to_tensor(ids), paddle.to_tensor(positions), bias)
+
+    def hidden_states(self, ids: np.ndarray, mask: np.ndarray | None = None) -> list[np.ndarray]:
+        """Every hidden state (embeddings output first) for ids, with an optional padding mask."""
+        return [state.numpy() for state in self._states(ids, mask)]
 
     def encode(self, prompts: list[str]) -> np.ndarray:
         ids, mask = self.tokenizer(list(prompts), self.max_length)
-        return self.hidden_states(ids, mask if self.use_attention_mask else None)[-1]
+        return self._states(ids, mask if self.use_attention_mask else None)[-1].numpy()
 
 
-def model_max_length(tokenizer_folder: Path, max_positions: int) -> int:
-    """The tokenizer's model_max_length, which diffusers pads and truncates to.
-
-    When it is missing or "unbounded" (transformers writes 1e30), the length the position table
-    allows is used: the reference pipeline cannot run with an unbounded length at all.
+def window_length(folder: Path, max_positions: int, requested: int | None = None) -> int:
+    """Tokens per prompt: `requested`, else the tokenizer's model_max_length (diffusers pads and
+    truncates to it). When that is missing or "unbounded" (transformers writes 1e30), the length
+    the position table allows is used: the reference pipeline cannot run unbounded at all.
     """
-    config_file = tokenizer_folder / "tokenizer_config.json"
-    value = read_json(config_file).get("model_max_length")
+    config_file = folder / "tokenizer_config.json"
+    value = requested or read_json(config_file).get("model_max_length")
     if not isinstance(value, (int, float)) or value >= 1e29:
         return max_positions
     if value > max_positions:
         raise ValueError(
-            f"{config_file}: model_max_length {value} exceeds the {max_positions} positions the "
-            "text encoder has; pass max_length= to choose a shorter window"
+            f"a window of {value} tokens ({config_file} or max_length=) exceeds the "
+            f"{max_positions} positions the text encoder has; pass a smaller max_length="
         )
     return int(value)

@@ -33,7 +33,7 @@ from paddiff.plugins.text_encoders.bert import (
     attention_bias,
     bert_layer_class,
     check_config,
-    model_max_length,
+    window_length,
 )
 from paddiff.plugins.text_encoders.xlmr_tokenizer import XLMRobertaTokenizer
 
@@ -107,8 +107,8 @@ class XLMRobertaTextEncoder(TextEncoder):
             )
         # Positions start after padding_idx, so that many fewer tokens fit.
         usable = config["max_position_embeddings"] - config["pad_token_id"] - 1
-        max_length = options.get("max_length") or model_max_length(tok_folder, usable)
-        encoder = cls(config, tokenizer, int(max_length))
+        max_length = window_length(tok_folder, usable, options.get("max_length"))
+        encoder = cls(config, tokenizer, max_length)
         source, state = load_weights(folder)
         load_strict(encoder.model, state, source, IGNORED_KEYS)
         return encoder
