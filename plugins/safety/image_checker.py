@@ -168,6 +168,7 @@ class StableDiffusionSafetyChecker(SafetyFilter):
     """Flags generated images with SD's CLIP safety checker; allows every prompt."""
 
     name = "StableDiffusionSafetyChecker"
+    checks = ("images",)  # what paddiff.safety runs it on
     category = "nsfw"
 
     def __init__(

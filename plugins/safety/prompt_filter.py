@@ -62,6 +62,7 @@ class PromptTermFilter(SafetyFilter):
     """Blocks prompts containing listed terms; allows every image."""
 
     name = "PromptTermFilter"
+    checks = ("prompts",)  # what paddiff.safety runs it on
 
     def __init__(self, terms: Iterable[Term]):
         by_pattern: dict[str, list[_Pattern]] = {}
