@@ -4,6 +4,7 @@ The operator's configuration (a dict, or the path of a JSON file holding one) sa
 `paddiff.safety_filters` plugins run and with which options:
 
     {"enabled": true,
+     "check_negative_prompt": true,
      "filters": [
         {"name": "PromptTermFilter", "term_files": ["/etc/paddiff/terms.txt"]},
         {"name": "StableDiffusionSafetyChecker", "weights": "/models/sd15/safety_checker"}
@@ -54,6 +55,9 @@ class SafetyFilters:
     prompt_filters: list[SafetyFilter] = field(default_factory=list)
     image_filters: list[SafetyFilter] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. why image checking is off
+    # Negative prompts often list exactly what to avoid ("nsfw, nude"); an operator may decide
+    # not to check them. Checked by default.
+    check_negative_prompt: bool = True
 
     @property
     def image_checking(self) -> bool:
@@ -63,13 +67,19 @@ class SafetyFilters:
         """One line per fact, for start-up logs and `paddiff` output."""
         prompt = ", ".join(_name(f) for f in self.prompt_filters) or "OFF"
         image = ", ".join(_name(f) for f in self.image_filters) or "OFF"
-        return "\n".join([f"prompt checking: {prompt}", f"image checking: {image}", *self.notes])
+        lines = [f"prompt checking: {prompt}", f"image checking: {image}", *self.notes]
+        if self.prompt_filters and not self.check_negative_prompt:
+            lines.append("negative prompts are not checked (server configuration)")
+        return "\n".join(lines)
 
     def check_prompt(self, prompt: str, negative_prompt: str | None = None) -> list[Verdict]:
         """Run every prompt filter on the prompt and the negative prompt, before any compute.
         Returns the verdicts (all allowed) or raises SafetyBlocked at the first refusal."""
         verdicts = []
-        for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+        texts = [("prompt", prompt)]
+        if self.check_negative_prompt:
+            texts.append(("negative_prompt", negative_prompt))
+        for name, text in texts:
             if not text:
                 continue
             for safety_filter in self.prompt_filters:
@@ -111,10 +121,10 @@ def load_filters(
     that are missing are an error, so that a typo cannot silently turn checking off.
     """
     config = _read_config(config)
-    unknown = set(config) - {"enabled", "filters"}
+    unknown = set(config) - {"enabled", "check_negative_prompt", "filters"}
     if unknown:
         raise ValueError(f"safety config: unknown key(s) {sorted(unknown)}")
-    filters = SafetyFilters()
+    filters = SafetyFilters(check_negative_prompt=bool(config.get("check_negative_prompt", True)))
     if not config.get("enabled", True):
         filters.notes.append("safety filters are disabled in the server configuration")
         return filters

@@ -46,6 +46,15 @@ def test_negative_prompt_is_checked_too():
     assert caught.value.field == "negative_prompt"
 
 
+def test_operator_may_leave_negative_prompts_unchecked():
+    config = {"check_negative_prompt": False, "filters": [{"name": "PromptTermFilter"}]}
+    filters = load_filters(config)
+    assert len(filters.check_prompt("a quiet lake", "nsfw, nude, blurry")) == 1
+    assert "negative prompts are not checked" in filters.status()
+    with pytest.raises(SafetyBlocked):
+        filters.check_prompt("nude", "blurry")
+
+
 def test_disabled_by_configuration_runs_nothing():
     filters = load_filters({"enabled": False, "filters": [{"name": "PromptTermFilter"}]})
     assert filters.check_prompt("porn") == []
