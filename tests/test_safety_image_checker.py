@@ -167,3 +167,15 @@ def test_nested_checkpoint_keys_load_too(tmp_path, checker):
     )
     images = load_images()
     assert other.scores(images) == checker.scores(images)
+
+
+def test_legacy_vision_config_dict_takes_precedence(tmp_path, checker):
+    folder = tmp_path / "safety_checker"
+    shutil.copytree(CHECKER, folder)
+    config = json.loads((CHECKER / "config.json").read_text(encoding="utf-8"))
+    tiny = config["vision_config"]
+    config["vision_config"] = {"hidden_size": 1024, "num_hidden_layers": 24}  # stale values
+    config["vision_config_dict"] = tiny
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    other = StableDiffusionSafetyChecker.from_config({"weights": str(folder)})
+    assert other.scores(load_images()[:2]) == checker.scores(load_images()[:2])

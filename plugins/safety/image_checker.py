@@ -94,8 +94,10 @@ def load_network(folder: Path) -> CheckerNetwork:
     config = json.loads(config_path.read_text(encoding="utf-8"))
     state = paddle_state_dict(load_state_dict(weights))
     counts = {k: state[k].shape[0] for k in ("concept_embeds", "special_care_embeds") if k in state}
+    # Older SD checkpoints (transformers 4.2x) also write "vision_config_dict", which wins.
+    vision = {**(config.get("vision_config") or {}), **(config.get("vision_config_dict") or {})}
     network = CheckerNetwork(
-        CLIPVisionConfig.from_dict(config.get("vision_config", {})),
+        CLIPVisionConfig.from_dict(vision),
         config.get("projection_dim", 512),
         counts.get("concept_embeds", 17),
         counts.get("special_care_embeds", 3),
