@@ -36,6 +36,11 @@ EVASIONS = [
     ("ⓟⓞⓡⓝ", "sexual"),  # circled letters
     ("𝐩𝐨𝐫𝐧", "sexual"),  # mathematical bold
     ("porno-graphy", "sexual"),
+    ("nu.de", "sexual"),  # punctuation inside a short word
+    ("p.orn", "sexual"),
+    ("se-x", "sexual"),
+    ("n_ude beach", "sexual"),
+    ("ra.pe", "sexual"),
     ("n u d e", "sexual"),
     ("a nud3 woman", "sexual"),
     ("NÜDE", "sexual"),
@@ -143,6 +148,8 @@ HARMLESS = [
     "this exhibition of sculptures",
     "gas explosion in a cartoon",
     "Model S 3X zoom lens",
+    "the U.S. ex-president at a podium",
+    "a Tesla Model S, 3x zoom",
     "a gorgeous mountain gorge",
     "a stitched leather wallet",
     "killer whale breaching, 4k",

@@ -10,8 +10,8 @@ Each character of the input maps, on its own, to zero or more canonical characte
    are easily swapped for each other share one class: "l", "1" and "i" all become "i". ("!" and
    "|" stay punctuation: read as letters they would glue a term to the end of a sentence.)
 4. Traditional Chinese characters map to simplified ones (data/trad_to_simp.txt).
-5. Separators (spaces, punctuation, symbols) are dropped but leave a *gap* mark; invisible
-   characters (zero-width spaces and joiners, soft hyphens, variation selectors) are dropped
+5. Separators are dropped but leave a *gap* mark, of one of two kinds: whitespace, which ends
+   words, and punctuation or symbols only ("p.o.r.n", "s-e-x"); invisible characters (zero-width spaces and joiners, soft hyphens, variation selectors) are dropped
    without a trace.
 
 Terms and prompts go through the same mapping, so a class that merges two letters cannot stop a
@@ -47,7 +47,8 @@ CONFUSABLES = {
 # Characters that render as nothing (or as blank letters) and are inserted to split words.
 INVISIBLE = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u180e", "\u034f"}
 
-GAP = None  # marks a dropped visible separator in a character's canonical form
+# Gap kinds, in increasing strength; canonical() emits them in place of dropped separators.
+NO_GAP, MARK_GAP, SPACE_GAP = 0, 1, 2
 
 
 @lru_cache(maxsize=1)
@@ -73,11 +74,12 @@ def is_word_char(char: str) -> bool:
 
 
 @lru_cache(maxsize=65536)
-def canonical(char: str) -> tuple[str | None, ...]:
-    """The canonical characters for one input character; GAP stands for a visible separator."""
+def canonical(char: str) -> tuple[str | int, ...]:
+    """The canonical characters for one input character; an int stands for a dropped separator
+    (SPACE_GAP for whitespace, MARK_GAP for punctuation and symbols)."""
     if char in INVISIBLE:
         return ()
-    out: list[str | None] = []
+    out: list[str | int] = []
     folded = unicodedata.normalize("NFKC", char).casefold()
     for piece in unicodedata.normalize("NFKD", folded):
         category = unicodedata.category(piece)
@@ -88,7 +90,7 @@ def canonical(char: str) -> tuple[str | None, ...]:
         if piece.isalnum():
             out.append(piece)
         else:  # spaces, punctuation, symbols, controls
-            out.append(GAP)
+            out.append(SPACE_GAP if piece.isspace() else MARK_GAP)
     return tuple(out)
 
 
@@ -98,13 +100,13 @@ class Normalized:
 
     text:   canonical characters, separators removed.
     origin: origin[k] is the index in the original string of canonical character k.
-    gap:    gap[k] is True when a visible separator (or the start of the text) lies just before
-            canonical character k; gap[len(text)] is True (the end of the text).
+    gap:    gap[k] is the strongest separator just before canonical character k: NO_GAP,
+            MARK_GAP or SPACE_GAP; the start and the end (gap[len(text)]) count as SPACE_GAP.
     """
 
     text: str
     origin: list[int]
-    gap: list[bool]
+    gap: list[int]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original [start, end) covering canonical characters [start, end)."""
@@ -114,16 +116,16 @@ class Normalized:
 def normalize(text: str) -> Normalized:
     chars: list[str] = []
     origin: list[int] = []
-    gap: list[bool] = []
-    pending_gap = True
+    gap: list[int] = []
+    pending_gap = SPACE_GAP
     for index, char in enumerate(text):
         for piece in canonical(char):
-            if piece is GAP:
-                pending_gap = True
+            if isinstance(piece, int):
+                pending_gap = max(pending_gap, piece)
             else:
                 chars.append(piece)
                 origin.append(index)
                 gap.append(pending_gap)
-                pending_gap = False
-    gap.append(True)
+                pending_gap = NO_GAP
+    gap.append(SPACE_GAP)
     return Normalized("".join(chars), origin, gap)

@@ -8,9 +8,10 @@ keep the separator-free matching from firing across ordinary words:
   boundary of the prompt, unless written with '*' there. So "ass" does not match "class" or
   "assassin", while "s e x", "s.e.x" and "ѕех" still match "sex". Chinese has no such boundaries:
   its terms match anywhere, and the allow list excuses harmless compounds ("角色情感").
-* Separators the term does not have itself (insertions) are accepted inside Chinese terms and
-  inside Latin-script words of 5 or more letters; in shorter words only when every piece is a
-  single character ("p o r n"), so that "Model S 3X" does not read as "s3x".
+* Separators the term does not have itself (insertions) are accepted when they are punctuation
+  or symbols only ("nu.de", "s-e-x"), and inside Chinese terms. Whitespace insertions are
+  accepted inside Latin-script words of 5 or more letters, and in shorter words only when every
+  piece is a single character ("p o r n"), so that "Model S 3X" does not read as "s3x".
 * A match lying inside a match of an allow-list entry ("oilseed rape", "magna cum laude") is
   excused.
 """
@@ -24,7 +25,13 @@ from pathlib import Path
 
 from paddiff.interfaces import SafetyFilter, Verdict
 from paddiff.plugins.safety.automaton import Automaton
-from paddiff.plugins.safety.normalize import Normalized, is_cjk, is_word_char, normalize
+from paddiff.plugins.safety.normalize import (
+    SPACE_GAP,
+    Normalized,
+    is_cjk,
+    is_word_char,
+    normalize,
+)
 from paddiff.plugins.safety.term_lists import (
     DEFAULT_TERM_FILES,
     Term,
@@ -164,7 +171,7 @@ def _accepts(pattern: _Pattern, prompt: Normalized, start: int, end: int) -> boo
     if not term.open_end and is_word_char(word[-1]):
         if not (prompt.gap[end] or not is_word_char(text[end])):
             return False
-    inserted = [k - start for k in range(start + 1, end) if prompt.gap[k]]
+    inserted = [k - start for k in range(start + 1, end) if prompt.gap[k] == SPACE_GAP]
     inserted = [k for k in inserted if k not in pattern.own_gaps]
     if not inserted:
         return True
