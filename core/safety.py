@@ -137,7 +137,9 @@ def load_filters(
             folder = Path(model_dir) / "safety_checker" if model_dir else None
             if folder is None or not folder.is_dir():
                 where = (
-                    f"{model_dir} has no safety_checker/ folder" if model_dir else "no model folder"
+                    f"{model_dir} has no safety_checker/ folder"
+                    if model_dir
+                    else "no model folder was given"
                 )
                 filters.notes.append(
                     f"image checking is OFF: no checker weights were configured and {where}"
