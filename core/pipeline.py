@@ -116,6 +116,8 @@ class Pipeline:
         denoiser_batch_size: most images per denoiser call (None: all at once). Each call
                              holds 2 x this many latents when guidance is on.
         prompt_cache:        the `PromptCache` of prompt embeddings.
+        long_prompts:        read WebUI emphasis ("(word:1.3)") and encode prompts longer
+                             than the text encoder's window in chunks, instead of cutting them.
         safety_filters:      `SafetyFilter` instances run on prompts and images.
     """
 
@@ -132,6 +134,7 @@ class Pipeline:
         prompt_cache: PromptCache | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         denoiser_batch_size: int | None = None,
+        long_prompts: bool = False,
     ):
         self.text_encoder = text_encoder
         self.denoiser = denoiser
@@ -143,6 +146,7 @@ class Pipeline:
         self.prompt_cache = prompt_cache if prompt_cache is not None else PromptCache()
         self.max_pixels = max_pixels
         self.denoiser_batch_size = denoiser_batch_size
+        self.long_prompts = long_prompts
         self._model_hash: str | None = None
 
     # -- assembling --------------------------------------------------------------------------
@@ -478,21 +482,28 @@ class Pipeline:
         return jobs
 
     def _conditioning(self, request, prompt, negative, index, guidance):
+        """(cond, uncond) for one prompt, from given embeddings or the text encoder."""
         cond_embeds, uncond_embeds = request["cond_embeds"], request["uncond_embeds"]
         if cond_embeds is None:
-            cond, uncond = encode_pair(
-                self.text_encoder, prompt, negative, guidance, self.prompt_cache
-            )
-            if uncond_embeds is not None:
-                uncond = uncond_embeds[index : index + 1]
-            return cond, uncond if guidance else None
-        cond = cond_embeds[index : index + 1]
+            # The negative prompt is encoded with the prompt unless its embeddings were given.
+            cond, uncond = self._encode(prompt, negative, guidance and uncond_embeds is None)
+        else:
+            cond, uncond = cond_embeds[index : index + 1], None
         if not guidance:
             return cond, None
         if uncond_embeds is not None:
             return cond, uncond_embeds[index : index + 1]
-        _, uncond = encode_pair(self.text_encoder, "", negative, True, self.prompt_cache)
+        if uncond is None:  # prompt embeddings given, negative prompt as text (or none)
+            if negative:
+                uncond = self._encode(negative, None, False)[0]
+            else:
+                uncond = np.asarray(self.text_encoder.unconditional(1), dtype=np.float32)
         return cond, uncond
+
+    def _encode(self, prompt, negative, guidance):
+        return encode_pair(
+            self.text_encoder, prompt, negative, guidance, self.prompt_cache, self.long_prompts
+        )
 
     def _check_prompt(self, text: str | None, what: str) -> None:
         if not text:

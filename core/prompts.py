@@ -18,14 +18,27 @@ class PromptTruncatedWarning(UserWarning):
 
 
 def encode_pair(
-    encoder, prompt: str, negative_prompt: str | None, guidance: bool, cache: PromptCache
+    encoder,
+    prompt: str,
+    negative_prompt: str | None,
+    guidance: bool,
+    cache: PromptCache,
+    long_prompts: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(conditional, unconditional) embeddings, each (1, seq, hidden); the unconditional one is
-    None when guidance is off. Cached by (encoder, prompt, negative prompt)."""
-    key = (encoder, prompt, negative_prompt if guidance else None, guidance)
+    None when guidance is off. Cached by (encoder, prompt, negative prompt).
+
+    With `long_prompts`, prompts use WebUI's emphasis syntax and may be longer than the
+    encoder's window (see `paddiff.prompt_weighting`).
+    """
+    key = (encoder, prompt, negative_prompt if guidance else None, guidance, long_prompts)
     cached = cache.get(key)
     if cached is not None:
         return cached
+    if long_prompts:
+        value = _encode_weighted_pair(encoder, prompt, negative_prompt, guidance)
+        cache.put(key, value)
+        return value
     # One prompt per encoder call, so an embedding never depends on what else is in the batch.
     cond = encode_one(encoder, prompt)
     uncond = None
@@ -36,6 +49,17 @@ def encode_pair(
             uncond = np.asarray(encoder.unconditional(1), dtype=np.float32)
     cache.put(key, (cond, uncond))
     return cond, uncond
+
+
+def _encode_weighted_pair(encoder, prompt, negative_prompt, guidance):
+    from paddiff.prompt_weighting import encode_weighted, pad_to_same_length
+
+    cond = encode_weighted(encoder, prompt)
+    if not guidance:
+        return cond, None
+    empty = np.asarray(encoder.unconditional(1), dtype=np.float32)
+    uncond = encode_weighted(encoder, negative_prompt) if negative_prompt else empty
+    return pad_to_same_length(cond, uncond, empty)
 
 
 def encode_one(encoder, text: str) -> np.ndarray:

@@ -45,7 +45,8 @@ class ToyTextEncoder(TextEncoder):
     def encode(self, prompts):
         self.encoded.extend(prompts)
         vectors = self.table[self.tokenize(prompts)]
-        return np.cumsum(vectors, axis=1) / np.arange(1, self.max_length + 1)[None, :, None]
+        steps = np.arange(1, self.max_length + 1, dtype=np.float32)[None, :, None]
+        return (np.cumsum(vectors, axis=1) / steps).astype(np.float32)
 
 
 class ToyDenoiser(Denoiser):

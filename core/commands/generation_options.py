@@ -38,6 +38,11 @@ def add_common_arguments(parser, strength_default: float | None = None) -> None:
     parser.add_argument("-n", "--count", type=int, default=1, help="number of images (default 1)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0)")
     parser.add_argument("--max-pixels", type=int, default=None, help="largest width x height")
+    parser.add_argument(
+        "--long-prompts",
+        action="store_true",
+        help='read WebUI emphasis like "(word:1.3)" and encode long prompts in chunks',
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if strength_default is not None:
         parser.add_argument(
@@ -79,6 +84,7 @@ def run_generation(args, generate) -> int:
         pipeline = paddiff.load_pipeline(args.model)
         if args.max_pixels is not None:
             pipeline.max_pixels = args.max_pixels
+        pipeline.long_prompts = args.long_prompts
         result = generate(pipeline, generation_kwargs(args))
         paths = result.save(output)
     except (paddiff.ValidationError, paddiff.SafetyBlocked, FileNotFoundError) as exc:
