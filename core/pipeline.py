@@ -14,7 +14,14 @@ and the step follows uncond + g * (cond - uncond). With g <= 1 the unconditional
 
 Each image has its own `Generator(seed)` and its own scheduler instance (schedulers keep state,
 and ancestral ones draw noise), so image i of a batch gets exactly the noise that the same seed
-gets alone. See `Pipeline.denoiser_batch_size` for the one place where batching can matter.
+gets alone. Text encoding and VAE decoding run one image per call for the same reason.
+
+The denoiser is where batching could matter: Paddle's CPU kernels do not promise that a batch
+entry's result is bit-identical to the same input run alone (on the tiny sd1 fixture UNet the
+outputs differed by up to 1.4e-6). So by default each denoiser call holds one image - its
+unconditional and conditional passes together, a batch of 2 - and a batch reproduces each seed
+exactly. `Pipeline.denoiser_batch_size = None` puts all images in one call (batch 2N), which
+can be faster on a GPU, at the price of last-bit differences from single-image runs.
 """
 
 from __future__ import annotations
@@ -113,8 +120,8 @@ class Pipeline:
 
     Attributes a caller may change:
         max_pixels:          largest width x height accepted.
-        denoiser_batch_size: most images per denoiser call (None: all at once). Each call
-                             holds 2 x this many latents when guidance is on.
+        denoiser_batch_size: most images per denoiser call (default 1; None: all at once).
+                             Each call holds 2 x this many latents when guidance is on.
         prompt_cache:        the `PromptCache` of prompt embeddings.
         long_prompts:        read WebUI emphasis ("(word:1.3)") and encode prompts longer
                              than the text encoder's window in chunks, instead of cutting them.
@@ -133,7 +140,7 @@ class Pipeline:
         model_path: str | Path | None = None,
         prompt_cache: PromptCache | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        denoiser_batch_size: int | None = None,
+        denoiser_batch_size: int | None = 1,
         long_prompts: bool = False,
     ):
         self.text_encoder = text_encoder

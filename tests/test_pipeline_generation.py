@@ -60,9 +60,17 @@ def test_one_seed_numbers_the_batch_and_random_seeds_are_recorded():
 
 @pytest.mark.parametrize("guidance, batch", [(7.5, 6), (1.0, 3), (0.0, 3)])
 def test_guidance_batches_both_passes_into_one_denoiser_call(guidance, batch):
-    pipe = toy_pipeline()
+    pipe = toy_pipeline(denoiser_batch_size=None)  # all images in one call
     pipe.text_to_image("a cat", guidance_scale=guidance, num_images_per_prompt=3, seed=1, **FAST)
     assert len(pipe.denoiser.calls) == FAST["steps"]
+    assert all(latents[0] == batch and cond[0] == batch for latents, cond in pipe.denoiser.calls)
+
+
+@pytest.mark.parametrize("guidance, batch", [(7.5, 2), (1.0, 1)])
+def test_by_default_each_image_gets_its_own_denoiser_call(guidance, batch):
+    pipe = toy_pipeline()
+    pipe.text_to_image("a cat", guidance_scale=guidance, num_images_per_prompt=3, seed=1, **FAST)
+    assert len(pipe.denoiser.calls) == 3 * FAST["steps"]
     assert all(latents[0] == batch and cond[0] == batch for latents, cond in pipe.denoiser.calls)
 
 
@@ -74,13 +82,13 @@ def test_guidance_mixes_the_two_passes():
 
 
 def test_denoiser_batch_size_splits_calls_without_changing_pixels():
-    pipe = toy_pipeline()
+    pipe = toy_pipeline(denoiser_batch_size=None)
     whole = pipe.text_to_image("a cat", num_images_per_prompt=3, seed=1, **FAST)
-    pipe.denoiser_batch_size = 1
+    pipe.denoiser_batch_size = 2
     pipe.denoiser.calls.clear()
     split = pipe.text_to_image("a cat", num_images_per_prompt=3, seed=1, **FAST)
-    assert len(pipe.denoiser.calls) == 3 * FAST["steps"]
-    assert all(shape[0] == 2 for shape, _ in pipe.denoiser.calls)
+    assert [shape[0] for shape, _ in pipe.denoiser.calls[:2]] == [4, 2]
+    assert len(pipe.denoiser.calls) == 2 * FAST["steps"]
     for a, b in zip(whole.images, split.images, strict=True):
         assert pixels(a).tobytes() == pixels(b).tobytes()
 
