@@ -810,10 +810,13 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
             raise FileNotFoundError(
                 "no model given and the embedded default model is not installed "
                 "(expected paddiff/plugins/embedded/model/model_index.json); pass a model "
-                "folder or checkpoint file, e.g. load_pipeline('path/to/model')"
+                "folder or checkpoint file: load_pipeline('path/to/model'), or --model PATH "
+                "on the command line"
             )
-    from paddiff.loader import load_components
-
+    try:
+        from paddiff.loader import load_components
+    except ImportError:  # until core/loader.py (the weights issue) lands: diffusers folders only
+        load_components = _load_diffusers_folder
     components = load_components(location, **component_overrides)
     pipeline = Pipeline(
         **{name: components[name] for name in COMPONENT_NAMES},
@@ -824,3 +827,34 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
     if scheduler is not None:
         pipeline = pipeline.with_components(scheduler=scheduler)
     return pipeline
+
+
+#: model_index.json entry -> (registry kind, pipeline component name)
+_FOLDER_PARTS = {
+    "text_encoder": ("text_encoders", "text_encoder"),
+    "unet": ("denoisers", "denoiser"),
+    "vae": ("vaes", "vae"),
+}
+
+
+def _load_diffusers_folder(location, **overrides) -> dict:
+    """Components of a diffusers-layout folder, by the class names model_index.json gives
+    (a stand-in for `paddiff.loader.load_components`; given components are used as they are)."""
+    import json
+
+    folder = Path(location)
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{folder} is not a diffusers model folder (no model_index.json)")
+    index = json.loads(index_file.read_text())
+    components = {}
+    for entry, (kind, name) in _FOLDER_PARTS.items():
+        components[name] = overrides.get(name) or paddiff.get(
+            kind, index[entry][1]
+        ).from_pretrained(folder / entry)
+    scheduler = overrides.get("scheduler")
+    if scheduler is None:
+        config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        scheduler = paddiff.get("schedulers", config["_class_name"]).from_config(config)
+    components["scheduler"] = scheduler
+    return components

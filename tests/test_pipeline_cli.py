@@ -124,3 +124,10 @@ def test_img2img_and_inpaint(toy_model, tmp_path, capsys):
         == 1
     )
     assert "mask_image file not found" in capsys.readouterr().err
+
+
+def test_without_a_model_or_the_embedded_one_the_error_says_what_to_do(monkeypatch, capsys):
+    monkeypatch.setattr(paddiff.pipeline, "embedded_model_path", lambda: None)
+    assert main(["generate", "a cat", "--no-progress"]) == 1
+    error = capsys.readouterr().err
+    assert "embedded default model is not installed" in error and "--model" in error

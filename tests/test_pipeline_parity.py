@@ -42,8 +42,9 @@ def common(ref: dict) -> dict:
     )
 
 
-def test_text_to_image_matches_diffusers():
-    ref = reference("txt2img_sd1")
+@pytest.mark.parametrize("case", ["txt2img_sd1", "txt2img_sd1_euler"])
+def test_text_to_image_matches_diffusers(case):
+    ref = reference(case)
     pipe = fixture_pipeline("sd1", scheduler=str(ref["scheduler"]))
     result = pipe.text_to_image(
         [str(p) for p in ref["prompts"]],
@@ -68,7 +69,9 @@ def test_image_to_image_matches_diffusers():
     assert_matches(result.images, ref["expected"])
 
 
-@pytest.mark.parametrize("case, model", [("inpaint_unet9", "inpaint"), ("inpaint_blend_sd1", "sd1")])
+@pytest.mark.parametrize(
+    "case, model", [("inpaint_unet9", "inpaint"), ("inpaint_blend_sd1", "sd1")]
+)
 def test_inpaint_matches_diffusers(case, model):
     ref = reference(case)
     pipe = fixture_pipeline(model, scheduler=str(ref["scheduler"]))
