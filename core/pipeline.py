@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,63 +40,10 @@ from paddiff.interfaces import SchedulerOutput, Verdict
 from paddiff.prompt_cache import PromptCache
 from paddiff.prompts import encode_pair
 from paddiff.randomness import Generator
+from paddiff.results import GenerationCancelled, GenerationResult, SafetyBlocked, StepInfo
 from paddiff.validation import DEFAULT_MAX_PIXELS, ValidationError
 
 COMPONENT_NAMES = ("text_encoder", "denoiser", "vae", "scheduler")
-
-
-class SafetyBlocked(RuntimeError):
-    """A safety filter refused a prompt; nothing was generated."""
-
-    def __init__(self, verdict: Verdict, what: str = "prompt"):
-        self.verdict = verdict
-        reason = verdict.reason or verdict.category or "blocked"
-        source = f" by {verdict.filter}" if verdict.filter else ""
-        super().__init__(f"the {what} was blocked{source}: {reason}")
-
-
-class GenerationCancelled(RuntimeError):
-    """The step callback asked to stop."""
-
-    def __init__(self, step: int):
-        self.step = step
-        super().__init__(f"generation cancelled by the callback after step {step}")
-
-
-@dataclass
-class StepInfo:
-    """What the per-step callback receives. Return False from the callback to cancel."""
-
-    step: int  # 0-based index of the step just taken
-    total_steps: int
-    timestep: float
-    latents: np.ndarray  # the batch's current latents, (images, channels, h, w)
-
-
-@dataclass
-class GenerationResult:
-    """Images, the settings that made each one, and each safety filter's verdict on it."""
-
-    images: list
-    settings: list[dict]
-    verdicts: list[list[Verdict]] = field(default_factory=list)
-
-    def save(self, target: str | Path, prefix: str = "") -> list[Path]:
-        """Write PNGs with their settings: to `target` if it names a .png file (one image), or
-        numbered files in the folder `target`."""
-        from paddiff.png_info import save_image
-
-        target = Path(target)
-        if target.suffix.lower() == ".png":
-            if len(self.images) != 1:
-                raise ValueError(f"{len(self.images)} images cannot all be saved as {target}")
-            return [save_image(self.images[0], self.settings[0], target)]
-        target.mkdir(parents=True, exist_ok=True)
-        first = _next_free_number(target, prefix)
-        return [
-            save_image(image, settings, target / f"{prefix}{first + i:05d}-{settings['seed']}.png")
-            for i, (image, settings) in enumerate(zip(self.images, self.settings, strict=True))
-        ]
 
 
 @dataclass
@@ -245,7 +192,7 @@ class Pipeline:
         )
         shape = self._latent_shape(width, height)
         if latents is not None:
-            latents = _check_latents(latents, (len(request["images"]), *shape[1:]))
+            latents = check.check_latents(latents, (len(request["images"]), *shape[1:]))
         jobs = self._start(request)
         timesteps = self._set_timesteps(jobs, steps, strength=1.0)
         for i, job in enumerate(jobs):
@@ -404,7 +351,7 @@ class Pipeline:
         if negative_prompt_embeds is not None:
             if negative_prompt is not None:
                 raise ValidationError("give negative_prompt or negative_prompt_embeds, not both")
-            uncond_embeds = _check_embeddings(
+            uncond_embeds = check.check_embeddings(
                 negative_prompt_embeds, "negative_prompt_embeds", len(prompts), self.text_encoder
             )
         count = len(prompts) * per_prompt
@@ -435,7 +382,7 @@ class Pipeline:
             return check.as_prompt_list(prompt), None
         if prompt is not None:
             raise ValidationError("give prompt or prompt_embeds, not both")
-        embeds = _check_embeddings(prompt_embeds, "prompt_embeds", None, self.text_encoder)
+        embeds = check.check_embeddings(prompt_embeds, "prompt_embeds", None, self.text_encoder)
         return [None] * len(embeds), embeds
 
     def _make_scheduler(self, spec):
@@ -731,29 +678,6 @@ def _blend(job: _Job, timesteps: np.ndarray, i: int) -> np.ndarray:
     return ((1.0 - mask) * known + mask * job.latents).astype(np.float32)
 
 
-def _check_embeddings(embeds, name: str, count: int | None, encoder) -> np.ndarray:
-    embeds = np.asarray(embeds, dtype=np.float32)
-    if embeds.ndim == 2:
-        embeds = embeds[None]
-    hidden = getattr(encoder, "hidden_size", None)
-    if embeds.ndim != 3 or (hidden is not None and embeds.shape[2] != hidden):
-        raise ValidationError(
-            f"{name} must have shape (prompts, tokens, {hidden}), got {embeds.shape}"
-        )
-    if count is not None and len(embeds) not in (1, count):
-        raise ValidationError(f"{name} has {len(embeds)} entries for {count} prompts")
-    if count is not None and len(embeds) == 1:
-        embeds = np.repeat(embeds, count, axis=0)
-    return embeds
-
-
-def _check_latents(latents, shape: tuple) -> np.ndarray:
-    latents = np.asarray(latents, dtype=np.float32)
-    if latents.shape != shape:
-        raise ValidationError(f"latents must have shape {shape}, got {latents.shape}")
-    return latents
-
-
 def _shape(array) -> tuple | None:
     return None if array is None else array.shape
 
@@ -774,15 +698,6 @@ def _shallow_copy(pipeline: Pipeline) -> Pipeline:
     new.__dict__.update(pipeline.__dict__)
     new.safety_filters = list(pipeline.safety_filters)
     return new
-
-
-def _next_free_number(folder: Path, prefix: str) -> int:
-    numbers = [
-        int(p.name[len(prefix) :].split("-")[0])
-        for p in folder.glob(f"{prefix}*.png")
-        if p.name[len(prefix) :].split("-")[0].isdigit()
-    ]
-    return max(numbers, default=-1) + 1
 
 
 # -- loading -----------------------------------------------------------------------------------
