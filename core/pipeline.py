@@ -41,6 +41,7 @@ from paddiff.prompt_cache import PromptCache
 from paddiff.prompts import encode_pair
 from paddiff.randomness import Generator
 from paddiff.results import GenerationCancelled, GenerationResult, SafetyBlocked, StepInfo
+from paddiff.scheduler_names import create_scheduler
 from paddiff.validation import DEFAULT_MAX_PIXELS, ValidationError
 
 COMPONENT_NAMES = ("text_encoder", "denoiser", "vae", "scheduler")
@@ -394,7 +395,7 @@ class Pipeline:
             config = dict(template.config)
             return (lambda: type(template).from_config(dict(config))), type(template).__name__
         try:
-            first = _create_scheduler(spec, dict(base.config))
+            first = create_scheduler(spec, dict(base.config))
         except (KeyError, ValueError, paddiff.PluginError) as exc:
             raise ValidationError(f"unknown scheduler {spec!r}: {_message(exc)}") from None
         config = dict(first.config)
@@ -636,16 +637,6 @@ class Pipeline:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _create_scheduler(name: str, base_config: dict):
-    """A scheduler for `name` (a WebUI alias like "dpm++2m-karras" or a registered class name)
-    configured from the model's scheduler config."""
-    try:
-        from paddiff.scheduler_names import create_scheduler
-    except ImportError:  # the alias table is not there: registered names only
-        return paddiff.get("schedulers", name).from_config(dict(base_config))
-    return create_scheduler(name, base_config)
-
-
 def _message(exc: Exception) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
@@ -728,10 +719,8 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
                 "folder or checkpoint file: load_pipeline('path/to/model'), or --model PATH "
                 "on the command line"
             )
-    try:
-        from paddiff.loader import load_components
-    except ImportError:  # until core/loader.py (the weights issue) lands: diffusers folders only
-        load_components = _load_diffusers_folder
+    from paddiff.loader import load_components
+
     components = load_components(location, **component_overrides)
     pipeline = Pipeline(
         **{name: components[name] for name in COMPONENT_NAMES},
@@ -742,34 +731,3 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
     if scheduler is not None:
         pipeline = pipeline.with_components(scheduler=scheduler)
     return pipeline
-
-
-#: model_index.json entry -> (registry kind, pipeline component name)
-_FOLDER_PARTS = {
-    "text_encoder": ("text_encoders", "text_encoder"),
-    "unet": ("denoisers", "denoiser"),
-    "vae": ("vaes", "vae"),
-}
-
-
-def _load_diffusers_folder(location, **overrides) -> dict:
-    """Components of a diffusers-layout folder, by the class names model_index.json gives
-    (a stand-in for `paddiff.loader.load_components`; given components are used as they are)."""
-    import json
-
-    folder = Path(location)
-    index_file = folder / "model_index.json"
-    if not index_file.is_file():
-        raise FileNotFoundError(f"{folder} is not a diffusers model folder (no model_index.json)")
-    index = json.loads(index_file.read_text())
-    components = {}
-    for entry, (kind, name) in _FOLDER_PARTS.items():
-        components[name] = overrides.get(name) or paddiff.get(
-            kind, index[entry][1]
-        ).from_pretrained(folder / entry)
-    scheduler = overrides.get("scheduler")
-    if scheduler is None:
-        config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-        scheduler = paddiff.get("schedulers", config["_class_name"]).from_config(config)
-    components["scheduler"] = scheduler
-    return components
