@@ -54,6 +54,9 @@ def load_state_dict_into(
         raise StateDictMismatchError(
             _mismatch_message(source_name, type(layer).__name__, missing, unexpected, wrong_shape)
         )
+    # A lazy StateDict (paddiff.weights) reads each tensor on lookup and holds no copy, so only a
+    # plain dict of arrays needs emptying as we go.
+    consume = consume and isinstance(state, dict)
     for key, param in params.items():
         value = np.asarray(state.pop(key) if consume else state[key])
         if key in transposed:
