@@ -36,11 +36,12 @@ import numpy as np
 import paddiff
 from paddiff import images as imageio
 from paddiff import validation as check
-from paddiff.interfaces import SchedulerOutput, Verdict
+from paddiff.interfaces import SchedulerOutput
 from paddiff.prompt_cache import PromptCache
 from paddiff.prompts import encode_pair
 from paddiff.randomness import Generator
-from paddiff.results import GenerationCancelled, GenerationResult, SafetyBlocked, StepInfo
+from paddiff.results import GenerationCancelled, GenerationResult, StepInfo
+from paddiff.safety_hook import as_safety
 from paddiff.scheduler_names import create_scheduler
 from paddiff.validation import DEFAULT_MAX_PIXELS, ValidationError
 
@@ -73,7 +74,8 @@ class Pipeline:
         prompt_cache:        the `PromptCache` of prompt embeddings.
         long_prompts:        read WebUI emphasis ("(word:1.3)") and encode prompts longer
                              than the text encoder's window in chunks, instead of cutting them.
-        safety_filters:      `SafetyFilter` instances run on prompts and images.
+        safety:              the safety filters (see `paddiff.safety_hook`), run on prompts
+                             before encoding and on images after decoding.
     """
 
     def __init__(
@@ -95,7 +97,7 @@ class Pipeline:
         self.denoiser = denoiser
         self.vae = vae
         self.scheduler = scheduler
-        self.safety_filters = _as_filters(safety_filters)
+        self.safety = as_safety(safety_filters)
         self.model_name = model_name
         self.model_path = Path(model_path) if model_path else None
         self.prompt_cache = prompt_cache if prompt_cache is not None else PromptCache()
@@ -122,7 +124,10 @@ class Pipeline:
         if isinstance(overrides.get("scheduler"), str):
             overrides["scheduler"] = self._make_scheduler(overrides["scheduler"])[0]()
         for name, value in overrides.items():
-            setattr(new, name, _as_filters(value) if name == "safety_filters" else value)
+            if name == "safety_filters":
+                new.safety = as_safety(value)
+            else:
+                setattr(new, name, value)
         if any(name in overrides for name in ("denoiser", "vae", "text_encoder")):
             new._model_hash = None
         return new
@@ -414,9 +419,11 @@ class Pipeline:
 
     def _start(self, request: dict) -> list[_Job]:
         """Safety checks on the prompts, then encoding and one job per image."""
-        for prompt, negative, _ in request["images"]:
-            self._check_prompt(prompt, "prompt")
-            self._check_prompt(negative, "negative prompt")
+        request["prompt_verdicts"] = [
+            verdict
+            for prompt, negative in dict.fromkeys((p, n) for p, n, _ in request["images"])
+            for verdict in self.safety.check_prompt(prompt, negative)
+        ]
         guidance = request["guidance_scale"] > 1.0
         jobs = []
         for (prompt, negative, index), seed in zip(
@@ -459,14 +466,6 @@ class Pipeline:
         return encode_pair(
             self.text_encoder, prompt, negative, guidance, self.prompt_cache, self.long_prompts
         )
-
-    def _check_prompt(self, text: str | None, what: str) -> None:
-        if not text:
-            return
-        for safety_filter in self.safety_filters:
-            verdict = safety_filter.check_prompt(text)
-            if not verdict.allowed:
-                raise SafetyBlocked(verdict, what)
 
     def _latent_shape(self, width: int, height: int) -> tuple[int, int, int, int]:
         f = self.vae_factor
@@ -595,18 +594,9 @@ class Pipeline:
             imageio.array_to_image(np.asarray(self.vae.decode(job.latents / scaling))[0])
             for job in jobs
         ]
-        verdicts = self._check_images(pictures)
-        for i, image_verdicts in enumerate(verdicts):
-            if any(not v.allowed for v in image_verdicts):
-                from PIL import Image
-
-                pictures[i] = Image.new("RGB", pictures[i].size)  # blocked: a black image
+        pictures, verdicts = self.safety.filter_images(pictures)  # refused ones come back black
         settings = [self._settings(job, request, mode, strength) for job in jobs]
-        return GenerationResult(pictures, settings, verdicts)
-
-    def _check_images(self, pictures: list) -> list[list[Verdict]]:
-        per_filter = [f.check_images(pictures) for f in self.safety_filters]
-        return [[verdicts[i] for verdicts in per_filter] for i in range(len(pictures))]
+        return GenerationResult(pictures, settings, verdicts, request["prompt_verdicts"])
 
     def _settings(self, job: _Job, request: dict, mode: str, strength) -> dict:
         from paddiff.png_info import sampler_label
@@ -673,21 +663,9 @@ def _shape(array) -> tuple | None:
     return None if array is None else array.shape
 
 
-def _as_filters(filters) -> list:
-    if filters is None:
-        return []
-    if not isinstance(filters, (list, tuple)):
-        filters = [filters]
-    return [
-        paddiff.get("safety_filters", f).from_config({}) if isinstance(f, str) else f
-        for f in filters
-    ]
-
-
 def _shallow_copy(pipeline: Pipeline) -> Pipeline:
     new = Pipeline.__new__(Pipeline)
     new.__dict__.update(pipeline.__dict__)
-    new.safety_filters = list(pipeline.safety_filters)
     return new
 
 

@@ -9,16 +9,6 @@ import numpy as np
 from paddiff.interfaces import Verdict
 
 
-class SafetyBlocked(RuntimeError):
-    """A safety filter refused a prompt; nothing was generated."""
-
-    def __init__(self, verdict: Verdict, what: str = "prompt"):
-        self.verdict = verdict
-        reason = verdict.reason or verdict.category or "blocked"
-        source = f" by {verdict.filter}" if verdict.filter else ""
-        super().__init__(f"the {what} was blocked{source}: {reason}")
-
-
 class GenerationCancelled(RuntimeError):
     """The step callback asked to stop."""
 
@@ -39,11 +29,13 @@ class StepInfo:
 
 @dataclass
 class GenerationResult:
-    """Images, the settings that made each one, and each safety filter's verdict on it."""
+    """Images, the settings that made each one, and the safety verdicts: one per image (its
+    first refusal, else an allowed verdict) and those on the prompts."""
 
     images: list
     settings: list[dict]
-    verdicts: list[list[Verdict]] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    prompt_verdicts: list[Verdict] = field(default_factory=list)
 
     def save(self, target: str | Path, prefix: str = "") -> list[Path]:
         """Write PNGs with their settings: to `target` if it names a .png file (one image), or

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import paddiff
 import pytest
-from paddiff.pipeline import GenerationCancelled, SafetyBlocked
 from paddiff.randomness import Generator, RecordedNoise
+from paddiff.results import GenerationCancelled
+from paddiff.safety_hook import SafetyBlocked
 from PIL import Image
 from pipeline_toys import ToyQuietScheduler, ToyScheduler, ToyWordFilter, toy_pipeline
 
@@ -239,12 +240,36 @@ def test_inpaint_with_an_inpainting_unet_passes_mask_and_masked_image():
 
 def test_safety_filters_block_prompts_before_encoding_and_record_image_verdicts():
     pipe = toy_pipeline(safety_filters=[ToyWordFilter()])
-    with pytest.raises(SafetyBlocked, match="negative prompt was blocked by toy: listed word"):
+    with pytest.raises(SafetyBlocked, match="negative prompt was refused by the safety filter"):
         pipe.text_to_image("a cat", negative_prompt="forbidden fruit", seed=1, **FAST)
     assert pipe.text_encoder.encoded == [] and pipe.denoiser.calls == []
-    result = pipe.text_to_image("a cat", seed=1, **FAST)
-    assert [[v.allowed for v in image] for image in result.verdicts] == [[True]]
+    result = pipe.text_to_image("a cat", num_images_per_prompt=2, seed=1, **FAST)
+    assert [v.allowed for v in result.verdicts] == [True, True]
+    assert [v.allowed for v in result.prompt_verdicts] == [True]  # one prompt, checked once
     strict = pipe.with_components(safety_filters=[ToyWordFilter(brightness=0.0)])
     blocked = strict.text_to_image("a cat", seed=1, **FAST)
-    assert blocked.verdicts[0][0].allowed is False
+    assert blocked.verdicts[0].allowed is False
     assert pixels(blocked.images[0]).max() == 0
+    assert pipe.text_to_image("a cat", seed=1, **FAST).verdicts[0].allowed  # pipe unchanged
+
+
+def test_a_group_of_filters_is_used_as_it_is():
+    """The safety issue's SafetyFilters: check_prompt(prompt, negative) and filter_images."""
+
+    class Group:
+        prompt_filters: list = []
+
+        def __init__(self):
+            self.prompts = []
+
+        def check_prompt(self, prompt, negative_prompt=None):
+            self.prompts.append((prompt, negative_prompt))
+            return []
+
+        def filter_images(self, images):
+            return images, [paddiff.Verdict(True, filter="group") for _ in images]
+
+    group = Group()
+    result = toy_pipeline(safety_filters=group).text_to_image("a cat", "dull", seed=1, **FAST)
+    assert group.prompts == [("a cat", "dull")]
+    assert result.verdicts[0].filter == "group"
