@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import paddiff
 import paddiff.pipeline
 import pytest
@@ -131,3 +134,14 @@ def test_without_a_model_or_the_embedded_one_the_error_says_what_to_do(monkeypat
     assert main(["generate", "a cat", "--no-progress"]) == 1
     error = capsys.readouterr().err
     assert "embedded default model is not installed" in error and "--model" in error
+
+
+def test_import_paddiff_stays_cheap_and_the_api_loads_on_first_use():
+    code = (
+        "import sys, paddiff\n"
+        "assert 'numpy' not in sys.modules and 'paddle' not in sys.modules, sorted(sys.modules)\n"
+        "assert paddiff.load_pipeline.__module__ == 'paddiff.pipeline'\n"
+        "assert issubclass(paddiff.ValidationError, ValueError)\n"
+        "assert 'paddle' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
