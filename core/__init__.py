@@ -31,7 +31,7 @@ _LAZY = {
     "Pipeline": "paddiff.pipeline",
     "GenerationResult": "paddiff.results",
     "StepInfo": "paddiff.results",
-    "SafetyBlocked": "paddiff.safety_hook",
+    "SafetyBlocked": "paddiff.safety",
     "GenerationCancelled": "paddiff.results",
     "ValidationError": "paddiff.validation",
     "PromptTruncatedWarning": "paddiff.prompts",

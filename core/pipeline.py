@@ -41,7 +41,7 @@ from paddiff.prompt_cache import PromptCache
 from paddiff.prompts import encode_pair
 from paddiff.randomness import Generator
 from paddiff.results import GenerationCancelled, GenerationResult, StepInfo
-from paddiff.safety_hook import as_safety
+from paddiff.safety import SafetyFilters
 from paddiff.scheduler_names import create_scheduler
 from paddiff.validation import DEFAULT_MAX_PIXELS, ValidationError
 
@@ -74,8 +74,8 @@ class Pipeline:
         prompt_cache:        the `PromptCache` of prompt embeddings.
         long_prompts:        read WebUI emphasis ("(word:1.3)") and encode prompts longer
                              than the text encoder's window in chunks, instead of cutting them.
-        safety:              the safety filters (see `paddiff.safety_hook`), run on prompts
-                             before encoding and on images after decoding.
+        safety:              a `paddiff.safety.SafetyFilters`, run on prompts before
+                             encoding and on images after decoding.
     """
 
     def __init__(
@@ -661,6 +661,29 @@ def _blend(job: _Job, timesteps: np.ndarray, i: int) -> np.ndarray:
 
 def _shape(array) -> tuple | None:
     return None if array is None else array.shape
+
+
+def as_safety(safety_filters) -> SafetyFilters:
+    """`SafetyFilters` for what a caller passed: None (no filtering), a `SafetyFilters` (as
+    it is, e.g. from `paddiff.safety.load_filters`), or `SafetyFilter` instances / registry
+    names, each checking what it declares in `checks` (both prompts and images by default)."""
+    if isinstance(safety_filters, SafetyFilters):
+        return safety_filters
+    if safety_filters is None:
+        return SafetyFilters()
+    if not isinstance(safety_filters, (list, tuple)):
+        safety_filters = [safety_filters]
+    group = SafetyFilters()
+    for item in safety_filters:
+        instance = (
+            paddiff.get("safety_filters", item).from_config({}) if isinstance(item, str) else item
+        )
+        checks = getattr(instance, "checks", ("prompts", "images"))
+        if "prompts" in checks:
+            group.prompt_filters.append(instance)
+        if "images" in checks:
+            group.image_filters.append(instance)
+    return group
 
 
 def _shallow_copy(pipeline: Pipeline) -> Pipeline:

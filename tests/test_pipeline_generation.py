@@ -7,7 +7,7 @@ import paddiff
 import pytest
 from paddiff.randomness import Generator, RecordedNoise
 from paddiff.results import GenerationCancelled
-from paddiff.safety_hook import SafetyBlocked
+from paddiff.safety import SafetyBlocked, SafetyFilters
 from PIL import Image
 from pipeline_toys import ToyQuietScheduler, ToyScheduler, ToyWordFilter, toy_pipeline
 
@@ -253,23 +253,10 @@ def test_safety_filters_block_prompts_before_encoding_and_record_image_verdicts(
     assert pipe.text_to_image("a cat", seed=1, **FAST).verdicts[0].allowed  # pipe unchanged
 
 
-def test_a_group_of_filters_is_used_as_it_is():
-    """The safety issue's SafetyFilters: check_prompt(prompt, negative) and filter_images."""
-
-    class Group:
-        prompt_filters: list = []
-
-        def __init__(self):
-            self.prompts = []
-
-        def check_prompt(self, prompt, negative_prompt=None):
-            self.prompts.append((prompt, negative_prompt))
-            return []
-
-        def filter_images(self, images):
-            return images, [paddiff.Verdict(True, filter="group") for _ in images]
-
-    group = Group()
-    result = toy_pipeline(safety_filters=group).text_to_image("a cat", "dull", seed=1, **FAST)
-    assert group.prompts == [("a cat", "dull")]
-    assert result.verdicts[0].filter == "group"
+def test_a_configured_group_of_filters_is_used_as_it_is():
+    group = SafetyFilters(prompt_filters=[ToyWordFilter()], check_negative_prompt=False)
+    pipe = toy_pipeline(safety_filters=group)
+    assert pipe.safety is group
+    pipe.text_to_image("a cat", "forbidden", seed=1, **FAST)  # negative prompts unchecked here
+    with pytest.raises(SafetyBlocked, match="the prompt was refused"):
+        pipe.text_to_image("forbidden cat", seed=1, **FAST)
