@@ -18,9 +18,9 @@ def toy_model(monkeypatch):
     """`load_pipeline` returns a toy pipeline; the model argument is recorded."""
     loaded = []
 
-    def load(location=None, **kwargs):
+    def load(location=None, safety_filters=None, **kwargs):
         loaded.append(location)
-        return toy_pipeline()
+        return toy_pipeline(safety_filters=safety_filters)
 
     monkeypatch.setattr(paddiff.pipeline, "load_pipeline", load)
     monkeypatch.setitem(vars(paddiff), "load_pipeline", load)
@@ -145,3 +145,13 @@ def test_import_paddiff_stays_cheap_and_the_api_loads_on_first_use():
         "assert 'paddle' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_prompts_go_through_the_safety_filters(toy_model, tmp_path, capsys):
+    assert main(["generate", "a nude figure", "-o", str(tmp_path), "--no-progress"]) == 1
+    assert "prompt was refused by the safety filter (category: sexual)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    config = tmp_path / "safety.json"
+    config.write_text('{"enabled": false}')
+    args = ["generate", "a nude figure", "-o", str(tmp_path / "out"), "--steps", "1"]
+    assert main([*args, "--safety-config", str(config), "--no-progress"]) == 0
