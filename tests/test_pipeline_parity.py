@@ -42,10 +42,13 @@ def common(ref: dict) -> dict:
     )
 
 
-@pytest.mark.parametrize("case", ["txt2img_sd1", "txt2img_sd1_euler"])
-def test_text_to_image_matches_diffusers(case):
+@pytest.mark.parametrize(
+    "case, model",
+    [("txt2img_sd1", "sd1"), ("txt2img_sd1_euler", "sd1"), ("txt2img_sd2_v_euler", "sd2_v")],
+)
+def test_text_to_image_matches_diffusers(case, model):
     ref = reference(case)
-    pipe = fixture_pipeline("sd1", scheduler=str(ref["scheduler"]))
+    pipe = fixture_pipeline(model, scheduler=str(ref["scheduler"]))
     result = pipe.text_to_image(
         [str(p) for p in ref["prompts"]],
         negative_prompt=str(ref["negative_prompt"]),
