@@ -215,7 +215,20 @@ def integer_timesteps(config: dict, num_inference_steps: int) -> np.ndarray:
         config["num_train_timesteps"],
         config["steps_offset"],
     )
-    return np.round(spaced).astype(np.int64)
+    return check_in_range(np.round(spaced).astype(np.int64), config)
+
+
+def check_in_range(timesteps: np.ndarray, config: dict) -> np.ndarray:
+    """Refuse timesteps past the training range (leading spacing plus steps_offset can push the
+    last one to T when every training step is used); diffusers fails later, with an IndexError."""
+    T = config["num_train_timesteps"]
+    if len(timesteps) and timesteps.max() > T - 1:
+        raise ValueError(
+            f"{len(timesteps)} steps with timestep_spacing={config.get('timestep_spacing')!r} "
+            f"and steps_offset={config.get('steps_offset')} reach timestep {timesteps.max()}, "
+            f"past the last training timestep {T - 1}; use fewer steps or steps_offset=0"
+        )
+    return timesteps
 
 
 #: Options shared by the exponential-integrator solvers (DPM-Solver, UniPC, DEIS).

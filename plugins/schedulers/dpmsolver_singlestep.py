@@ -47,7 +47,7 @@ class DPMSolverSinglestepScheduler(SolverScheduler):
             lambdas = np.log(np.sqrt(abar)) - np.log(np.sqrt(1 - abar))
         clipped = int(np.searchsorted(lambdas[::-1], c["lambda_min_clipped"]))
         T = c["num_train_timesteps"]
-        timesteps = np.linspace(0, T - 1 - clipped, n + 1).round()[::-1][:-1].astype(np.int64)
+        timesteps = schedules.solver_timesteps("linspace", n, T, last=T - clipped)
         respaced = self._respaced(n)
         if respaced is not None:
             sigmas, timesteps = respaced
@@ -57,7 +57,7 @@ class DPMSolverSinglestepScheduler(SolverScheduler):
             sigmas = schedules.interpolate_sigmas(timesteps, self.train_sigmas)
         self.sigmas = np.append(sigmas, self._final_sigma()).astype(F32)
         self.timesteps = np.asarray(timesteps).astype(np.int64)
-        self.num_inference_steps = n
+        self.num_inference_steps = n = len(self.timesteps)
         # an order that does not divide the step count needs the shortened final group
         lower_final = (
             c["lower_order_final"] or n % c["solver_order"] != 0 or c["final_sigmas_type"] == "zero"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paddiff.plugins.schedulers.base import BETA_DEFAULTS, BaseScheduler, as_f32
+from paddiff.plugins.schedulers.base import BETA_DEFAULTS, BaseScheduler, as_f32, check_in_range
 
 # Adams-Bashforth weights for 1..4 stored noise predictions, newest first
 PLMS_WEIGHTS = {1: (1,), 2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12)}
@@ -51,7 +51,8 @@ class PNDMScheduler(BaseScheduler):
             prk = np.repeat(base[-4:], 2) + np.tile([0, half], 4)
             self.prk_timesteps = np.repeat(prk[:-1], 2)[1:-1][::-1]
             plms = base[:-3][::-1]
-        self.timesteps = np.concatenate([self.prk_timesteps, plms]).astype(np.int64)
+        timesteps = np.concatenate([self.prk_timesteps, plms]).astype(np.int64)
+        self.timesteps = check_in_range(timesteps, c)
         self.num_inference_steps = n
         self.ets: list[np.ndarray] = []  # stored noise predictions, newest last
         self.counter = 0

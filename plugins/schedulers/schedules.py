@@ -102,19 +102,28 @@ def solver_timesteps(
 ) -> np.ndarray:
     """Integer timesteps for the multistep ODE solvers (DPM-Solver, UniPC, DEIS): n + 1 points
     with the final one (t = 0) dropped, so the solver ends on a sigma given separately.
-    `last` is the largest usable timestep + 1 (less than T when lambda_min_clipped cuts the end)."""
+    `last` is the largest usable timestep + 1 (less than T when lambda_min_clipped cuts the end).
+
+    Near n = T the rounded points repeat; a repeated timestep would be a zero-length step that
+    the solvers divide by (diffusers returns NaN there), so repeats are dropped: the solver then
+    takes as many steps as there are distinct timesteps.
+    """
     T, n = num_train_timesteps, num_steps
     last = last or T
     if spacing == "linspace":
-        return np.linspace(0, last - 1, n + 1).round()[::-1][:-1].astype(np.int64)
-    if spacing == "leading":
+        timesteps = np.linspace(0, last - 1, n + 1).round()[::-1][:-1]
+    elif spacing == "leading":
         ratio = last // (n + 1)
-        return (np.arange(n + 1) * ratio).round()[::-1][:-1].astype(np.int64) + steps_offset
-    if spacing == "trailing":
-        return np.arange(last, 0, -T / n).round().astype(np.int64) - 1
-    raise ValueError(
-        f"unknown timestep_spacing {spacing!r}; expected one of {', '.join(TIMESTEP_SPACINGS)}"
-    )
+        if ratio == 0:
+            raise ValueError(f"timestep_spacing='leading' allows at most {last - 1} steps here")
+        timesteps = (np.arange(n + 1) * ratio).round()[::-1][:-1] + steps_offset
+    elif spacing == "trailing":
+        timesteps = np.arange(last, 0, -T / n).round() - 1
+    else:
+        raise ValueError(
+            f"unknown timestep_spacing {spacing!r}; expected one of {', '.join(TIMESTEP_SPACINGS)}"
+        )
+    return np.unique(timesteps.astype(np.int64))[::-1].copy()
 
 
 def interpolate_sigmas(timesteps: np.ndarray, train_sigmas: np.ndarray) -> np.ndarray:
