@@ -44,6 +44,42 @@ def close(actual, expected, what, tolerance=TOLERANCE):
     assert worst <= tolerance, f"{what}: off by {worst:.2e} (relative to 1 + max |expected|)"
 
 
+#: diffusers options paddiff does not implement (refused when switched on; see base.py)
+NOT_IMPLEMENTED = {
+    "use_beta_sigmas",
+    "use_flow_sigmas",
+    "flow_shift",
+    "use_dynamic_shifting",
+    "time_shift_type",
+    "shift_terminal",
+    "variance_type",  # DPM-Solver's learned variance (UnCLIP); DDPM's is implemented
+}
+
+
+@pytest.mark.parametrize("class_name", reference_classes())
+def test_resolved_config_equals_diffusers(class_name):
+    """Defaults equal diffusers' for the class, and every option diffusers resolves is known."""
+    _, manifest = reference(class_name)
+    cls = registry.get("schedulers", class_name)
+    for case, entry in manifest.items():
+        given = {**entry["config"], **entry["step_kwargs"]}
+        mine = cls.from_config(given).config
+        for key, value in entry["resolved"].items():
+            if key.startswith("_"):
+                continue
+            if key not in mine:  # diffusers keeps keys of other schedulers; paddiff drops them
+                assert key in given or key in NOT_IMPLEMENTED, f"{class_name} lacks {key}"
+                continue
+            expected = float(value) if value in ("-inf", "inf") else value
+            assert mine[key] == expected, f"{class_name}/{case}: {key}"
+
+
+def test_unimplemented_diffusers_options_are_refused():
+    cls = registry.get("schedulers", "EulerDiscreteScheduler")
+    with pytest.raises(ValueError, match="does not implement use_beta_sigmas"):
+        cls.from_config({"use_beta_sigmas": True})
+
+
 class CountingNoise(RecordedNoise):
     def __init__(self, arrays):
         super().__init__(list(arrays))

@@ -32,6 +32,11 @@ BETA_DEFAULTS = {
 }
 
 
+#: diffusers options that paddiff does not implement: a config that switches one on is refused
+#: rather than silently sampled differently.
+NOT_IMPLEMENTED = ("use_beta_sigmas", "use_flow_sigmas", "use_dynamic_shifting", "shift_terminal")
+
+
 class BaseScheduler(Scheduler):
     """Config handling and step bookkeeping; VP (DDPM-style) defaults for the rest."""
 
@@ -44,6 +49,11 @@ class BaseScheduler(Scheduler):
     init_noise_sigma = 1.0
 
     def __init__(self, **config: Any):
+        switched_on = [key for key in NOT_IMPLEMENTED if config.get(key)]
+        if switched_on:
+            raise ValueError(
+                f"{type(self).__name__}: paddiff does not implement {', '.join(switched_on)}"
+            )
         self.config = {**self.DEFAULTS, **{k: v for k, v in config.items() if k in self.DEFAULTS}}
         self._check_options()
         self.alphas_cumprod = schedules.alphas_cumprod_from_config(self.config)
