@@ -54,3 +54,30 @@ def reference(class_name: str):
 
 def reference_classes() -> list[str]:
     return sorted(path.stem for path in FIXTURES.glob("*.npz"))
+
+
+_SD_ABAR = np.cumprod(1 - np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2)
+
+
+def gaussian_data_denoiser(model_input: np.ndarray, t: float) -> np.ndarray:
+    """The exact noise prediction for data drawn from N(0, I) on SD's schedule: the VP input
+    x_t = alpha x0 + s eps has unit variance, and E[eps | x_t] = s * x_t."""
+    s = math.sqrt(1 - np.interp(t, np.arange(1000), _SD_ABAR))
+    return (s * np.asarray(model_input, dtype=np.float64)).astype(np.float32)
+
+
+_SD_SIGMAS = np.sqrt((1 - _SD_ABAR) / _SD_ABAR)
+
+
+def point_mass_denoiser(clean: np.ndarray):
+    """The exact noise prediction when all data is the single sample `clean`: from the VP input
+    x_t = alpha x0 + s eps, eps = (x_t - alpha * clean) / s, with the noise level at t taken as
+    the schedulers take it (sigma interpolated linearly between training steps)."""
+
+    def model(model_input: np.ndarray, t: float) -> np.ndarray:
+        sigma = np.interp(t, np.arange(1000), _SD_SIGMAS)
+        alpha = 1 / math.sqrt(sigma**2 + 1)
+        eps = (np.asarray(model_input, np.float64) - alpha * clean) / (sigma * alpha)
+        return eps.astype(np.float32)
+
+    return model

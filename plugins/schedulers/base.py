@@ -15,9 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from paddiff.interfaces import Scheduler, SchedulerOutput
-from paddiff.randomness import Generator
-
 from paddiff.plugins.schedulers import prediction, schedules
+from paddiff.randomness import Generator
 
 F32 = np.float32
 
@@ -79,7 +78,10 @@ class BaseScheduler(Scheduler):
                     f"{type(self).__name__}: {key}={self.config[key]!r} is not supported; "
                     f"expected one of {', '.join(map(repr, allowed))}"
                 )
-        if sum(bool(self.config.get(k)) for k in ("use_karras_sigmas", "use_exponential_sigmas")) > 1:
+        if (
+            sum(bool(self.config.get(k)) for k in ("use_karras_sigmas", "use_exponential_sigmas"))
+            > 1
+        ):
             raise ValueError("use_karras_sigmas and use_exponential_sigmas exclude each other")
 
     def _check_steps(self, num_inference_steps: int) -> None:
@@ -282,7 +284,9 @@ class SolverScheduler(BaseScheduler):
         return sigmas, schedules.sigma_to_timestep(sigmas, self.train_sigmas)
 
     def _final_sigma(self) -> float:
-        return float(self.train_sigmas[0]) if self.config["final_sigmas_type"] == "sigma_min" else 0.0
+        return (
+            float(self.train_sigmas[0]) if self.config["final_sigmas_type"] == "sigma_min" else 0.0
+        )
 
     def coefficients(self, i: int):
         """(alpha, s, lambda) of sigmas[i], in float32; lambda is +inf at sigma = 0."""
@@ -300,4 +304,6 @@ class SolverScheduler(BaseScheduler):
         index = [self.index_for_timestep(t) for t in np.asarray(timesteps).reshape(-1)]
         alpha, s = schedules.alpha_sigma(self.sigmas[index])
         shape = (-1,) + (1,) * (np.ndim(original) - 1)
-        return (alpha.reshape(shape) * as_f32(original) + s.reshape(shape) * as_f32(noise)).astype(F32)
+        return (alpha.reshape(shape) * as_f32(original) + s.reshape(shape) * as_f32(noise)).astype(
+            F32
+        )

@@ -5,8 +5,7 @@ polynomial in log rho, rho = sigma / alpha, and integrated exactly in rho (order
 from __future__ import annotations
 
 import numpy as np
-
-from paddiff.plugins.schedulers import prediction, schedules
+from paddiff.plugins.schedulers import schedules
 from paddiff.plugins.schedulers.base import F32, SOLVER_DEFAULTS, SolverScheduler, as_f32
 
 

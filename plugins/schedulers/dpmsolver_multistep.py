@@ -9,7 +9,6 @@ WebUI names: "DPM++ 2M" (order 2), "DPM++ 2M Karras" (+ use_karras_sigmas), "DPM
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import schedules
 from paddiff.plugins.schedulers.base import (
     F32,
@@ -32,7 +31,9 @@ DPM_CHOICES = {
 }
 
 
-def exponential_step(x, ratio, alpha_t, sigma_t, h, d0, d1=None, d1_rule="midpoint", d2=None, noise=None):
+def exponential_step(
+    x, ratio, alpha_t, sigma_t, h, d0, d1=None, d1_rule="midpoint", d2=None, noise=None
+):
     """One DPM-Solver++ update to the target (alpha_t, sigma_t) from a start whose s_t / s_start
     is `ratio`, over lambda-distance h, with x0 estimate d0 and difference terms d1, d2.
 
@@ -130,7 +131,9 @@ class DPMSolverMultistepScheduler(SolverScheduler):
             elif order == 2:
                 r0 = (lambda_s0 - self.coefficients(i - 1)[2]) / h
                 d1 = (F32(1.0) / r0) * (m0 - self.x0_history[-2])
-                prev = exponential_step(sample, ratio, alpha_t, sigma_t, h, m0, d1, rule, noise=noise)
+                prev = exponential_step(
+                    sample, ratio, alpha_t, sigma_t, h, m0, d1, rule, noise=noise
+                )
             else:
                 lambda_s1, lambda_s2 = self.coefficients(i - 1)[2], self.coefficients(i - 2)[2]
                 r0, r1 = (lambda_s0 - lambda_s1) / h, (lambda_s1 - lambda_s2) / h

@@ -8,7 +8,6 @@ WebUI names: "DPM++ SDE" and "DPM++ SDE Karras" map here, as diffusers' document
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import schedules
 from paddiff.plugins.schedulers.base import F32, SolverScheduler, as_f32, draw_noise
 from paddiff.plugins.schedulers.dpmsolver_multistep import (
@@ -88,7 +87,9 @@ class DPMSolverSinglestepScheduler(SolverScheduler):
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = sigma_t / sigma_start
             if order == 1:
-                prev = exponential_step(self.group_start, ratio, alpha_t, sigma_t, h, m[-1], noise=noise)
+                prev = exponential_step(
+                    self.group_start, ratio, alpha_t, sigma_t, h, m[-1], noise=noise
+                )
             elif order == 2:
                 r0 = (self.coefficients(i)[2] - lambda_start) / h
                 d1 = (F32(1.0) / r0) * (m[-1] - m[-2])

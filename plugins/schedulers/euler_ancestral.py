@@ -5,7 +5,6 @@ next sigma^2 (eta = 1)."""
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import (
     BETA_DEFAULTS,
@@ -37,7 +36,9 @@ class EulerAncestralDiscreteScheduler(SigmaScheduler):
         i = self._index(timestep)
         sigma, sigma_next = self.sigmas[i], self.sigmas[i + 1]
         sample = as_f32(sample)
-        x0 = prediction.ve_to_x0(as_f32(model_output), sample, sigma, self.config["prediction_type"])
+        x0 = prediction.ve_to_x0(
+            as_f32(model_output), sample, sigma, self.config["prediction_type"]
+        )
         sigma_up = np.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
         sigma_down = np.sqrt(sigma_next**2 - sigma_up**2)
         prev = sample + (sample - x0) / sigma * (sigma_down - sigma)

@@ -4,7 +4,6 @@ at sigma_down instead of the next sigma, then adds fresh noise of size sigma_up,
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction, schedules
 from paddiff.plugins.schedulers.base import F32, as_f32, draw_noise
 from paddiff.plugins.schedulers.kdpm2 import (

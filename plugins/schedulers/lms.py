@@ -5,7 +5,6 @@ the next interval (Adams-Bashforth in sigma)."""
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import BETA_DEFAULTS, F32, SigmaScheduler, as_f32
 
@@ -46,7 +45,9 @@ class LMSDiscreteScheduler(SigmaScheduler):
         i = self._index(timestep)
         sigma = self.sigmas[i]
         sample = as_f32(sample)
-        x0 = prediction.ve_to_x0(as_f32(model_output), sample, sigma, self.config["prediction_type"])
+        x0 = prediction.ve_to_x0(
+            as_f32(model_output), sample, sigma, self.config["prediction_type"]
+        )
         self.slopes = [*self.slopes, (sample - x0) / sigma][-MAX_ORDER:]
         order = min(i + 1, MAX_ORDER)
         prev = sample

@@ -10,7 +10,6 @@ makes depends on how many calls came before it in this run."""
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers.base import BETA_DEFAULTS, BaseScheduler, as_f32, check_in_range
 
 # Adams-Bashforth weights for 1..4 stored noise predictions, newest first
@@ -100,9 +99,11 @@ class PNDMScheduler(BaseScheduler):
         if len(self.ets) == 1:
             self._start = sample
         elif len(self.ets) < 4:
-            eps = sum(w * e for w, e in zip(PLMS_WEIGHTS[len(self.ets)], reversed(self.ets)))
+            eps = sum(
+                w * e for w, e in zip(PLMS_WEIGHTS[len(self.ets)], reversed(self.ets), strict=True)
+            )
         else:
-            eps = sum(w * e for w, e in zip(PLMS_WEIGHTS_4, reversed(self.ets))) / 24
+            eps = sum(w * e for w, e in zip(PLMS_WEIGHTS_4, reversed(self.ets), strict=True)) / 24
         return self._transfer(sample, t, prev_t, eps)
 
     def _transfer(self, sample, t, prev_t, eps):
