@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.base import (
-    F32,
-    SOLVER_DEFAULTS,
-    SolverScheduler,
-    as_f32,
-    draw_noise,
-)
+from paddiff.plugins.schedulers.base import F32, as_f32, draw_noise
+from paddiff.plugins.schedulers.solver import SOLVER_DEFAULTS, SolverScheduler
 
 DPM_DEFAULTS = {
     **SOLVER_DEFAULTS,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.base import F32, SolverScheduler, as_f32, draw_noise
+from paddiff.plugins.schedulers.base import F32, as_f32, draw_noise
 from paddiff.plugins.schedulers.dpmsolver_multistep import (
     DPM_CHOICES,
     DPM_DEFAULTS,
     exponential_step,
 )
+from paddiff.plugins.schedulers.solver import SolverScheduler
 
 
 def order_list(steps: int, order: int, lower_order_final: bool, final_is_zero: bool) -> list[int]:
