@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from paddiff import registry
 from paddiff.randomness import Generator
@@ -26,9 +26,14 @@ def make(name, **options):
 
 @pytest.mark.parametrize("name", BUILT_IN)
 @PROPERTY
-@given(steps=st.one_of(st.integers(1, 60), st.integers(61, 1000)))
-def test_any_step_count_gives_ordered_timesteps_and_finite_samples(name, steps):
-    scheduler = make(name)
+@given(
+    steps=st.one_of(st.integers(1, 60), st.integers(61, 1000)),
+    betas=st.sampled_from(["scaled_linear", "linear", "squaredcos_cap_v2"]),
+)
+@example(steps=4, betas="squaredcos_cap_v2")  # sigma_max 2e4: ancestral sigma_down rounds < 0
+@example(steps=1000, betas="scaled_linear")
+def test_any_step_count_gives_ordered_timesteps_and_finite_samples(name, steps, betas):
+    scheduler = make(name, beta_schedule=betas)
     scheduler.set_timesteps(steps)
     timesteps = np.asarray(scheduler.timesteps, dtype=np.float64)
     # multistep solvers on integer timesteps cannot take more distinct steps than T - 1

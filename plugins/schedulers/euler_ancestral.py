@@ -39,8 +39,11 @@ class EulerAncestralDiscreteScheduler(SigmaScheduler):
         x0 = prediction.ve_to_x0(
             as_f32(model_output), sample, sigma, self.config["prediction_type"]
         )
-        sigma_up = np.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
-        sigma_down = np.sqrt(sigma_next**2 - sigma_up**2)
+        # sigma_up^2 = next^2 (sigma^2 - next^2) / sigma^2 and sigma_down^2 = next^2 - sigma_up^2
+        # = next^4 / sigma^2; written so that nothing cancels (diffusers subtracts, which rounds
+        # below 0, hence NaN, on the cosine schedule's sigma_max of 2e4)
+        sigma_up = sigma_next * np.sqrt(sigma**2 - sigma_next**2) / sigma
+        sigma_down = sigma_next**2 / sigma
         prev = sample + (sample - x0) / sigma * (sigma_down - sigma)
         prev = prev + draw_noise(generator, sample.shape) * sigma_up
         return self.output(prev, x0)
