@@ -70,14 +70,12 @@ class DPMSolverMultistepScheduler(SolverScheduler):
     def set_timesteps(self, num_inference_steps: int) -> None:
         self._check_steps(num_inference_steps)
         c, n = self.config, num_inference_steps
-        T = c["num_train_timesteps"]
-        # lambda_min_clipped: skip the noisiest timesteps whose log-SNR is below the limit
-        abar = self.alphas_cumprod.astype(F32)
-        with np.errstate(divide="ignore"):
-            lambdas = np.log(np.sqrt(abar)) - np.log(np.sqrt(1 - abar))
-        clipped = int(np.searchsorted(lambdas[::-1], c["lambda_min_clipped"]))
         timesteps = schedules.solver_timesteps(
-            c["timestep_spacing"], n, T, c["steps_offset"], last=T - clipped
+            c["timestep_spacing"],
+            n,
+            c["num_train_timesteps"],
+            c["steps_offset"],
+            last=self._usable_timesteps(),
         )
         respaced = self._respaced(n)
         if c["use_lu_lambdas"]:  # evenly spaced in log sigma (Lu et al. 2023, "DPM-Solver-v3")

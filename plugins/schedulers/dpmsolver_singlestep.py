@@ -42,12 +42,8 @@ class DPMSolverSinglestepScheduler(SolverScheduler):
     def set_timesteps(self, num_inference_steps: int) -> None:
         self._check_steps(num_inference_steps)
         c, n = self.config, num_inference_steps
-        abar = self.alphas_cumprod.astype(F32)
-        with np.errstate(divide="ignore"):
-            lambdas = np.log(np.sqrt(abar)) - np.log(np.sqrt(1 - abar))
-        clipped = int(np.searchsorted(lambdas[::-1], c["lambda_min_clipped"]))
         T = c["num_train_timesteps"]
-        timesteps = schedules.solver_timesteps("linspace", n, T, last=T - clipped)
+        timesteps = schedules.solver_timesteps("linspace", n, T, last=self._usable_timesteps())
         respaced = self._respaced(n)
         if respaced is not None:
             sigmas, timesteps = respaced

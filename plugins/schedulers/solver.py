@@ -54,6 +54,15 @@ class SolverScheduler(BaseScheduler):
             return None
         return sigmas, schedules.sigma_to_timestep(sigmas, self.train_sigmas)
 
+    def _usable_timesteps(self) -> int:
+        """1 + the largest timestep to start from: with lambda_min_clipped, the noisiest
+        timesteps whose log-SNR lambda is below that limit are left out (for cosine schedules)."""
+        abar = self.alphas_cumprod
+        with np.errstate(divide="ignore"):
+            lambdas = np.log(np.sqrt(abar)) - np.log(np.sqrt(1 - abar))
+        clipped = int(np.searchsorted(lambdas[::-1], self.config["lambda_min_clipped"]))
+        return self.config["num_train_timesteps"] - clipped
+
     def _final_sigma(self) -> float:
         return (
             float(self.train_sigmas[0]) if self.config["final_sigmas_type"] == "sigma_min" else 0.0
