@@ -11,7 +11,7 @@ from paddiff import registry
 from paddiff.interfaces import SchedulerOutput
 from paddiff.randomness import Generator
 from paddiff.scheduler_names import create_scheduler
-from scheduler_helpers import SD_CONFIG, denoise
+from scheduler_helpers import SD_CONFIG, denoise, point_mass_denoiser
 
 EXAMPLE = "example-euler"
 NAMES = sorted(set(registry.Registry().names("schedulers")) | {EXAMPLE})
@@ -95,3 +95,23 @@ def test_chosen_by_name_through_the_pipeline_path(plugins, name):
     assert type(scheduler) is plugins.get("schedulers", name)
     scheduler.set_timesteps(5)
     assert np.isfinite(denoise(scheduler, start(scheduler), Generator(2))).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_image_to_image_starts_mid_schedule(plugins, name):
+    """Image-to-image noises the clean latents to a timestep inside the schedule and denoises
+    from there; with a denoiser that knows the answer the run must land on the clean latents."""
+    config = {**SD_CONFIG, "set_alpha_to_one": True}  # end at a clean sample, not at abar_0
+    scheduler = plugins.get("schedulers", name).from_config(config)
+    scheduler.set_timesteps(12)
+    first = 2 * (len(scheduler.timesteps) // 4)  # an even position: a full step of any order
+    clean, noise = Generator(7).randn(SHAPE), Generator(8).randn(SHAPE)
+    start_t = np.asarray(scheduler.timesteps[first : first + 1])
+    sample = scheduler.add_noise(clean, noise, start_t)
+    model = point_mass_denoiser(clean.astype(np.float64))
+    generator = Generator(9)
+    for t in scheduler.timesteps[first:]:
+        output = model(scheduler.scale_model_input(sample, t), float(t))
+        sample = scheduler.step(output, t, sample, generator=generator).prev_sample
+    final_sigma = float(getattr(scheduler, "sigmas", np.zeros(1))[-1])
+    assert np.abs(sample - clean).max() <= (1e-4 + 5 * final_sigma) * (1 + np.abs(clean).max())

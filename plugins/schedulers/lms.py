@@ -55,7 +55,7 @@ class LMSDiscreteScheduler(SigmaScheduler):
             as_f32(model_output), sample, sigma, self.config["prediction_type"]
         )
         self.slopes = [*self.slopes, (sample - x0) / sigma][-MAX_ORDER:]
-        order = min(i + 1, MAX_ORDER)
+        order = len(self.slopes)  # i + 1 up to 4 in a full run; fewer when started mid-schedule
         prev = sample
         for k, slope in enumerate(reversed(self.slopes[-order:])):
             prev = prev + lms_coefficient(self.sigmas, i, order, k) * slope

@@ -86,10 +86,12 @@ class PNDMScheduler(BaseScheduler):
         return self._transfer(self._start, t, prev_t, eps)
 
     def _step_plms(self, eps, t, sample):
-        """A linear multistep step (Liu et al. eq. 12), or the warm-up's two calls."""
+        """A linear multistep step (Liu et al. eq. 12), or the warm-up's two calls. The warm-up
+        needs the repeated second timestep, so a run started mid-schedule (image-to-image)
+        starts with plain first- and second-order steps instead (diffusers would skip a step)."""
         skip = self.config["num_train_timesteps"] // self.num_inference_steps
         prev_t = t - skip
-        if self.counter == 1 and self.config["skip_prk_steps"]:
+        if self.counter == 1 and self.config["skip_prk_steps"] and self.step_index == 1:
             # warm-up corrector: redo the first step with the mean of its two predictions
             prev_t, t = t, t + skip
             eps = (eps + self.ets[-1]) / 2
