@@ -11,7 +11,7 @@ from paddiff import registry
 from paddiff.interfaces import SchedulerOutput
 from paddiff.randomness import Generator
 from paddiff.scheduler_names import create_scheduler
-from scheduler_helpers import SD_CONFIG, denoise, point_mass_denoiser
+from scheduler_helpers import MODEL_CONFIGS, SD_CONFIG, denoise, point_mass_denoiser
 
 EXAMPLE = "example-euler"
 NAMES = sorted(set(registry.Registry().names("schedulers")) | {EXAMPLE})
@@ -45,6 +45,19 @@ def test_denoising_loop_from_a_model_folder_config(plugins, name, steps):
     assert len(seen) == len(timesteps)
     assert sample.shape == SHAPE and sample.dtype == np.float32
     assert np.isfinite(sample).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("model", sorted(MODEL_CONFIGS))
+def test_any_scheduler_drives_any_model_folder(plugins, name, model):
+    """A model folder's scheduler_config.json, whichever class it names, configures any
+    scheduler: the model's own prediction type and schedule are kept."""
+    scheduler = plugins.get("schedulers", name).from_config(dict(MODEL_CONFIGS[model]))
+    for key in ("prediction_type", "beta_schedule"):
+        if key in scheduler.config and key in MODEL_CONFIGS[model]:
+            assert scheduler.config[key] == MODEL_CONFIGS[model][key]
+    scheduler.set_timesteps(12)
+    assert np.isfinite(denoise(scheduler, start(scheduler), Generator(1))).all()
 
 
 @pytest.mark.parametrize("name", NAMES)
