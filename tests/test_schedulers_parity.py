@@ -19,11 +19,12 @@ TOLERANCE = 1e-5
 #: - DPM-Solver++ 3M SDE: the third-order weights (E/h + 1, (E + h)/h^2 - 1/2) cancel for small h,
 #:   so one-ulp differences between NumPy's and torch's float32 exp/log grow to ~2e-6 per step;
 #:   over 50 steps the trajectories drift apart by up to ~1.1e-5.
-#: - DEIS order 3: its coefficients are differences of nearly equal log-rho polynomials divided
-#:   by squared log-rho gaps (~1e3 cancellation at 50 steps), so diffusers' own float32 result
-#:   carries ~1e-5 of rounding noise per step; the trajectories differ by up to 4.4e-5.
+#: - DEIS: its coefficients are differences of nearly equal log-rho polynomials divided by
+#:   squared log-rho gaps, so diffusers' own float32 result carries rounding noise that grows
+#:   with the order: up to 8.8e-6 seen at order 2, 4.4e-5 at order 3 (50 steps).
 LOOSER = {
     ("DEISMultistepScheduler", "order3"): 1e-4,
+    ("DEISMultistepScheduler", "*"): 2e-5,
     ("KDPM2AncestralDiscreteScheduler", "*"): 1e-4,
     ("DPMSolverMultistepScheduler", "sde_order3"): 2e-5,
 }
