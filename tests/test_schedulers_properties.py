@@ -29,12 +29,19 @@ def make(name, **options):
 @given(
     steps=st.one_of(st.integers(1, 60), st.integers(61, 1000)),
     betas=st.sampled_from(["scaled_linear", "linear", "squaredcos_cap_v2"]),
+    spacing=st.sampled_from([None, "leading", "trailing", "linspace"]),
 )
-@example(steps=4, betas="squaredcos_cap_v2")  # sigma_max 2e4: ancestral sigma_down rounds < 0
-@example(steps=1000, betas="scaled_linear")
-def test_any_step_count_gives_ordered_timesteps_and_finite_samples(name, steps, betas):
-    scheduler = make(name, beta_schedule=betas)
-    scheduler.set_timesteps(steps)
+@example(steps=4, betas="squaredcos_cap_v2", spacing=None)  # ancestral sigma_down rounds < 0
+@example(steps=1000, betas="scaled_linear", spacing=None)  # repeated solver timesteps
+@example(steps=998, betas="scaled_linear", spacing="trailing")  # diffusers reaches t = -1
+def test_any_step_count_gives_ordered_timesteps_and_finite_samples(name, steps, betas, spacing):
+    options = {"beta_schedule": betas, **({"timestep_spacing": spacing} if spacing else {})}
+    scheduler = make(name, **options)
+    try:
+        scheduler.set_timesteps(steps)
+    except ValueError as error:  # leading spacing cannot place every training step
+        assert spacing == "leading" and steps >= 999 and "at most" in str(error)
+        return
     timesteps = np.asarray(scheduler.timesteps, dtype=np.float64)
     # multistep solvers on integer timesteps cannot take more distinct steps than T - 1
     assert len(timesteps) >= min(steps, CONFIG["num_train_timesteps"] - 1)

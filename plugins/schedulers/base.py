@@ -176,7 +176,8 @@ class SigmaScheduler(BaseScheduler):
         c = self.config
         timesteps = schedules.spaced_timesteps(
             c["timestep_spacing"], num_inference_steps, c["num_train_timesteps"], c["steps_offset"]
-        ).astype(F32)
+        )
+        timesteps = schedules.check_in_range(timesteps, c).astype(F32)
         sigmas = schedules.interpolate_sigmas(timesteps, self.train_sigmas)
         respace = self._respaced(sigmas, num_inference_steps)
         if respace is not None:
@@ -227,17 +228,4 @@ def integer_timesteps(config: dict, num_inference_steps: int) -> np.ndarray:
         config["num_train_timesteps"],
         config["steps_offset"],
     )
-    return check_in_range(np.round(spaced).astype(np.int64), config)
-
-
-def check_in_range(timesteps: np.ndarray, config: dict) -> np.ndarray:
-    """Refuse timesteps past the training range (leading spacing plus steps_offset can push the
-    last one to T when every training step is used); diffusers fails later, with an IndexError."""
-    T = config["num_train_timesteps"]
-    if len(timesteps) and timesteps.max() > T - 1:
-        raise ValueError(
-            f"{len(timesteps)} steps with timestep_spacing={config.get('timestep_spacing')!r} "
-            f"and steps_offset={config.get('steps_offset')} reach timestep {timesteps.max()}, "
-            f"past the last training timestep {T - 1}; use fewer steps or steps_offset=0"
-        )
-    return timesteps
+    return schedules.check_in_range(np.round(spaced).astype(np.int64), config)

@@ -10,7 +10,9 @@ makes depends on how many calls came before it in this run."""
 from __future__ import annotations
 
 import numpy as np
-from paddiff.plugins.schedulers.base import BETA_DEFAULTS, BaseScheduler, as_f32, check_in_range
+from paddiff.plugins.schedulers import schedules
+from paddiff.plugins.schedulers.base import BETA_DEFAULTS, BaseScheduler, as_f32
+from paddiff.plugins.schedulers.schedules import check_in_range
 
 # Adams-Bashforth weights for 1..4 stored noise predictions, newest first
 PLMS_WEIGHTS = {1: (1,), 2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12)}
@@ -37,7 +39,7 @@ class PNDMScheduler(BaseScheduler):
         elif c["timestep_spacing"] == "leading":
             base = np.arange(n) * (T // n) + c["steps_offset"]
         else:
-            base = (np.round(np.arange(T, 0, -T / n))[::-1] - 1).astype(np.int64)
+            base = (schedules.trailing_points(T, T, n).round()[::-1] - 1).astype(np.int64)
         # base is ascending here
         if c["skip_prk_steps"]:
             # the second timestep is visited twice: the warm-up step's corrector call

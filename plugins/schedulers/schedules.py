@@ -91,10 +91,18 @@ def spaced_timesteps(
     if spacing == "leading":
         return (np.arange(n) * (T // n)).round()[::-1] + steps_offset
     if spacing == "trailing":
-        return np.arange(T, 0, -T / n).round() - 1
+        return trailing_points(T, T, n).round() - 1
     raise ValueError(
         f"unknown timestep_spacing {spacing!r}; expected one of {', '.join(TIMESTEP_SPACINGS)}"
     )
+
+
+def trailing_points(last: int, T: int, n: int) -> np.ndarray:
+    """last, last - T/n, last - 2T/n, ... while above 1/2, the points diffusers takes from
+    np.arange(last, 0, -T / n); that arange can end on a float-noise point just above 0 (for
+    example T = 1000, n = 998), which rounds to timestep -1."""
+    points = last - np.arange(n) * (T / n)
+    return points[points > 0.5]
 
 
 def solver_timesteps(
@@ -118,12 +126,29 @@ def solver_timesteps(
             raise ValueError(f"timestep_spacing='leading' allows at most {last - 1} steps here")
         timesteps = (np.arange(n + 1) * ratio).round()[::-1][:-1] + steps_offset
     elif spacing == "trailing":
-        timesteps = np.arange(last, 0, -T / n).round() - 1
+        timesteps = trailing_points(last, T, n).round() - 1
     else:
         raise ValueError(
             f"unknown timestep_spacing {spacing!r}; expected one of {', '.join(TIMESTEP_SPACINGS)}"
         )
-    return np.unique(timesteps.astype(np.int64))[::-1].copy()
+    timesteps = np.unique(timesteps.astype(np.int64))[::-1].copy()
+    return check_in_range(
+        timesteps,
+        {"num_train_timesteps": T, "timestep_spacing": spacing, "steps_offset": steps_offset},
+    )
+
+
+def check_in_range(timesteps: np.ndarray, config: dict) -> np.ndarray:
+    """Refuse timesteps past the training range (leading spacing plus steps_offset can push the
+    last one to T when every training step is used); diffusers fails later, with an IndexError."""
+    T = config["num_train_timesteps"]
+    if len(timesteps) and timesteps.max() > T - 1:
+        raise ValueError(
+            f"{len(timesteps)} steps with timestep_spacing={config.get('timestep_spacing')!r} "
+            f"and steps_offset={config.get('steps_offset')} reach timestep {timesteps.max()}, "
+            f"past the last training timestep {T - 1}; use fewer steps or steps_offset=0"
+        )
+    return timesteps
 
 
 def interpolate_sigmas(timesteps: np.ndarray, train_sigmas: np.ndarray) -> np.ndarray:
