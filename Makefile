@@ -20,12 +20,12 @@ run: setup
 	$(BIN)/paddiff plugins list
 
 test: setup
-	$(BIN)/ruff check $(LINTED)
+	$(BIN)/python -m ruff check $(LINTED)
 	$(BIN)/python -m pytest -q
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
 lint: setup
-	$(BIN)/ruff check $(LINTED)
-	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/python -m ruff check $(LINTED)
+	$(BIN)/python -m ruff format --check $(LINTED)
