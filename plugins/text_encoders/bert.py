@@ -5,8 +5,9 @@ The Paddle layers below mirror transformers' module names (`embeddings.LayerNorm
 `encoder.layer.N.attention.self.query`, ...), so a published checkpoint loads with no rename
 table, only the Linear transposes. Why not paddlenlp's BertModel: its layers are Paddle's
 TransformerEncoderLayer (other names: a per-layer rename table), it builds a padding mask from
-`pad_token_id` when none is given (the reference pipeline passes none, so padding must attend),
-and paddlenlp has no XLM-R model at all, which shares this encoder (see xlm_roberta.py).
+`pad_token_id` when none is given (the reference pipeline passes none, so padding must attend:
+1.9 off on the test model; with a rename table and an explicit all-ones mask it matched to 2e-6),
+and paddlenlp 2.8.1 has no XLM-R model at all, which shares this encoder (see xlm_roberta.py).
 
 What the pipeline consumes: diffusers' StableDiffusionPipeline calls
 `text_encoder(ids, attention_mask=mask)[0]`, the last hidden state, with ids padded to the
