@@ -67,7 +67,7 @@ def test_window_lengths_and_widths_come_from_the_folder():
     alt = load(FIXTURES / "altdiffusion_like")
     assert (taiyi.max_length, taiyi.hidden_size, taiyi.use_attention_mask) == (512, 32, False)
     # AltDiffusion conditions on the projection (project_dim), with the padding mask.
-    assert (alt.max_length, alt.hidden_size, alt.use_attention_mask) == (77, 24, True)
+    assert (alt.max_length, alt.hidden_size, alt.use_attention_mask) == (77, 32, True)
     assert load(FIXTURES / "taiyi_like", max_length=77).encode(["猫"]).shape == (1, 77, 32)
     # XLM-R positions start after padding_idx: 80 position rows leave 78 tokens.
     with pytest.raises(ValueError, match="78 positions"):

@@ -301,6 +301,11 @@ class BertModel(TextEncoder):
     def tokenize(self, prompts: list[str]) -> np.ndarray:
         return self.tokenizer(list(prompts), self.max_length)[0]
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` without the start and end tokens (the pipeline warns when a prompt
+        has more than fit in the window)."""
+        return len(self.tokenizer.text_ids(text))
+
     def _run(self, ids: np.ndarray, mask: np.ndarray | None, conditioning: bool):
         import paddle
 
