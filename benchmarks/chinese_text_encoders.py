@@ -83,7 +83,7 @@ def paddiff_times() -> None:
 
     model = synthetic_sentencepiece(250_000)
     start = time.perf_counter()
-    big = XLMRobertaTokenizer(model)
+    big = XLMRobertaTokenizer.from_sentencepiece(model)
     print(f"load a 250,002-piece SentencePiece model: {time.perf_counter() - start:.2f} s")
     prompt = "一只可爱的小猫，高清，油画, a cute cat, highly detailed, trending on artstation " * 3
     print(

@@ -59,6 +59,15 @@ def test_token_ids_equal_the_reference_for_every_prompt(case):
     assert not differing, f"{len(differing)} prompts differ, e.g.\n" + "\n".join(details)
 
 
+@pytest.mark.parametrize("folder, name, key", TOKENIZERS, ids=[t[0] for t in TOKENIZERS])
+def test_tokenizer_json_folders_give_the_same_ids(folder, name, key):
+    # What transformers 5 writes when it re-saves a tokenizer: tokenizer.json only.
+    encoder = paddiff.get("text_encoders", name).from_pretrained(
+        FIXTURES / folder / "text_encoder", tokenizer_path=FIXTURES / "tokenizer_json" / key
+    )
+    np.testing.assert_array_equal(encoder.tokenize(PROMPTS), REFERENCE[key])
+
+
 def test_long_prompts_are_cut_to_the_window_and_still_end_with_the_end_token(case):
     encoder, _ = case
     ids = encoder.tokenize(CORPUS["long"][-1:])

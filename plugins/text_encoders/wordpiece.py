@@ -140,8 +140,10 @@ class WordPieceTokenizer:
         sep_token: str = "[SEP]",
         pad_token: str = "[PAD]",
         mask_token: str = "[MASK]",
+        max_word_chars: int = MAX_WORD_CHARS,
     ):
         self.tokens = list(vocab)
+        self.max_word_chars = max_word_chars
         self.vocab = {token: index for index, token in enumerate(vocab)}
         self.model_max_length: int | None = None  # the window, set by the text encoder
         # The options as given, for save_pretrained.
@@ -171,13 +173,10 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> WordPieceTokenizer:
-        """Read `vocab.txt` and the options in `tokenizer_config.json` (as published)."""
+        """Read a tokenizer folder as transformers does: `tokenizer.json` when there is one
+        (what transformers 5 saves), else `vocab.txt` with the options in tokenizer_config.json
+        (what Taiyi publishes)."""
         folder = Path(folder)
-        vocab_file = folder / "vocab.txt"
-        if not vocab_file.is_file():
-            raise FileNotFoundError(f"{folder}: no vocab.txt (a BERT tokenizer folder needs one)")
-        with open(vocab_file, encoding="utf-8") as f:
-            vocab = [line.rstrip("\n") for line in f]
         config = read_json(folder / "tokenizer_config.json")
         options = {
             key: token_text(config[key])
@@ -185,7 +184,42 @@ class WordPieceTokenizer:
             + ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token")
             if key in config
         }
+        if (folder / "tokenizer.json").is_file():
+            return cls._from_tokenizer_json(folder / "tokenizer.json", options)
+        vocab_file = folder / "vocab.txt"
+        if not vocab_file.is_file():
+            raise FileNotFoundError(
+                f"{folder}: neither vocab.txt nor tokenizer.json (a BERT tokenizer needs one)"
+            )
+        with open(vocab_file, encoding="utf-8") as f:
+            vocab = [line.rstrip("\n") for line in f]
         return cls(vocab, **options)
+
+    @classmethod
+    def _from_tokenizer_json(cls, path: Path, options: dict) -> WordPieceTokenizer:
+        """The vocabulary and options of a `tokenizers` WordPiece pipeline (BertNormalizer)."""
+        data = read_json(path)
+        model, normalizer = data.get("model") or {}, data.get("normalizer") or {}
+        if model.get("type") != "WordPiece" or normalizer.get("type") != "BertNormalizer":
+            raise ValueError(
+                f"{path}: expected a WordPiece model with a BertNormalizer, got "
+                f"{model.get('type')!r} with {normalizer.get('type')!r}"
+            )
+        if model.get("continuing_subword_prefix", "##") != "##" or not normalizer.get(
+            "clean_text", True
+        ):
+            raise ValueError(f"{path}: only the '##' prefix with clean_text is supported")
+        by_id = sorted(model["vocab"].items(), key=lambda item: item[1])
+        if [index for _, index in by_id] != list(range(len(by_id))):
+            raise ValueError(f"{path}: the vocabulary ids are not 0..{len(by_id) - 1}")
+        options.update(
+            do_lower_case=normalizer.get("lowercase", True),
+            strip_accents=normalizer.get("strip_accents"),
+            tokenize_chinese_chars=normalizer.get("handle_chinese_chars", True),
+            unk_token=model.get("unk_token", options.get("unk_token", "[UNK]")),
+            max_word_chars=model.get("max_input_chars_per_word", MAX_WORD_CHARS),
+        )
+        return cls([token for token, _ in by_id], **options)
 
     def save_pretrained(self, folder: str | Path) -> None:
         """vocab.txt + tokenizer_config.json, as transformers' BertTokenizer reads them."""
@@ -232,7 +266,7 @@ class WordPieceTokenizer:
 
     def _word_ids(self, word: str) -> list[int]:
         """Step 6: greedy longest-match-first WordPiece."""
-        if len(word) > MAX_WORD_CHARS:
+        if len(word) > self.max_word_chars:
             return [self.unk_id]
         ids, start = [], 0
         while start < len(word):
