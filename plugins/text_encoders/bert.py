@@ -249,7 +249,7 @@ class BertModel(TextEncoder):
         """The BERT / XLM-R part of `self.net`."""
         return self.net
 
-    def _conditioning(self, states: list, ids, positions, bias):
+    def _conditioning(self, states: list):
         return states[-1]
 
     # -- loading and saving --------------------------------------------------------------------
@@ -314,7 +314,7 @@ class BertModel(TextEncoder):
         bias = None if mask is None else attention_bias(mask)
         with paddle.no_grad():
             states = self._encoder()(ids_t, positions, bias)
-            return self._conditioning(states, ids_t, positions, bias) if conditioning else states
+            return self._conditioning(states) if conditioning else states
 
     def hidden_states(self, ids: np.ndarray, mask: np.ndarray | None = None) -> list[np.ndarray]:
         """Every hidden state of the BERT / XLM-R encoder (embeddings output first) for ids,

@@ -97,5 +97,5 @@ class RobertaSeriesModelWithTransformation(BertModel):
     def _encoder(self):
         return self.net.roberta
 
-    def _conditioning(self, states: list, ids, positions, bias):
+    def _conditioning(self, states: list):
         return self.net.project(states)

@@ -26,6 +26,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import regex  # grapheme clusters (\X), which the re module lacks
 from paddiff.plugins.text_encoders._files import read_json, token_text
 
 UNK = 3  # fairseq's <unk>
@@ -137,8 +138,6 @@ class CharsMap:
         """Grapheme clusters under 6 bytes are replaced whole when a rule matches their start
         (transformers' behaviour, which drops the rest of such a cluster); otherwise each
         character is replaced by its own rule or kept."""
-        import regex
-
         out = []
         for cluster in regex.findall(r"\X", text):
             if len(cluster.encode("utf-8")) < 6:
