@@ -74,6 +74,17 @@ def test_window_lengths_and_widths_come_from_the_folder():
         load(FIXTURES / "altdiffusion_like", max_length=79)
 
 
+@pytest.mark.parametrize("folder", ["taiyi_like", "altdiffusion_m9_like"])
+def test_exported_program_matches_the_reference(tmp_path, folder):
+    # Static execution (jit.save + Paddle Inference), as the UNet and VAE offer it.
+    from paddiff.plugins.inference.cache import ExportCache
+
+    encoder = load(FIXTURES / folder)
+    encoder.runner.use_static(ExportCache(tmp_path, threads=1))
+    out = encoder.encode(SUBSET[:3])
+    np.testing.assert_allclose(out, REFERENCE[folder][:3], atol=1e-4, rtol=0)
+
+
 def test_unconditional_embedding_is_the_empty_prompt():
     encoder = load(FIXTURES / "altdiffusion_like")
     np.testing.assert_array_equal(encoder.unconditional(2), encoder.encode(["", ""]))
