@@ -22,9 +22,16 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
-from paddiff.plugins.text_encoders._files import read_json, token_text
+from paddiff.plugins.text_encoders._files import read_json, refuse_added_tokens, token_text
 
 MAX_WORD_CHARS = 100  # transformers' default max_input_chars_per_word
+DEFAULT_SPECIALS = {
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "mask_token": "[MASK]",
+}
 
 # The CJK ideograph blocks BERT isolates (Unified, Ext. A-F, Compatibility and its supplement).
 # Hiragana, Katakana and Hangul are not in them: those stay glued into words.
@@ -184,8 +191,12 @@ class WordPieceTokenizer:
             + ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token")
             if key in config
         }
+        specials = [options.get(k, v) for k, v in DEFAULT_SPECIALS.items()]
         if (folder / "tokenizer.json").is_file():
-            return cls._from_tokenizer_json(folder / "tokenizer.json", options)
+            data = read_json(folder / "tokenizer.json")
+            refuse_added_tokens(folder, specials, data)
+            return cls._from_tokenizer_json(folder / "tokenizer.json", data, options)
+        refuse_added_tokens(folder, specials)
         vocab_file = folder / "vocab.txt"
         if not vocab_file.is_file():
             raise FileNotFoundError(
@@ -196,9 +207,8 @@ class WordPieceTokenizer:
         return cls(vocab, **options)
 
     @classmethod
-    def _from_tokenizer_json(cls, path: Path, options: dict) -> WordPieceTokenizer:
+    def _from_tokenizer_json(cls, path: Path, data: dict, options: dict) -> WordPieceTokenizer:
         """The vocabulary and options of a `tokenizers` WordPiece pipeline (BertNormalizer)."""
-        data = read_json(path)
         model, normalizer = data.get("model") or {}, data.get("normalizer") or {}
         if model.get("type") != "WordPiece" or normalizer.get("type") != "BertNormalizer":
             raise ValueError(

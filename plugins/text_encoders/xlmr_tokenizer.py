@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import regex  # grapheme clusters (\X), which the re module lacks
-from paddiff.plugins.text_encoders._files import read_json, token_text
+from paddiff.plugins.text_encoders._files import read_json, refuse_added_tokens, token_text
 
 UNK = 3  # fairseq's <unk>
 DEFAULT_SPECIALS = {
@@ -235,8 +235,12 @@ class XLMRobertaTokenizer:
         folder = Path(folder)
         config = read_json(folder / "tokenizer_config.json")
         specials = {k: token_text(v) for k, v in config.items() if k in DEFAULT_SPECIALS}
+        names = [specials.get(k, v) for k, v in DEFAULT_SPECIALS.items()]
         if (folder / "tokenizer.json").is_file():
-            return cls.from_tokenizer_json((folder / "tokenizer.json").read_bytes(), specials)
+            raw = (folder / "tokenizer.json").read_bytes()
+            refuse_added_tokens(folder, names, json.loads(raw))
+            return cls.from_tokenizer_json(raw, specials)
+        refuse_added_tokens(folder, names)
         if (folder / "sentencepiece.bpe.model").is_file():
             return cls.from_sentencepiece(
                 (folder / "sentencepiece.bpe.model").read_bytes(), specials
