@@ -172,6 +172,13 @@ class AutoencoderKLNetwork(nn.Layer):
             for key, allowed in SUPPORTED_VALUES.items()
             if config.get(key) not in allowed
         ]
+        levels = len(config["block_out_channels"])
+        for key, block in (
+            ("down_block_types", "DownEncoderBlock2D"),
+            ("up_block_types", "UpDecoderBlock2D"),
+        ):
+            if list(config[key]) != [block] * levels:
+                problems.append(f"{key}={config[key]!r} (supported: {levels} x {block!r})")
         if problems:
             raise ValueError("unsupported AutoencoderKL config: " + ", ".join(problems))
         latent = config["latent_channels"]
