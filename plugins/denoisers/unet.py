@@ -62,7 +62,8 @@ SUPPORTED_VALUES = {
     "encoder_hid_dim": (None,),
     "encoder_hid_dim_type": (None,),
     "dual_cross_attention": (False,),
-    "only_cross_attention": (False,),
+    "only_cross_attention": (False,),  # also accepted as one False per block, see below
+    "num_class_embeds": (None,),
     "resnet_time_scale_shift": ("default",),
     "time_embedding_type": ("positional",),
     "time_embedding_act_fn": (None,),
@@ -79,11 +80,17 @@ UP_TYPES = {"CrossAttnUpBlock2D": True, "UpBlock2D": False}
 
 
 def check_supported(config: dict) -> None:
+    def value(key):
+        v = config[key]  # per-block lists of one supported value count as that value
+        return v[0] if isinstance(v, list) and v and all(x == v[0] for x in v) else v
+
     problems = [
         f"{key}={config[key]!r} (supported: {', '.join(map(repr, allowed))})"
         for key, allowed in SUPPORTED_VALUES.items()
-        if key in config and config[key] not in allowed
+        if key in config and value(key) not in allowed
     ]
+    if isinstance(config["cross_attention_dim"], (list, tuple)):
+        problems.append(f"cross_attention_dim={config['cross_attention_dim']!r} (one int only)")
     for key, known in (("down_block_types", DOWN_TYPES), ("up_block_types", UP_TYPES)):
         unknown = [t for t in config[key] if t not in known]
         if unknown:
