@@ -38,7 +38,9 @@ def load_state_dict_into(
     so that peak memory stays near one copy of the weights (3.4 GB for SD 1.5's UNet).
     """
     params = layer.state_dict()
-    transposed = linear_weight_keys(layer)
+    # ppdiffusers / paddlenlp files (layout "paddle") already store Linear weights as [in, out]
+    torch_layout = getattr(state, "layout", "torch") == "torch"
+    transposed = linear_weight_keys(layer) if torch_layout else set()
     missing = sorted(set(params) - set(state))
     unexpected = sorted(set(state) - set(params))
     wrong_shape = []
@@ -52,6 +54,9 @@ def load_state_dict_into(
         raise StateDictMismatchError(
             _mismatch_message(source_name, type(layer).__name__, missing, unexpected, wrong_shape)
         )
+    # A lazy StateDict (paddiff.weights) reads each tensor on lookup and holds no copy, so only a
+    # plain dict of arrays needs emptying as we go.
+    consume = consume and isinstance(state, dict)
     for key, param in params.items():
         value = np.asarray(state.pop(key) if consume else state[key])
         if key in transposed:

@@ -170,6 +170,21 @@ class CLIPTextModel(TextEncoder):
         load_state_dict_into(model.net, to_network_keys(state), source, consume=True)
         return model
 
+    @classmethod
+    def from_state_dict(
+        cls, config, state, source="state dict", tokenizer_path=None, clip_skip=None, **options
+    ):
+        """Build from a config dict and a state dict (transformers keys); the tokenizer is read
+        from `tokenizer_path` (a folder with vocab.json and merges.txt)."""
+        if tokenizer_path is None:
+            raise ValueError(
+                f"{source}: CLIPTextModel needs tokenizer_path (vocab.json + merges.txt)"
+            )
+        tokenizer = CLIPTokenizer.from_folder(tokenizer_path)
+        model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
+        load_state_dict_into(model.net, to_network_keys(state), source)
+        return model
+
     def save_pretrained(self, folder) -> None:
         """config.json + model.safetensors with transformers' (4.x) `text_model.` keys."""
         config = {
@@ -191,9 +206,16 @@ class CLIPTextModel(TextEncoder):
 def to_network_keys(state: dict) -> dict:
     """transformers 5 saves CLIPTextModel keys without the `text_model.` prefix that 4.x (and
     so every SD checkpoint) uses; accept both, and drop the stale position_ids buffer."""
+    if hasattr(state, "renamed"):  # a lazy paddiff.weights.StateDict: rename without reading
+        return state.renamed(_network_key)
     out = {}
     for key, value in state.items():
         key = key if key.startswith(PREFIX) else PREFIX + key
         if key not in IGNORED_KEYS:
             out[key] = value
     return out
+
+
+def _network_key(key: str) -> str | None:
+    key = key if key.startswith(PREFIX) else PREFIX + key
+    return None if key in IGNORED_KEYS else key

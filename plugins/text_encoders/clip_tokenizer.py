@@ -127,6 +127,28 @@ class CLIPTokenizer:
             max_length = 77
         return cls(vocab, merges, max_length=max_length, **tokens)
 
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write vocab.json, merges.txt and tokenizer_config.json, which `from_folder` reads back."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        text_of = {i: token for token, i in self.vocab.items()}
+        merges = sorted(self.ranks, key=self.ranks.get)
+        (folder / "vocab.json").write_text(
+            json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8"
+        )
+        lines = ["#version: 0.2"] + [" ".join(pair) for pair in merges]
+        (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        settings = {
+            "tokenizer_class": "CLIPTokenizer",
+            "model_max_length": self.max_length,
+            "bos_token": text_of[self.bos_id],
+            "eos_token": text_of[self.eos_id],
+            "pad_token": text_of[self.pad_id],
+        }
+        (folder / "tokenizer_config.json").write_text(
+            json.dumps(settings, indent=2), encoding="utf-8"
+        )
+
     def bpe(self, piece: str) -> list[int]:
         """Ids of one pre-tokenised piece: byte characters merged by lowest rank first."""
         cached = self._cache.get(piece)
