@@ -1,10 +1,10 @@
 """Writing the tiny SD fixtures in other weight formats, at test time, without torch.
 
-Each writer is checked against something independent: the PyTorch zip writer (also read back by
-`torch.load(..., weights_only=True)` once, by hand)
-against files torch itself wrote (tests/fixtures/weights/tensors_zip.bin, sd1.ckpt), the
-original-layout conversion against files diffusers' `from_single_file` verified
-(tests/fixtures/weights/sd1.ckpt, sd2_v.safetensors).
+What keeps this from being circular: paddiff's pickle reader is tested on files torch itself
+wrote (tests/fixtures/weights/tensors_*.bin, sd1.ckpt), and the zip writer's output was also read
+back with `torch.load(..., weights_only=True)` when it was written; `to_original` is tested
+against single files that diffusers' own `from_single_file` read back identically
+(tests/fixtures/weights/sd1.ckpt, sd2_v.safetensors, made by make_formats.py).
 """
 
 from __future__ import annotations
