@@ -121,8 +121,10 @@ def _from_folder(folder, variant, tokenizer, registry, overrides) -> dict[str, A
 
 def _build_from_folder(cls, folder: Path, variant, options):
     if hasattr(cls, "from_state_dict"):
+        from paddiff.plugins.convert.legacy_names import modernize_keys
+
         config = _read_json(folder / "config.json")
-        state = load_component_weights(folder, variant)
+        state = modernize_keys(load_component_weights(folder, variant))
         source = ", ".join(str(f) for f in state.files)
         return cls.from_state_dict(config, state, source=source, **options)
     if variant is not None:

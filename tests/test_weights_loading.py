@@ -15,9 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from paddiff.loader import load_components, save_components
+from paddiff.plugins.convert.legacy_names import OLD_VAE_ATTENTION, paddlenlp_clip_keymap
 from paddiff.plugins.convert.original_sd import convert_checkpoint
 from paddiff.registry import Registry, UnknownPluginError
-from paddiff.weights import WeightsFormatError, load_component_weights, load_state_dict
+from paddiff.weights import (
+    WeightsFormatError,
+    load_component_weights,
+    load_state_dict,
+    save_state_dict,
+)
 
 from tests.helpers import ROOT
 from tests.weights_formats import (
@@ -96,17 +102,27 @@ def make_sharded(model: Path, tmp: Path) -> dict:
 
 
 def make_ppdiffusers(model: Path, tmp: Path, registry: Registry) -> dict:
-    """Paddle-layout weights as ppdiffusers writes them: paddle.save of each network."""
+    """Paddle-layout weights as ppdiffusers writes them: paddle.save of each network, the text
+    encoder under paddlenlp's module names."""
     target = copy_model(model, tmp / "pp")
     loaded = load_components(model, registry=registry)
     for name, sub in [("denoiser", "unet"), ("vae", "vae"), ("text_encoder", "text_encoder")]:
         for old in (target / sub).glob("*.safetensors"):
             old.unlink()
-        paddle.save(loaded[name].net.state_dict(), str(target / sub / "model_state.pdparams"))
+        state = loaded[name].net.state_dict()
+        if name == "text_encoder":
+            state = to_paddlenlp_names(state)
+        paddle.save(state, str(target / sub / "model_state.pdparams"))
     index = json.loads((target / "model_index.json").read_text())
     index["unet"][0] = index["vae"][0] = "ppdiffusers"
     (target / "model_index.json").write_text(json.dumps(index))
     return {"location": target}
+
+
+def to_paddlenlp_names(state: dict) -> dict:
+    layers = len({k.split(".")[3] for k in state if k.startswith("text_model.encoder.layers.")})
+    keymap = paddlenlp_clip_keymap(layers)
+    return {keymap.to_original(k): v for k, v in state.items()}
 
 
 def make_single(suffix: str):
@@ -116,8 +132,6 @@ def make_single(suffix: str):
         if suffix == ".ckpt":
             write_torch_zip(state, path, wrap_lightning=True)
         else:
-            from paddiff.weights import save_state_dict
-
             save_state_dict(state, path)
         return {
             "location": path,
@@ -218,6 +232,41 @@ def test_save_components_round_trips_exactly(tmp_path, registry):
     )
 
 
+def test_paddlenlp_names_mean_what_paddlenlp_computes():
+    # The table is checked against paddlenlp's own CLIPTextModel: same keys and shapes, and with
+    # the fixture's weights under those names it computes the reference hidden states.
+    from paddlenlp.transformers import CLIPTextConfig
+    from paddlenlp.transformers import CLIPTextModel as PaddleNLPCLIP
+
+    config = json.loads((SD / "sd2_v" / "text_encoder" / "config.json").read_text())
+    net = PaddleNLPCLIP(CLIPTextConfig(**config))
+    net.eval()
+    encoder = load_components(SD / "sd2_v", registry=Registry(), scheduler=object())["text_encoder"]
+    state = to_paddlenlp_names(encoder.net.state_dict())
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items() if "position_ids" not in k}
+    assert {k: tuple(v.shape) for k, v in state.items()} == expected
+    net.set_state_dict(state)
+    ref = np.load(SD / "sd2_v" / "reference.npz")
+    with paddle.no_grad():
+        hidden = net(paddle.to_tensor(ref["token_ids"]))[0].numpy()
+    assert_close(hidden, ref["text_hidden_states"], "paddlenlp CLIPTextModel")
+
+
+def test_pre_014_vae_attention_names_load(tmp_path, registry):
+    model = copy_model(SD / "sd1", tmp_path / "old")
+    folder = model / "vae"
+    state = dict(load_component_weights(folder))
+    renamed = {}
+    for key, value in state.items():
+        for new, old in OLD_VAE_ATTENTION:
+            key = key.replace(f"attentions.0.{new}.", f"attentions.0.{old}.")
+        renamed[key] = value
+    assert any(".query." in k for k in renamed)
+    (folder / "diffusion_pytorch_model.safetensors").unlink()
+    save_state_dict(renamed, folder / "diffusion_pytorch_model.safetensors")
+    assert_matches_reference(load_components(model, registry=registry), SD / "sd1")
+
+
 # -- single files --------------------------------------------------------------------------------
 
 
@@ -297,8 +346,6 @@ def test_unknown_keys_in_a_single_file_are_named(tmp_path):
     state = to_original(SD / "sd1")
     state["model.diffusion_model.mystery_head.weight"] = np.zeros(3, np.float32)
     path = tmp_path / "odd.safetensors"
-    from paddiff.weights import save_state_dict
-
     save_state_dict(state, path)
     with pytest.raises(
         WeightsFormatError, match="odd.safetensors: unexpected UNet keys: .*mystery_head"
@@ -346,8 +393,6 @@ def test_missing_and_misshaped_keys_name_the_file_and_keys(tmp_path, registry):
     state["conv_out.bias"] = np.zeros(5, np.float32)
     state["extra.weight"] = np.zeros(1, np.float32)
     (folder / "diffusion_pytorch_model.safetensors").unlink()
-    from paddiff.weights import save_state_dict
-
     save_state_dict(state, folder / "diffusion_pytorch_model.safetensors")
     with pytest.raises(StateDictMismatchError) as info:
         load_components(model, registry=registry)
