@@ -163,9 +163,10 @@ class CLIPTextModel(TextEncoder):
         by default the sibling `tokenizer/` folder."""
         path = Path(path)
         tokenizer = CLIPTokenizer.from_folder(tokenizer_path or path.parent / "tokenizer")
-        model = cls(read_config(path, DEFAULTS), tokenizer, clip_skip)
+        with paddle.LazyGuard():  # no random init: every parameter is set from the file
+            model = cls(read_config(path, DEFAULTS), tokenizer, clip_skip)
         state, source = load_component_weights(path)
-        load_state_dict_into(model.net, to_network_keys(state), source)
+        load_state_dict_into(model.net, to_network_keys(state), source, consume=True)
         return model
 
     @classmethod

@@ -112,12 +112,7 @@ class CLIPTokenizer:
         """Read vocab.json + merges.txt, and special tokens / max length from
         tokenizer_config.json, overridden by special_tokens_map.json as transformers does."""
         folder = Path(folder)
-        for name in ("vocab.json", "merges.txt"):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name} not found (a CLIP tokenizer needs it)")
-        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-        lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
-        merges = [tuple(line.split()) for line in lines if line and not line.startswith("#version")]
+        vocab, merges = _read_vocab_and_merges(folder)
         settings = {}
         for name in ("tokenizer_config.json", "special_tokens_map.json"):
             if (folder / name).is_file():
@@ -221,6 +216,24 @@ class CLIPTokenizer:
                     split.append((segment, None))
             parts = split
         return [(chunk, cid) for chunk, cid in parts if cid is not None or chunk]
+
+
+def _read_vocab_and_merges(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """From vocab.json + merges.txt (what SD folders hold), else from the tokenizer.json that
+    transformers 5 writes alone (its merges are "a b" strings or [a, b] pairs)."""
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
+        merges = [line.split() for line in lines if line and not line.startswith("#version")]
+    elif (folder / "tokenizer.json").is_file():
+        model = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+        vocab = model["vocab"]
+        merges = [m.split() if isinstance(m, str) else m for m in model["merges"]]
+    else:
+        raise FileNotFoundError(
+            f"no CLIP vocabulary in {folder}: expected vocab.json and merges.txt, or tokenizer.json"
+        )
+    return vocab, [tuple(m) for m in merges]
 
 
 def _token_text(value) -> str:
