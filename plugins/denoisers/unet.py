@@ -224,7 +224,8 @@ class UNet2DConditionModel(Denoiser):
     ):
         """Build from a config dict and a state dict (diffusers keys), e.g. a converted
         single-file checkpoint; `source` is named in loading errors."""
-        model = cls({**DEFAULTS, **config}, prediction_type)
+        with paddle.LazyGuard():  # no random init: every parameter is set from `state`
+            model = cls({**DEFAULTS, **config}, prediction_type)
         load_state_dict_into(model.net, state, source)
         return model
 

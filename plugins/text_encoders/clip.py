@@ -180,7 +180,8 @@ class CLIPTextModel(TextEncoder):
                 f"{source}: CLIPTextModel needs tokenizer_path (vocab.json + merges.txt)"
             )
         tokenizer = CLIPTokenizer.from_folder(tokenizer_path)
-        model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
+        with paddle.LazyGuard():  # no random init: every parameter is set from `state`
+            model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
         load_state_dict_into(model.net, to_network_keys(state), source)
         return model
 

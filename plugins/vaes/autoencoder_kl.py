@@ -230,7 +230,8 @@ class AutoencoderKL(VAE):
         cls, config, state, source="state dict", tile_size=None, tile_overlap=8, **options
     ):
         """Build from a config dict and a state dict (diffusers keys)."""
-        model = cls({**DEFAULTS, **config}, tile_size, tile_overlap)
+        with paddle.LazyGuard():  # no random init: every parameter is set from `state`
+            model = cls({**DEFAULTS, **config}, tile_size, tile_overlap)
         load_state_dict_into(model.net, state, source)
         return model
 
