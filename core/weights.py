@@ -220,9 +220,11 @@ def read_safetensors_header(path: Path) -> tuple[dict, dict, int]:
             )
         raw = f.read(length)
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WeightsFormatError(f"{path}: safetensors header is not valid JSON ({exc})") from None
+    except KeyError as exc:
+        raise WeightsFormatError(f"{path}: safetensors header lists {exc} twice") from None
     if not isinstance(header, dict):
         raise WeightsFormatError(f"{path}: safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -230,6 +232,15 @@ def read_safetensors_header(path: Path) -> tuple[dict, dict, int]:
     for key, entry in header.items():
         _check_entry(path, key, entry, size - data_start)
     return header, metadata, data_start
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise KeyError(key)
+        seen[key] = value
+    return seen
 
 
 def _check_entry(path: Path, key: str, entry, data_size: int) -> None:

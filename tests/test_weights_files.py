@@ -121,6 +121,7 @@ def good_header(**entry) -> bytes:
         (lambda p: write_safetensors(p, good_header(shape=[3]), b"\0" * 8), "8 bytes of data"),
         (lambda p: write_safetensors(p, good_header(shape="2"), b"\0" * 8), "bad shape"),
         (lambda p: write_safetensors(p, b'{"w": {"dtype": "F32"}}'), "lacks dtype, shape"),
+        (lambda p: write_safetensors(p, b'{"w": 1, "w": 2}'), "lists 'w' twice"),
     ],
 )
 def test_damaged_safetensors_fail_naming_the_file(tmp_path, make, message):

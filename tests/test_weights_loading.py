@@ -267,6 +267,14 @@ def test_pre_014_vae_attention_names_load(tmp_path, registry):
     assert_matches_reference(load_components(model, registry=registry), SD / "sd1")
 
 
+def test_scheduler_aliases_select_the_real_schedulers():
+    components = load_components(SD / "sd1", scheduler="DPM++ 2M Karras")
+    scheduler = components["scheduler"]
+    assert type(scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert scheduler.config["use_karras_sigmas"] is True
+    assert scheduler.config["beta_schedule"] == "scaled_linear"  # from the model's config
+
+
 # -- single files --------------------------------------------------------------------------------
 
 
@@ -406,6 +414,24 @@ def test_missing_and_misshaped_keys_name_the_file_and_keys(tmp_path, registry):
         assert expected in message
 
 
+def test_a_malicious_bin_in_a_model_folder_is_refused(tmp_path, registry):
+    import pickle
+
+    from paddiff.weights import UnsafeCheckpointError
+
+    from tests.test_weights_unsafe import RunsCommand, torch_zip
+
+    model = copy_model(SD / "sd1", tmp_path / "m")
+    (model / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    torch_zip(
+        model / "unet" / "diffusion_pytorch_model.bin", pickle.dumps(RunsCommand(f"touch {marker}"))
+    )
+    with pytest.raises(UnsafeCheckpointError, match="unet/diffusion_pytorch_model.bin: refusing"):
+        load_components(model, registry=registry)
+    assert not marker.exists()
+
+
 def test_corrupt_weights_stop_loading_with_the_file_named(tmp_path, registry):
     model = copy_model(SD / "sd1", tmp_path / "m")
     path = model / "vae" / "diffusion_pytorch_model.safetensors"
@@ -423,6 +449,12 @@ def test_overrides_by_instance_and_by_name(registry):
     assert type(again["scheduler"]).__name__ == "StubScheduler"
     assert again["scheduler"].config["steps_offset"] == 1  # the folder's config, another class
     assert again["scheduler"].config["_class_name"] == "DDIMScheduler"
+    assert (
+        load_components(SD / "sd1", registry=registry, scheduler="ddim")["scheduler"].config[
+            "_class_name"
+        ]
+        == "DDIMScheduler"
+    )  # aliases are accepted
     with pytest.raises(UnknownPluginError, match="no vae named 'NoSuchVAE'"):
         load_components(SD / "sd1", registry=registry, vae="NoSuchVAE")
     with pytest.raises(TypeError, match="unknown component overrides: unet"):
