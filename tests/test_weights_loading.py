@@ -19,6 +19,7 @@ from paddiff.plugins.convert.legacy_names import OLD_VAE_ATTENTION, paddlenlp_cl
 from paddiff.plugins.convert.original_sd import convert_checkpoint
 from paddiff.registry import Registry, UnknownPluginError
 from paddiff.weights import (
+    StateDict,
     WeightsFormatError,
     load_component_weights,
     load_state_dict,
@@ -320,8 +321,6 @@ def _same(a, b) -> bool:
 
 
 def _original(name):
-    from paddiff.weights import StateDict
-
     return StateDict.from_arrays(to_original(SD / name))
 
 
@@ -459,3 +458,33 @@ def test_overrides_by_instance_and_by_name(registry):
         load_components(SD / "sd1", registry=registry, vae="NoSuchVAE")
     with pytest.raises(TypeError, match="unknown component overrides: unet"):
         load_components(SD / "sd1", registry=registry, unet=base["denoiser"])
+
+
+def test_sd1_checkpoints_without_text_model_prefix_convert_too():
+    # Checkpoints written with older transformers lack "text_model." under cond_stage_model.
+    state = {
+        k.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."): v
+        for k, v in to_original(SD / "sd1").items()
+    }
+    converted = convert_checkpoint(StateDict.from_arrays(state))["text_encoder"].state
+    want = load_component_weights(SD / "sd1" / "text_encoder")
+    assert sorted(converted) == sorted("text_model." + k.removeprefix("text_model.") for k in want)
+
+
+@pytest.mark.slow
+def test_full_size_loading_stays_near_the_parameters_size():
+    """Peak RSS of loading full-size SD 1.5 (see docs/loading.md); needs PADDIFF_FULLSIZE_SD15
+    pointing at the folder benchmarks/make_fullsize_sd15.py wrote."""
+    import os
+    import subprocess
+    import sys
+
+    folder = os.environ.get("PADDIFF_FULLSIZE_SD15")
+    if not folder:
+        pytest.skip("set PADDIFF_FULLSIZE_SD15 to the folder of benchmarks/make_fullsize_sd15.py")
+    script = ROOT / "benchmarks" / "load_memory.py"
+    out = subprocess.run(
+        [sys.executable, str(script), folder], capture_output=True, text=True, check=True
+    ).stdout
+    overhead = float(out.split("peak overhead over params:")[1].split("GiB")[0])
+    assert overhead < 0.5, out
