@@ -102,9 +102,9 @@ def make_sharded(model: Path, tmp: Path) -> dict:
     return {"location": tmp / "sharded"}
 
 
-def make_ppdiffusers(model: Path, tmp: Path, registry: Registry) -> dict:
-    """Paddle-layout weights as ppdiffusers writes them: paddle.save of each network, the text
-    encoder under paddlenlp's module names."""
+def make_ppdiffusers(model: Path, tmp: Path, registry: Registry, safetensors=False) -> dict:
+    """Paddle-layout weights as ppdiffusers writes them: paddle.save of each network (or
+    Paddle-layout safetensors), the text encoder under paddlenlp's module names."""
     target = copy_model(model, tmp / "pp")
     loaded = load_components(model, registry=registry)
     for name, sub in [("denoiser", "unet"), ("vae", "vae"), ("text_encoder", "text_encoder")]:
@@ -113,7 +113,14 @@ def make_ppdiffusers(model: Path, tmp: Path, registry: Registry) -> dict:
         state = loaded[name].net.state_dict()
         if name == "text_encoder":
             state = to_paddlenlp_names(state)
-        paddle.save(state, str(target / sub / "model_state.pdparams"))
+        if not safetensors:
+            paddle.save(state, str(target / sub / "model_state.pdparams"))
+            continue
+        arrays = {k: v.numpy() for k, v in state.items()}
+        if name == "text_encoder":  # paddlenlp's name; its "np" metadata marks Paddle layout
+            save_state_dict(arrays, target / sub / "model.safetensors", metadata={"format": "np"})
+        else:
+            save_state_dict(arrays, target / sub / "diffusion_paddle_model.safetensors")
     index = json.loads((target / "model_index.json").read_text())
     index["unet"][0] = index["vae"][0] = "ppdiffusers"
     (target / "model_index.json").write_text(json.dumps(index))
@@ -153,6 +160,9 @@ FORMATS = {
     "bin": make_bin,
     "sharded": make_sharded,
     "ppdiffusers": make_ppdiffusers,
+    "ppdiffusers-safetensors": lambda model, tmp, registry: make_ppdiffusers(
+        model, tmp, registry, safetensors=True
+    ),
     "single.safetensors": make_single(".safetensors"),
     "single.ckpt": make_single(".ckpt"),
     "paddiff-saved": make_saved,
@@ -184,7 +194,7 @@ def assert_matches_reference(components, model: Path):
 def test_every_format_matches_the_reference(name, fmt, tmp_path, registry):
     make = FORMATS[fmt]
     model = SD / name
-    if fmt in ("ppdiffusers", "paddiff-saved"):
+    if fmt in ("ppdiffusers", "ppdiffusers-safetensors", "paddiff-saved"):
         spec = make(model, tmp_path, registry)
     else:
         spec = make(model, tmp_path)
