@@ -52,6 +52,9 @@ class StorageType:
 
     dtype: str  # a NumPy dtype name, or BFLOAT16
 
+    def __setstate__(self, state):  # BUILD would bypass `frozen` and alter the shared instance
+        raise UnsafeCheckpointError(f"checkpoint tries to modify the {self.dtype} storage type")
+
     @property
     def itemsize(self) -> int:
         return 2 if self.dtype == BFLOAT16 else np.dtype(self.dtype).itemsize
@@ -286,7 +289,11 @@ def load_pickled_tensors(path: Path) -> dict[str, TensorRef | np.ndarray]:
             obj = _load_torch_zip(path)
         else:
             obj = _load_plain_or_legacy(path)
-    except (UnsafeCheckpointError, CheckpointFormatError):
+    except UnsafeCheckpointError as exc:
+        if str(path) in str(exc):
+            raise
+        raise UnsafeCheckpointError(f"{path}: refusing to load this checkpoint: {exc}") from None
+    except CheckpointFormatError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError) as exc:
         raise CheckpointFormatError(f"{path}: not a readable checkpoint ({exc})") from exc

@@ -91,3 +91,15 @@ def test_allowed_callables_cannot_be_modified_by_the_pickle(tmp_path):
     path = torch_zip(tmp_path / "build.ckpt", data.getvalue())
     with pytest.raises(UnsafeCheckpointError):
         load_state_dict(path)
+
+
+def test_storage_types_cannot_be_altered_for_later_loads(tmp_path):
+    # BUILD on torch.FloatStorage with {"dtype": "float16"} would change how every later file
+    # reads float32 data if it reached the shared object.
+    data = b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x07\x00\x00\x00float16sb."
+    path = torch_zip(tmp_path / "retype.ckpt", data)
+    with pytest.raises(UnsafeCheckpointError, match="modify the float32 storage type"):
+        load_state_dict(path)
+    from paddiff.safe_pickle import ALLOWED_GLOBALS
+
+    assert ALLOWED_GLOBALS["torch", "FloatStorage"].dtype == "float32"
