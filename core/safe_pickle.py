@@ -46,14 +46,19 @@ class CheckpointFormatError(ValueError):
 BFLOAT16 = "bfloat16"  # NumPy has no bfloat16; its bits are the top half of a float32
 
 
+class _NoBuild:
+    """Objects a pickle can reach but must not modify: its BUILD opcode would call
+    `__setstate__`, or else write `__dict__` directly, bypassing `frozen`."""
+
+    def __setstate__(self, state):
+        raise UnsafeCheckpointError(f"checkpoint tries to modify {self!r}")
+
+
 @dataclass(frozen=True)
-class StorageType:
+class StorageType(_NoBuild):
     """What `torch.FloatStorage` and friends stand for here: an element dtype."""
 
     dtype: str  # a NumPy dtype name, or BFLOAT16
-
-    def __setstate__(self, state):  # BUILD would bypass `frozen` and alter the shared instance
-        raise UnsafeCheckpointError(f"checkpoint tries to modify the {self.dtype} storage type")
 
     @property
     def itemsize(self) -> int:
@@ -61,7 +66,7 @@ class StorageType:
 
 
 @dataclass(frozen=True)
-class Storage:
+class Storage(_NoBuild):
     """A flat run of `numel` elements at byte `offset` of a file (or bytes already in memory)."""
 
     type: StorageType
@@ -84,7 +89,7 @@ class Storage:
 
 
 @dataclass(frozen=True)
-class TensorRef:
+class TensorRef(_NoBuild):
     """A tensor as the pickle describes it; `read()` loads its values."""
 
     storage: Storage
@@ -295,7 +300,8 @@ def load_pickled_tensors(path: Path) -> dict[str, TensorRef | np.ndarray]:
         raise UnsafeCheckpointError(f"{path}: refusing to load this checkpoint: {exc}") from None
     except CheckpointFormatError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError,
+            IndexError) as exc:  # fmt: skip
         raise CheckpointFormatError(f"{path}: not a readable checkpoint ({exc})") from exc
     return _tensors_of(obj, path)
 
@@ -408,7 +414,7 @@ def _load_plain_or_legacy(path: Path):
 
 
 @dataclass(frozen=True)
-class _LegacyStorage:
+class _LegacyStorage(_NoBuild):
     key: str
     type: StorageType
     refs: dict
