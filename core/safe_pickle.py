@@ -281,6 +281,18 @@ class RestrictedUnpickler(pickle.Unpickler):
 # -- file formats ----------------------------------------------------------------------------------
 
 
+# what a damaged or malformed pickle raises inside the unpickler
+_DAMAGED = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    IndexError,
+)
+
+
 def load_pickled_tensors(path: Path) -> dict[str, TensorRef | np.ndarray]:
     """The tensors of a pickled checkpoint, by key: `TensorRef`s (PyTorch) or arrays (Paddle).
 
@@ -300,8 +312,7 @@ def load_pickled_tensors(path: Path) -> dict[str, TensorRef | np.ndarray]:
         raise UnsafeCheckpointError(f"{path}: refusing to load this checkpoint: {exc}") from None
     except CheckpointFormatError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError,
-            IndexError) as exc:  # fmt: skip
+    except _DAMAGED as exc:
         raise CheckpointFormatError(f"{path}: not a readable checkpoint ({exc})") from exc
     return _tensors_of(obj, path)
 
