@@ -5,8 +5,9 @@ after the final LayerNorm, as diffusers' pipelines use it (SD 2.x's checkpoints 
 of OpenCLIP's 24 layers). `CLIPTextModel.net` has transformers' state-dict keys
 (`text_model.embeddings.token_embedding.weight`, ...).
 
-paddlenlp 2.8.1 has a CLIPTextModel too, but importing it costs about 4 s and its parameter
-names differ from transformers'; this compact network loads SD folders directly.
+paddlenlp 2.8.1's CLIPTextModel gives the same numbers, but its parameter names differ from
+transformers' and importing it costs seconds; this compact network loads SD folders directly
+(see docs/models.md).
 """
 
 from __future__ import annotations
