@@ -177,7 +177,8 @@ def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str,
     from paddiff.plugins.convert.original_sd import convert_checkpoint
 
     config_folder = Path(config) if isinstance(config, (str, Path)) else None
-    parts = convert_checkpoint(load_state_dict(path), None if config_folder else config)
+    state = load_state_dict(path, dtype="float32")  # fp16 / bf16 files into float32 models
+    parts = convert_checkpoint(state, None if config_folder else config)
     if config_folder:
         _replace_configs(parts, config_folder)
     scheduler_config = parts["scheduler"].config
