@@ -1,8 +1,9 @@
-"""From the full-size folder: an fp16 variant next to it, and an original-layout single file.
+"""From the full-size folder: an fp16 variant, and the original-layout single file twice.
 
     .venv/bin/python benchmarks/make_fullsize_formats.py /work/fullsize-sd15
-writes /work/fullsize-sd15/*/...fp16.safetensors and /work/fullsize-sd15-original.safetensors,
-with the same test-time helpers that the tests use on the tiny fixtures.
+writes /work/fullsize-sd15/*/...fp16.safetensors, /work/fullsize-sd15-original.safetensors and
+/work/fullsize-sd15-original.ckpt (PyTorch zip, Lightning layout), with the same helpers that the
+tests use on the tiny fixtures (about 10 GB in all).
 """
 
 import sys
@@ -11,11 +12,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from paddiff.weights import save_state_dict  # noqa: E402
+from paddiff.weights import load_state_dict, save_state_dict  # noqa: E402
 
-from tests.weights_formats import add_fp16_variant, to_original  # noqa: E402
+from tests.weights_formats import add_fp16_variant, to_original, write_torch_zip  # noqa: E402
 
 if __name__ == "__main__":
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/fullsize-sd15")
     add_fp16_variant(folder)
-    save_state_dict(to_original(folder), folder.with_name(folder.name + "-original.safetensors"))
+    single = folder.with_name(folder.name + "-original.safetensors")
+    save_state_dict(to_original(folder), single)
+    write_torch_zip(load_state_dict(single), single.with_suffix(".ckpt"), wrap_lightning=True)
