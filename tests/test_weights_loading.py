@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from paddiff.loader import load_components, save_components
-from paddiff.plugins.convert.legacy_names import OLD_VAE_ATTENTION, paddlenlp_clip_keymap
+from paddiff.plugins.convert.legacy_names import OLD_VAE_ATTENTION
 from paddiff.plugins.convert.original_sd import convert_checkpoint
 from paddiff.registry import Registry, UnknownPluginError
 from paddiff.weights import (
@@ -34,6 +34,7 @@ from tests.weights_formats import (
     copy_model,
     replace_weights,
     to_original,
+    to_paddlenlp_names,
     write_torch_zip,
 )
 
@@ -125,12 +126,6 @@ def make_ppdiffusers(model: Path, tmp: Path, registry: Registry, safetensors=Fal
     index["unet"][0] = index["vae"][0] = "ppdiffusers"
     (target / "model_index.json").write_text(json.dumps(index))
     return {"location": target}
-
-
-def to_paddlenlp_names(state: dict) -> dict:
-    layers = len({k.split(".")[3] for k in state if k.startswith("text_model.encoder.layers.")})
-    keymap = paddlenlp_clip_keymap(layers)
-    return {keymap.to_original(k): v for k, v in state.items()}
 
 
 def make_single(suffix: str):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from paddiff.plugins.convert import original_clip, original_unet, original_vae
+from paddiff.plugins.convert.legacy_names import paddlenlp_clip_keymap
 from paddiff.weights import find_component_weights, load_component_weights, save_state_dict
 
 COMPONENT_FOLDERS = ("unet", "vae", "text_encoder")
@@ -160,3 +161,10 @@ def _openclip(text: dict, layers: int) -> dict[str, np.ndarray]:
     hidden = out["token_embedding.weight"].shape[1]
     out["text_projection"] = np.eye(hidden, dtype=np.float32)
     return {original_clip.OPENCLIP_PREFIX + k: v for k, v in out.items()}
+
+
+def to_paddlenlp_names(state: dict) -> dict:
+    """A CLIPTextModel state dict under paddlenlp's module names (as ppdiffusers folders hold)."""
+    layers = len({k.split(".")[3] for k in state if k.startswith("text_model.encoder.layers.")})
+    keymap = paddlenlp_clip_keymap(layers)
+    return {keymap.to_original(k): v for k, v in state.items()}
