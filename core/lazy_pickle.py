@@ -59,6 +59,7 @@ _NOT_FOLLOWED = (
     IndexError,
     AttributeError,
     EOFError,
+    RecursionError,
 )
 
 
