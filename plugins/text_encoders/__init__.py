@@ -1,0 +1,1 @@
+"""Text encoders: the CLIP text transformer with its BPE tokenizer."""
