@@ -32,7 +32,7 @@ class ServingLimits:
     max_steps: int = 50
     max_images: int = 4  # images per request
     max_prompt_chars: int = 1000  # prompt and negative prompt, each
-    # None allows every registered scheduler; otherwise only these names.
+    # None leaves the choice to the pipeline (any registered name or alias); else only these.
     allowed_schedulers: tuple[str, ...] | None = None
     max_body_bytes: int = 16 * 1024 * 1024  # the whole JSON body, base64 images included
 
@@ -180,14 +180,11 @@ def _number(fields, name, low, high) -> float:
 def _scheduler(value, limits) -> str:
     if not isinstance(value, str) or not value:
         raise RequestError(f"'scheduler' must be a scheduler name, got {value!r}")
+    # With no list set, the pipeline itself checks the name (registered names and aliases).
     allowed = limits.allowed_schedulers
-    if allowed is None:
-        from paddiff.registry import default_registry
-
-        allowed = tuple(default_registry().names("schedulers"))
-    if value not in allowed:
+    if allowed is not None and value not in allowed:
         raise RequestError(
-            f"unknown scheduler {value!r}; this server allows: {', '.join(allowed) or '(none)'}"
+            f"scheduler {value!r} is not allowed; this server allows: {', '.join(allowed)}"
         )
     return value
 

@@ -31,6 +31,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 HUB_MODULE = ROOT / "hub_module" / "paddiff"
 STAND_IN = ROOT / "tests" / "fixtures" / "hub"
+MODEL = ROOT / "tests" / "fixtures" / "sd" / "sd1"  # tiny random-weight SD 1.x model, 32x32
 TIMEOUT = 180  # seconds for any one PaddleHub command
 
 
@@ -48,7 +49,8 @@ def hub_env(tmp_path_factory) -> dict:
     """Environment with a fresh HUB_HOME in which `hub install hub_module/paddiff` has run."""
     home = tmp_path_factory.mktemp("hub-home")
     env = dict(os.environ, HUB_HOME=str(home))
-    # Until paddiff.load_pipeline lands, the module runs on a stand-in pipeline (dygraph, seeded).
+    env["PADDIFF_MODEL"] = str(MODEL)
+    # Until the library's model loader lands, the stand-in assembles the real Pipeline by hand.
     env["PADDIFF_PIPELINE_LOADER"] = "paddiff_stand_in:load_pipeline"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(STAND_IN), env.get("PYTHONPATH")]))
     for variable in ServingLimits.ENV:
@@ -83,22 +85,44 @@ IMPORT_ORDER_SCRIPT = """
         import paddiff
     import paddle
     import paddlehub as hub
-    from paddlehub.compat.paddle_utils import static_mode_guard
 
-    module = hub.Module(name="paddiff", model="/models/somewhere", scheduler="EulerDiscrete")
+    module = hub.Module(name="paddiff", model=sys.argv[2], scheduler="EulerAncestralDiscreteScheduler")
     import paddiff
     import paddiff.serving
 
-    # The pipeline is dygraph code: called in PaddleHub's static mode it fails ...
-    with static_mode_guard():
-        try:
-            module.pipeline.text_to_image("cat", seed=1)
-            raw_static_call = "worked"
-        except Exception as exc:
-            raw_static_call = type(exc).__name__
-    # ... while the module's methods, which PaddleHub always runs in static mode, work.
+    # The pipeline is dygraph code: called in static mode it fails ...
+    paddle.enable_static()
+    try:
+        module.pipeline.text_to_image("cat", seed=1, progress=False)
+        raw_static_call = "worked"
+    except Exception as exc:
+        raw_static_call = type(exc).__name__
+    # ... while the module's methods switch to dynamic mode for the call and back.
+    static_call = len(module.text_to_image("a cat", steps=2, seed=1))
+    still_static = not paddle.in_dynamic_mode()
+    paddle.disable_static()
+    # PaddleHub's static-mode wrapper, which leaves static mode on when a method raises, is
+    # bypassed: a failed call leaves the caller in dynamic mode.
+    try:
+        module.text_to_image(5, steps=2)
+    except Exception as exc:
+        bad_call = type(exc).__name__
     first = module.text_to_image("a cat", steps=3, seed=7, num_images=2)
     again = module.text_to_image("a cat", steps=3, seed=7)
+
+    class NoCats:  # a safety filter: the refusal must name its category
+        def check_prompt(self, text):
+            return paddiff.Verdict(allowed="cat" not in text, category="animals", filter="nocats")
+
+        def check_images(self, images):
+            return [paddiff.Verdict(allowed=True) for _ in images]
+
+    strict = hub.Module(name="paddiff", safety_filters=[NoCats()])
+    try:
+        strict.serve(prompt="a cat", steps=2)
+        refusal = "none"
+    except ValueError as exc:
+        refusal = str(exc)
     print(json.dumps({
         "library": paddiff.__file__,
         "has_api": hasattr(paddiff, "register") and hasattr(paddiff.serving, "parse_request"),
@@ -109,7 +133,12 @@ IMPORT_ORDER_SCRIPT = """
         "settings_model": first[0]["settings"]["model"],
         "settings_scheduler": first[0]["settings"]["scheduler"],
         "repeatable": first[0]["image"].tobytes() == again[0]["image"].tobytes(),
+        "static_call": static_call,
+        "still_static": still_static,
+        "bad_call": bad_call,
         "dynamic_after": paddle.in_dynamic_mode(),
+        "refusal": refusal,
+        "default_model": strict.pipeline.model_name,
     }))
 """
 
@@ -119,7 +148,7 @@ def test_hub_module_loads_in_a_new_process_in_either_import_order(hub_env, tmp_p
     script = tmp_path / "use_module.py"
     script.write_text(textwrap.dedent(IMPORT_ORDER_SCRIPT))
     done = subprocess.run(
-        [sys.executable, str(script), order],
+        [sys.executable, str(script), order, str(MODEL)],
         cwd=tmp_path,
         env=hub_env,
         capture_output=True,
@@ -132,10 +161,13 @@ def test_hub_module_loads_in_a_new_process_in_either_import_order(hub_env, tmp_p
     assert Path(report["library"]).resolve() == Path(paddiff.__file__).resolve()
     assert report["has_api"] and report["module"] == "paddiff.module.Paddiff"
     assert report["raw_static_call"] != "worked"
-    assert report["seeds"] == [7, 8] and report["sizes"] == [[64, 64], [64, 64]]
-    assert report["settings_model"] == "/models/somewhere"
-    assert report["settings_scheduler"] == "EulerDiscrete"
+    assert report["static_call"] == 1 and report["still_static"]
+    assert report["bad_call"] == "ValidationError"
+    assert report["seeds"] == [7, 8] and report["sizes"] == [[32, 32], [32, 32]]
+    assert report["settings_model"] == "sd1" and report["default_model"] == "sd1"
+    assert report["settings_scheduler"] == "EulerAncestralDiscreteScheduler"
     assert report["repeatable"] and report["dynamic_after"]
+    assert report["refusal"].startswith("refused by the safety filter (category: animals)")
 
 
 def test_module_folder_without_the_library_says_what_to_install(hub_env, tmp_path):
@@ -168,9 +200,9 @@ def test_hub_run_writes_pngs_with_their_settings(hub_env, tmp_path):
     assert len(written) == 2
     for path, seed in zip(written, (1, 2), strict=True):
         assert path.name in done.stdout
-        with Image.open(path) as image:
-            parameters = image.info["parameters"]
-        assert "一只猫" in parameters and str(seed) in parameters
+        parameters = paddiff.read_parameters(path)
+        assert parameters["prompt"] == "一只猫" and parameters["Seed"] == str(seed)
+        assert parameters["Steps"] == "8"
 
 
 # -- hub serving -------------------------------------------------------------------------------
@@ -178,7 +210,7 @@ def test_hub_run_writes_pngs_with_their_settings(hub_env, tmp_path):
 SERVER_LIMITS = {
     "PADDIFF_MAX_STEPS": "20",
     "PADDIFF_MAX_IMAGES": "2",
-    "PADDIFF_MAX_PIXELS": str(128 * 128),
+    "PADDIFF_MAX_PIXELS": str(64 * 64),
     "PADDIFF_MAX_PROMPT_CHARS": "200",
     "PADDIFF_MAX_BODY_BYTES": "200000",
     "PADDIFF_ALLOWED_SCHEDULERS": "DDIMScheduler,EulerDiscreteScheduler",
@@ -275,7 +307,7 @@ def test_serving_answers_json_with_base64_pngs_seeds_and_settings(server):
     images = reply["results"]["images"]
     assert [item["seed"] for item in images] == [11, 12]
     for item in images:
-        assert decode(item["image"]).shape == (64, 64, 3)
+        assert decode(item["image"]).shape == (32, 32, 3)
         assert item["settings"]["prompt"] == "一只猫" and item["settings"]["steps"] == 4
         assert item["settings"]["seed"] == item["seed"]
 
@@ -297,9 +329,10 @@ BAD_REQUESTS = [
     ({"prompt": "cat", "steps": -4}, "'steps' must be between 1 and 20"),
     ({"prompt": "cat", "steps": 10**9}, "'steps' must be between 1 and 20"),
     ({"prompt": "cat", "num_images": 3}, "'num_images' must be between 1 and 2"),
-    ({"prompt": "cat", "width": 4096, "height": 4096}, "this server allows at most 16384"),
+    ({"prompt": "cat", "width": 4096, "height": 4096}, "this server allows at most 4096"),
+    ({"prompt": "cat", "width": 36}, "multiple"),  # the pipeline's own check
     ({"prompt": "x" * 201}, "'prompt' has 201 characters"),
-    ({"prompt": "cat", "scheduler": "LMSDiscreteScheduler"}, "unknown scheduler"),
+    ({"prompt": "cat", "scheduler": "LMSDiscreteScheduler"}, "is not allowed"),
     ({"prompt": "cat", "image": "%%% not base64"}, "'image' is not valid base64"),
     ({"prompt": "cat", "image": base64.b64encode(b"GIF? no").decode()}, "not an image"),
     ({"prompt": "cat", "colour": "red"}, "unknown field(s) colour"),

@@ -128,7 +128,7 @@ BAD_REQUESTS = [
     ({"prompt": "cat", "guidance_scale": "high"}, "'guidance_scale' must be a number"),
     ({"prompt": "cat", "guidance_scale": 1e9}, "'guidance_scale' must be between"),
     ({"prompt": "cat", "eta": -0.1}, "'eta' must be between 0.0 and 1.0"),
-    ({"prompt": "cat", "scheduler": "PNDMScheduler"}, "unknown scheduler 'PNDMScheduler'"),
+    ({"prompt": "cat", "scheduler": "PNDMScheduler"}, "scheduler 'PNDMScheduler' is not allowed"),
     ({"prompt": "cat", "scheduler": 3}, "'scheduler' must be a scheduler name"),
     ({"prompt": "cat", "strength": 0.5}, "'strength' applies only with an 'image'"),
     ({"prompt": "cat", "image": 12}, "'image' must be a base64 string, got int"),
@@ -147,9 +147,14 @@ def test_bad_requests_are_refused_with_a_message_naming_the_field(fields, messag
     assert message in str(error.value)
 
 
-def test_unknown_scheduler_message_lists_the_allowed_ones():
+def test_scheduler_message_lists_the_allowed_ones():
     with pytest.raises(RequestError, match="allows: DDIMScheduler, EulerDiscreteScheduler"):
         parse_request({"prompt": "cat", "scheduler": "Nope"}, LIMITS)
+
+
+def test_without_a_scheduler_list_the_pipeline_checks_the_name():
+    request = parse_request({"prompt": "cat", "scheduler": "dpm++2m-karras"}, ServingLimits())
+    assert request.arguments["scheduler"] == "dpm++2m-karras"
 
 
 def test_load_image_accepts_pil_numpy_path_and_base64(tmp_path):

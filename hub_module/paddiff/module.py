@@ -21,22 +21,15 @@ from paddlehub.module.module import moduleinfo, runnable, serving
 import paddiff
 from paddiff import serving as api
 
-# The safety filter's refusal (issue 9), if this library version has one: a blocked prompt becomes
-# an error response naming the category, raised before the model runs. `except ()` catches nothing.
-SafetyBlocked = getattr(paddiff, "SafetyBlocked", ())
-# Bad input found by the library before any compute (paddiff.ValidationError, a ValueError).
-ValidationError = getattr(paddiff, "ValidationError", api.RequestError)
-
 
 @contextlib.contextmanager
 def dynamic_graph():
-    """Run paddiff in Paddle's dynamic graph mode, whatever PaddleHub switched on.
+    """Run paddiff in Paddle's dynamic graph mode even if the caller switched static mode on.
 
-    PaddleHub calls every method of a module class that is not a paddle.nn.Layer through
-    `run_in_static_mode` (RunModule.__getattribute__ in paddlehub/module/module.py), a leftover for
-    static-graph modules; paddiff's components are dygraph code and fail in static mode. Paddle
-    keeps the mode per thread (framework.GlobalThreadLocal), so switching here affects only the
-    calling thread, and PaddleHub's own guard finds its mode restored when the method returns.
+    paddiff's components are dygraph code and fail in static mode. The class below already opts
+    out of PaddleHub's static-mode wrapper; this covers callers (or PaddleHub versions) that turn
+    static mode on some other way. Paddle keeps the mode per thread (framework.GlobalThreadLocal),
+    so switching here affects only the calling thread, and the caller's mode is restored.
     """
     was_static = not paddle.in_dynamic_mode()
     if was_static:
@@ -67,16 +60,28 @@ def _pipeline_loader():
     type="image/text_to_image",
 )
 class Paddiff:
-    def __init__(self, model=None, scheduler=None, **pipeline_options):
-        """`model`: a model folder (default: PADDIFF_MODEL, else the embedded model);
-        `scheduler`: a registered scheduler name; other options go to paddiff.load_pipeline."""
+    # PaddleHub's RunModule.__getattribute__ returns every method of a module class that is not
+    # a paddle.nn.Layer wrapped in `run_in_static_mode`, a leftover for static-graph modules; its
+    # guard does not restore the mode when the method raises, so one bad request would leave the
+    # caller's thread in static mode. paddiff is dygraph code: opt out, plain attribute access.
+    __getattribute__ = object.__getattribute__
+
+    def __init__(self, model=None, scheduler=None, safety_filters=None, **pipeline_options):
+        """`model`: a model folder or checkpoint (default: PADDIFF_MODEL, else the embedded
+        model); `scheduler`: a scheduler name; `safety_filters`: filter names or instances
+        (default: PADDIFF_SAFETY_FILTERS, comma-separated); the rest goes to load_pipeline."""
         self.model = model or os.environ.get("PADDIFF_MODEL") or None
+        if safety_filters is None:
+            names = os.environ.get("PADDIFF_SAFETY_FILTERS", "").split(",")
+            safety_filters = [name.strip() for name in names if name.strip()] or None
         self.limits = api.ServingLimits.from_env()
         # One generation at a time per module object: the pipeline and Paddle's dygraph state are
         # not meant to be shared by threads. (`hub serving` itself answers one request at a time.)
         self._lock = threading.Lock()
         with dynamic_graph():
-            self.pipeline = _pipeline_loader()(self.model, scheduler=scheduler, **pipeline_options)
+            self.pipeline = _pipeline_loader()(
+                self.model, scheduler=scheduler, safety_filters=safety_filters, **pipeline_options
+            )
 
     def text_to_image(self, prompt, negative_prompt=None, output_dir=None, **settings):
         """Generate images; returns one dict per image: image (PIL), seed, settings, path."""
@@ -97,19 +102,12 @@ class Paddiff:
             result = getattr(self.pipeline, method)(
                 *args, num_images_per_prompt=num_images, progress=progress, **settings
             )
-        outputs = []
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for index, (image, image_settings) in enumerate(
-            zip(result.images, result.settings, strict=True)
-        ):
-            seed = image_settings.get("seed")
-            output = {"image": image, "seed": seed, "settings": image_settings}
-            if output_dir:
-                os.makedirs(output_dir, exist_ok=True)
-                output["path"] = os.path.join(output_dir, f"{stamp}-{index}-seed{seed}.png")
-                paddiff.save_image(image, image_settings, output["path"])
-            outputs.append(output)
-        return outputs
+        # Numbered PNGs with a `parameters` chunk, as `paddiff generate` writes them.
+        paths = result.save(output_dir) if output_dir else [None] * len(result.images)
+        return [
+            {"image": image, "seed": settings["seed"], "settings": settings, "path": path}
+            for image, settings, path in zip(result.images, result.settings, paths, strict=True)
+        ]
 
     @serving
     def serve(self, **request):
@@ -130,10 +128,13 @@ class Paddiff:
                 call_args = (arguments.pop("prompt"),)
             started = time.perf_counter()
             outputs = getattr(self, parsed.method)(*call_args, **arguments)
-        except (api.RequestError, ValidationError) as exc:
+        except (api.RequestError, paddiff.ValidationError) as exc:
             raise ValueError(f"invalid request: {exc}") from None
-        except SafetyBlocked as exc:
-            raise ValueError(f"refused by the safety filter: {exc}") from None
+        except paddiff.SafetyBlocked as exc:  # raised before the model runs
+            category = exc.verdict.category or "unspecified"
+            raise ValueError(
+                f"refused by the safety filter (category: {category}): {exc}"
+            ) from None
         return {
             "images": [
                 {
@@ -164,7 +165,7 @@ class Paddiff:
             )
         else:
             outputs = self.text_to_image(args.prompt, output_dir=args.output_dir, **settings)
-        return [item["path"] for item in outputs]
+        return [str(item["path"]) for item in outputs]
 
 
 def _command_parser():
