@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -50,6 +51,17 @@ def measure(url: str, clients: int, requests: int, body: dict, timeout: float) -
     }
 
 
+def machine() -> str:
+    """CPU model and core count, for the record (the server is assumed to run on this machine)."""
+    model = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8866/predict/paddiff")
@@ -64,7 +76,7 @@ def main() -> None:
     body = {"prompt": args.prompt, "steps": args.steps}
     body.update({k: getattr(args, k) for k in ("width", "height") if getattr(args, k)})
     post(args.url, dict(body, seed=12345), args.timeout)  # warm-up, not counted
-    print(json.dumps({"machine": platform.processor() or platform.machine(), "body": body}))
+    print(json.dumps({"machine": machine(), "body": body}))
     for clients in args.clients:
         print(json.dumps(measure(args.url, clients, args.requests, body, args.timeout)))
 

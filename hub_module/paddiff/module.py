@@ -116,18 +116,9 @@ class Paddiff:
         try:
             parsed = api.parse_request(request, self.limits)
             arguments = dict(parsed.arguments)
-            if parsed.method == "image_to_image":
-                call_args = (arguments.pop("prompt"), arguments.pop("image"))
-            elif parsed.method == "inpaint":
-                call_args = (
-                    arguments.pop("prompt"),
-                    arguments.pop("image"),
-                    arguments.pop("mask_image"),
-                )
-            else:
-                call_args = (arguments.pop("prompt"),)
+            positional = [arguments.pop(name) for name in _POSITIONAL[parsed.method]]
             started = time.perf_counter()
-            outputs = getattr(self, parsed.method)(*call_args, **arguments)
+            outputs = getattr(self, parsed.method)(*positional, **arguments)
         except (api.RequestError, paddiff.ValidationError) as exc:
             raise ValueError(f"invalid request: {exc}") from None
         except paddiff.SafetyBlocked as exc:  # raised before the model runs
@@ -166,6 +157,14 @@ class Paddiff:
         else:
             outputs = self.text_to_image(args.prompt, output_dir=args.output_dir, **settings)
         return [str(item["path"]) for item in outputs]
+
+
+# The leading parameters of the three generation methods, in order.
+_POSITIONAL = {
+    "text_to_image": ("prompt",),
+    "image_to_image": ("prompt", "image"),
+    "inpaint": ("prompt", "image", "mask_image"),
+}
 
 
 def _command_parser():
