@@ -109,6 +109,16 @@ IMPORT_ORDER_SCRIPT = """
         bad_call = type(exc).__name__
     first = module.text_to_image("a cat", steps=3, seed=7, num_images=2)
     again = module.text_to_image("a cat", steps=3, seed=7)
+    # Images as NumPy arrays, file paths and base64 text.
+    import base64, numpy
+    first[0]["image"].save("start.png")
+    start = numpy.asarray(first[0]["image"])
+    mask = numpy.zeros((32, 32), numpy.uint8)
+    mask[8:24, 8:24] = 255
+    varied = module.image_to_image("a dog", start, strength=0.5, steps=4, seed=9)
+    from_path = module.image_to_image("a dog", "start.png", strength=0.5, steps=4, seed=9)
+    as_text = base64.b64encode(open("start.png", "rb").read()).decode()
+    painted = module.inpaint("a hat", as_text, mask, steps=4, seed=9)
 
     class NoCats:  # a safety filter: the refusal must name its category
         def check_prompt(self, text):
@@ -133,6 +143,8 @@ IMPORT_ORDER_SCRIPT = """
         "settings_model": first[0]["settings"]["model"],
         "settings_scheduler": first[0]["settings"]["scheduler"],
         "repeatable": first[0]["image"].tobytes() == again[0]["image"].tobytes(),
+        "image_inputs": [varied[0]["settings"]["mode"], painted[0]["settings"]["mode"]],
+        "path_equals_array": varied[0]["image"].tobytes() == from_path[0]["image"].tobytes(),
         "static_call": static_call,
         "still_static": still_static,
         "bad_call": bad_call,
@@ -167,6 +179,7 @@ def test_hub_module_loads_in_a_new_process_in_either_import_order(hub_env, tmp_p
     assert report["settings_model"] == "sd1" and report["default_model"] == "sd1"
     assert report["settings_scheduler"] == "EulerAncestralDiscreteScheduler"
     assert report["repeatable"] and report["dynamic_after"]
+    assert report["image_inputs"] == ["img2img", "inpaint"] and report["path_equals_array"]
     assert report["refusal"].startswith("refused by the safety filter (category: animals)")
 
 
