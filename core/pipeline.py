@@ -14,14 +14,21 @@ and the step follows uncond + g * (cond - uncond). With g <= 1 the unconditional
 
 Each image has its own `Generator(seed)` and its own scheduler instance (schedulers keep state,
 and ancestral ones draw noise), so image i of a batch gets exactly the noise that the same seed
-gets alone. See `Pipeline.denoiser_batch_size` for the one place where batching can matter.
+gets alone. Text encoding and VAE decoding run one image per call for the same reason.
+
+The denoiser is where batching could matter: Paddle's CPU kernels do not promise that a batch
+entry's result is bit-identical to the same input run alone (on the tiny sd1 fixture UNet the
+outputs differed by up to 1.4e-6). So by default each denoiser call holds one image - its
+unconditional and conditional passes together, a batch of 2 - and a batch reproduces each seed
+exactly. `Pipeline.denoiser_batch_size = None` puts all images in one call (batch 2N), which
+can be faster on a GPU, at the price of last-bit differences from single-image runs.
 """
 
 from __future__ import annotations
 
 import inspect
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,67 +36,16 @@ import numpy as np
 import paddiff
 from paddiff import images as imageio
 from paddiff import validation as check
-from paddiff.interfaces import SchedulerOutput, Verdict
+from paddiff.interfaces import SchedulerOutput
 from paddiff.prompt_cache import PromptCache
 from paddiff.prompts import encode_pair
 from paddiff.randomness import Generator
+from paddiff.results import GenerationCancelled, GenerationResult, StepInfo
+from paddiff.safety import SafetyFilters
+from paddiff.scheduler_names import create_scheduler
 from paddiff.validation import DEFAULT_MAX_PIXELS, ValidationError
 
 COMPONENT_NAMES = ("text_encoder", "denoiser", "vae", "scheduler")
-
-
-class SafetyBlocked(RuntimeError):
-    """A safety filter refused a prompt; nothing was generated."""
-
-    def __init__(self, verdict: Verdict, what: str = "prompt"):
-        self.verdict = verdict
-        reason = verdict.reason or verdict.category or "blocked"
-        source = f" by {verdict.filter}" if verdict.filter else ""
-        super().__init__(f"the {what} was blocked{source}: {reason}")
-
-
-class GenerationCancelled(RuntimeError):
-    """The step callback asked to stop."""
-
-    def __init__(self, step: int):
-        self.step = step
-        super().__init__(f"generation cancelled by the callback after step {step}")
-
-
-@dataclass
-class StepInfo:
-    """What the per-step callback receives. Return False from the callback to cancel."""
-
-    step: int  # 0-based index of the step just taken
-    total_steps: int
-    timestep: float
-    latents: np.ndarray  # the batch's current latents, (images, channels, h, w)
-
-
-@dataclass
-class GenerationResult:
-    """Images, the settings that made each one, and each safety filter's verdict on it."""
-
-    images: list
-    settings: list[dict]
-    verdicts: list[list[Verdict]] = field(default_factory=list)
-
-    def save(self, target: str | Path, prefix: str = "") -> list[Path]:
-        """Write PNGs with their settings: to `target` if it names a .png file (one image), or
-        numbered files in the folder `target`."""
-        from paddiff.png_info import save_image
-
-        target = Path(target)
-        if target.suffix.lower() == ".png":
-            if len(self.images) != 1:
-                raise ValueError(f"{len(self.images)} images cannot all be saved as {target}")
-            return [save_image(self.images[0], self.settings[0], target)]
-        target.mkdir(parents=True, exist_ok=True)
-        first = _next_free_number(target, prefix)
-        return [
-            save_image(image, settings, target / f"{prefix}{first + i:05d}-{settings['seed']}.png")
-            for i, (image, settings) in enumerate(zip(self.images, self.settings, strict=True))
-        ]
 
 
 @dataclass
@@ -113,12 +69,13 @@ class Pipeline:
 
     Attributes a caller may change:
         max_pixels:          largest width x height accepted.
-        denoiser_batch_size: most images per denoiser call (None: all at once). Each call
-                             holds 2 x this many latents when guidance is on.
+        denoiser_batch_size: most images per denoiser call (default 1; None: all at once).
+                             Each call holds 2 x this many latents when guidance is on.
         prompt_cache:        the `PromptCache` of prompt embeddings.
         long_prompts:        read WebUI emphasis ("(word:1.3)") and encode prompts longer
                              than the text encoder's window in chunks, instead of cutting them.
-        safety_filters:      `SafetyFilter` instances run on prompts and images.
+        safety:              a `paddiff.safety.SafetyFilters`, run on prompts before
+                             encoding and on images after decoding.
     """
 
     def __init__(
@@ -133,14 +90,14 @@ class Pipeline:
         model_path: str | Path | None = None,
         prompt_cache: PromptCache | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        denoiser_batch_size: int | None = None,
+        denoiser_batch_size: int | None = 1,
         long_prompts: bool = False,
     ):
         self.text_encoder = text_encoder
         self.denoiser = denoiser
         self.vae = vae
         self.scheduler = scheduler
-        self.safety_filters = _as_filters(safety_filters)
+        self.safety = as_safety(safety_filters)
         self.model_name = model_name
         self.model_path = Path(model_path) if model_path else None
         self.prompt_cache = prompt_cache if prompt_cache is not None else PromptCache()
@@ -167,7 +124,10 @@ class Pipeline:
         if isinstance(overrides.get("scheduler"), str):
             overrides["scheduler"] = self._make_scheduler(overrides["scheduler"])[0]()
         for name, value in overrides.items():
-            setattr(new, name, _as_filters(value) if name == "safety_filters" else value)
+            if name == "safety_filters":
+                new.safety = as_safety(value)
+            else:
+                setattr(new, name, value)
         if any(name in overrides for name in ("denoiser", "vae", "text_encoder")):
             new._model_hash = None
         return new
@@ -238,7 +198,7 @@ class Pipeline:
         )
         shape = self._latent_shape(width, height)
         if latents is not None:
-            latents = _check_latents(latents, (len(request["images"]), *shape[1:]))
+            latents = check.check_latents(latents, (len(request["images"]), *shape[1:]))
         jobs = self._start(request)
         timesteps = self._set_timesteps(jobs, steps, strength=1.0)
         for i, job in enumerate(jobs):
@@ -397,7 +357,7 @@ class Pipeline:
         if negative_prompt_embeds is not None:
             if negative_prompt is not None:
                 raise ValidationError("give negative_prompt or negative_prompt_embeds, not both")
-            uncond_embeds = _check_embeddings(
+            uncond_embeds = check.check_embeddings(
                 negative_prompt_embeds, "negative_prompt_embeds", len(prompts), self.text_encoder
             )
         count = len(prompts) * per_prompt
@@ -428,7 +388,7 @@ class Pipeline:
             return check.as_prompt_list(prompt), None
         if prompt is not None:
             raise ValidationError("give prompt or prompt_embeds, not both")
-        embeds = _check_embeddings(prompt_embeds, "prompt_embeds", None, self.text_encoder)
+        embeds = check.check_embeddings(prompt_embeds, "prompt_embeds", None, self.text_encoder)
         return [None] * len(embeds), embeds
 
     def _make_scheduler(self, spec):
@@ -440,7 +400,7 @@ class Pipeline:
             config = dict(template.config)
             return (lambda: type(template).from_config(dict(config))), type(template).__name__
         try:
-            first = _create_scheduler(spec, dict(base.config))
+            first = create_scheduler(spec, dict(base.config))
         except (KeyError, ValueError, paddiff.PluginError) as exc:
             raise ValidationError(f"unknown scheduler {spec!r}: {_message(exc)}") from None
         config = dict(first.config)
@@ -459,9 +419,11 @@ class Pipeline:
 
     def _start(self, request: dict) -> list[_Job]:
         """Safety checks on the prompts, then encoding and one job per image."""
-        for prompt, negative, _ in request["images"]:
-            self._check_prompt(prompt, "prompt")
-            self._check_prompt(negative, "negative prompt")
+        request["prompt_verdicts"] = [
+            verdict
+            for prompt, negative in dict.fromkeys((p, n) for p, n, _ in request["images"])
+            for verdict in self.safety.check_prompt(prompt, negative)
+        ]
         guidance = request["guidance_scale"] > 1.0
         jobs = []
         for (prompt, negative, index), seed in zip(
@@ -504,14 +466,6 @@ class Pipeline:
         return encode_pair(
             self.text_encoder, prompt, negative, guidance, self.prompt_cache, self.long_prompts
         )
-
-    def _check_prompt(self, text: str | None, what: str) -> None:
-        if not text:
-            return
-        for safety_filter in self.safety_filters:
-            verdict = safety_filter.check_prompt(text)
-            if not verdict.allowed:
-                raise SafetyBlocked(verdict, what)
 
     def _latent_shape(self, width: int, height: int) -> tuple[int, int, int, int]:
         f = self.vae_factor
@@ -640,18 +594,9 @@ class Pipeline:
             imageio.array_to_image(np.asarray(self.vae.decode(job.latents / scaling))[0])
             for job in jobs
         ]
-        verdicts = self._check_images(pictures)
-        for i, image_verdicts in enumerate(verdicts):
-            if any(not v.allowed for v in image_verdicts):
-                from PIL import Image
-
-                pictures[i] = Image.new("RGB", pictures[i].size)  # blocked: a black image
+        pictures, verdicts = self.safety.filter_images(pictures)  # refused ones come back black
         settings = [self._settings(job, request, mode, strength) for job in jobs]
-        return GenerationResult(pictures, settings, verdicts)
-
-    def _check_images(self, pictures: list) -> list[list[Verdict]]:
-        per_filter = [f.check_images(pictures) for f in self.safety_filters]
-        return [[verdicts[i] for verdicts in per_filter] for i in range(len(pictures))]
+        return GenerationResult(pictures, settings, verdicts, request["prompt_verdicts"])
 
     def _settings(self, job: _Job, request: dict, mode: str, strength) -> dict:
         from paddiff.png_info import sampler_label
@@ -680,16 +625,6 @@ class Pipeline:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _create_scheduler(name: str, base_config: dict):
-    """A scheduler for `name` (a WebUI alias like "dpm++2m-karras" or a registered class name)
-    configured from the model's scheduler config."""
-    try:
-        from paddiff.scheduler_names import create_scheduler
-    except ImportError:  # the alias table is not there: registered names only
-        return paddiff.get("schedulers", name).from_config(dict(base_config))
-    return create_scheduler(name, base_config)
 
 
 def _message(exc: Exception) -> str:
@@ -724,58 +659,37 @@ def _blend(job: _Job, timesteps: np.ndarray, i: int) -> np.ndarray:
     return ((1.0 - mask) * known + mask * job.latents).astype(np.float32)
 
 
-def _check_embeddings(embeds, name: str, count: int | None, encoder) -> np.ndarray:
-    embeds = np.asarray(embeds, dtype=np.float32)
-    if embeds.ndim == 2:
-        embeds = embeds[None]
-    hidden = getattr(encoder, "hidden_size", None)
-    if embeds.ndim != 3 or (hidden is not None and embeds.shape[2] != hidden):
-        raise ValidationError(
-            f"{name} must have shape (prompts, tokens, {hidden}), got {embeds.shape}"
-        )
-    if count is not None and len(embeds) not in (1, count):
-        raise ValidationError(f"{name} has {len(embeds)} entries for {count} prompts")
-    if count is not None and len(embeds) == 1:
-        embeds = np.repeat(embeds, count, axis=0)
-    return embeds
-
-
-def _check_latents(latents, shape: tuple) -> np.ndarray:
-    latents = np.asarray(latents, dtype=np.float32)
-    if latents.shape != shape:
-        raise ValidationError(f"latents must have shape {shape}, got {latents.shape}")
-    return latents
-
-
 def _shape(array) -> tuple | None:
     return None if array is None else array.shape
 
 
-def _as_filters(filters) -> list:
-    if filters is None:
-        return []
-    if not isinstance(filters, (list, tuple)):
-        filters = [filters]
-    return [
-        paddiff.get("safety_filters", f).from_config({}) if isinstance(f, str) else f
-        for f in filters
-    ]
+def as_safety(safety_filters) -> SafetyFilters:
+    """`SafetyFilters` for what a caller passed: None (no filtering), a `SafetyFilters` (as
+    it is, e.g. from `paddiff.safety.load_filters`), or `SafetyFilter` instances / registry
+    names, each checking what it declares in `checks` (both prompts and images by default)."""
+    if isinstance(safety_filters, SafetyFilters):
+        return safety_filters
+    if safety_filters is None:
+        return SafetyFilters()
+    if not isinstance(safety_filters, (list, tuple)):
+        safety_filters = [safety_filters]
+    group = SafetyFilters()
+    for item in safety_filters:
+        instance = (
+            paddiff.get("safety_filters", item).from_config({}) if isinstance(item, str) else item
+        )
+        checks = getattr(instance, "checks", ("prompts", "images"))
+        if "prompts" in checks:
+            group.prompt_filters.append(instance)
+        if "images" in checks:
+            group.image_filters.append(instance)
+    return group
 
 
 def _shallow_copy(pipeline: Pipeline) -> Pipeline:
     new = Pipeline.__new__(Pipeline)
     new.__dict__.update(pipeline.__dict__)
-    new.safety_filters = list(pipeline.safety_filters)
     return new
-
-
-def _next_free_number(folder: Path, prefix: str) -> int:
-    numbers = [
-        int(p.name[len(prefix) :].split("-")[0])
-        for p in folder.glob(f"{prefix}*.png")
-        if p.name[len(prefix) :].split("-")[0].isdigit()
-    ]
-    return max(numbers, default=-1) + 1
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -803,7 +717,8 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
             raise FileNotFoundError(
                 "no model given and the embedded default model is not installed "
                 "(expected paddiff/plugins/embedded/model/model_index.json); pass a model "
-                "folder or checkpoint file, e.g. load_pipeline('path/to/model')"
+                "folder or checkpoint file: load_pipeline('path/to/model'), or --model PATH "
+                "on the command line"
             )
     from paddiff.loader import load_components
 

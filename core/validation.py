@@ -124,6 +124,34 @@ def _check_one_seed(seed) -> None:
     raise ValidationError(f"a seed must be a non-negative integer or a Generator, got {seed!r}")
 
 
+def check_embeddings(embeds, name: str, count: int | None, encoder):
+    """Embeddings as (prompts, tokens, hidden) float32, one per prompt (one given is repeated)."""
+    import numpy as np
+
+    embeds = np.asarray(embeds, dtype=np.float32)
+    if embeds.ndim == 2:
+        embeds = embeds[None]
+    hidden = getattr(encoder, "hidden_size", None)
+    if embeds.ndim != 3 or (hidden is not None and embeds.shape[2] != hidden):
+        raise ValidationError(
+            f"{name} must have shape (prompts, tokens, {hidden}), got {embeds.shape}"
+        )
+    if count is not None and len(embeds) not in (1, count):
+        raise ValidationError(f"{name} has {len(embeds)} entries for {count} prompts")
+    if count is not None and len(embeds) == 1:
+        embeds = np.repeat(embeds, count, axis=0)
+    return embeds
+
+
+def check_latents(latents, shape: tuple):
+    import numpy as np
+
+    latents = np.asarray(latents, dtype=np.float32)
+    if latents.shape != shape:
+        raise ValidationError(f"latents must have shape {shape}, got {latents.shape}")
+    return latents
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

@@ -107,6 +107,26 @@ def test_text_encoder_matches_diffusers_encode_prompt(variant):
     assert (encoder.max_length, encoder.hidden_size) == (77, 32)
 
 
+def test_text_encoder_clip_skip_matches_diffusers_definition():
+    from paddiff.plugins.text_encoders.clip import CLIPTextModel
+
+    ref = reference("sd1")
+    prompts = json.loads((FIXTURES / "prompts.json").read_text(encoding="utf-8"))
+    encoder = CLIPTextModel.from_pretrained(FIXTURES / "sd1" / "text_encoder", clip_skip=1)
+    assert_close(encoder.encode(prompts), ref["text_hidden_states_clip_skip_1"])
+
+
+def test_unet_rejects_mismatched_inputs_clearly():
+    unet, ref = load("sd1", "unet"), reference("sd1")
+    latents, context = ref["unet_even_latents"], ref["unet_even_context"]
+    with pytest.raises(ValueError, match="9 channels.*expects 4"):
+        unet(np.zeros((2, 9, 8, 8), np.float32), 1.0, context)
+    with pytest.raises(ValueError, match="conditioning batch 1 .* latents batch 2"):
+        unet(latents, 1.0, context[:1])
+    with pytest.raises(ValueError, match="3 timesteps for a batch of 2"):
+        unet(latents, np.ones(3, np.float32), context)
+
+
 @pytest.mark.parametrize("component", sorted(KIND_OF))
 def test_plugins_conform_to_their_interfaces(component):
     cls = type(load("sd1", component))

@@ -63,7 +63,17 @@ def test_special_tokens_map_overrides_tokenizer_config(tmp_path):
     assert CLIPTokenizer.from_folder(folder).pad_id == 0
 
 
+def test_tokenizer_json_alone_gives_the_same_ids(tmp_path):
+    """transformers 5 saves only tokenizer.json; such a folder must tokenise identically."""
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(FIXTURES / "sd2_v" / "tokenizer", folder)
+    (folder / "vocab.json").unlink()
+    (folder / "merges.txt").unlink()
+    prompts = json.loads((FIXTURES / "prompts.json").read_text(encoding="utf-8"))
+    assert np.array_equal(CLIPTokenizer.from_folder(folder)(prompts), tokenizer("sd2_v")(prompts))
+
+
 def test_missing_vocabulary_is_a_clear_error(tmp_path):
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
-    with pytest.raises(FileNotFoundError, match="vocab.json"):
+    with pytest.raises(FileNotFoundError, match="vocab.json and merges.txt, or tokenizer.json"):
         CLIPTokenizer.from_folder(tmp_path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import paddiff
 import paddiff.pipeline
 import pytest
@@ -15,9 +18,9 @@ def toy_model(monkeypatch):
     """`load_pipeline` returns a toy pipeline; the model argument is recorded."""
     loaded = []
 
-    def load(location=None, **kwargs):
+    def load(location=None, safety_filters=None, **kwargs):
         loaded.append(location)
-        return toy_pipeline()
+        return toy_pipeline(safety_filters=safety_filters)
 
     monkeypatch.setattr(paddiff.pipeline, "load_pipeline", load)
     monkeypatch.setitem(vars(paddiff), "load_pipeline", load)
@@ -124,3 +127,31 @@ def test_img2img_and_inpaint(toy_model, tmp_path, capsys):
         == 1
     )
     assert "mask_image file not found" in capsys.readouterr().err
+
+
+def test_without_a_model_or_the_embedded_one_the_error_says_what_to_do(monkeypatch, capsys):
+    monkeypatch.setattr(paddiff.pipeline, "embedded_model_path", lambda: None)
+    assert main(["generate", "a cat", "--no-progress"]) == 1
+    error = capsys.readouterr().err
+    assert "embedded default model is not installed" in error and "--model" in error
+
+
+def test_import_paddiff_stays_cheap_and_the_api_loads_on_first_use():
+    code = (
+        "import sys, paddiff\n"
+        "assert 'numpy' not in sys.modules and 'paddle' not in sys.modules, sorted(sys.modules)\n"
+        "assert paddiff.load_pipeline.__module__ == 'paddiff.pipeline'\n"
+        "assert issubclass(paddiff.ValidationError, ValueError)\n"
+        "assert 'paddle' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_prompts_go_through_the_safety_filters(toy_model, tmp_path, capsys):
+    assert main(["generate", "a nude figure", "-o", str(tmp_path), "--no-progress"]) == 1
+    assert "prompt was refused by the safety filter (category: sexual)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    config = tmp_path / "safety.json"
+    config.write_text('{"enabled": false}')
+    args = ["generate", "a nude figure", "-o", str(tmp_path / "out"), "--steps", "1"]
+    assert main([*args, "--safety-config", str(config), "--no-progress"]) == 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import paddiff
 import pytest
-from paddiff.pipeline import GenerationCancelled, SafetyBlocked
 from paddiff.randomness import Generator, RecordedNoise
+from paddiff.results import GenerationCancelled
+from paddiff.safety import SafetyBlocked, SafetyFilters
 from PIL import Image
 from pipeline_toys import ToyQuietScheduler, ToyScheduler, ToyWordFilter, toy_pipeline
 
@@ -60,9 +61,17 @@ def test_one_seed_numbers_the_batch_and_random_seeds_are_recorded():
 
 @pytest.mark.parametrize("guidance, batch", [(7.5, 6), (1.0, 3), (0.0, 3)])
 def test_guidance_batches_both_passes_into_one_denoiser_call(guidance, batch):
-    pipe = toy_pipeline()
+    pipe = toy_pipeline(denoiser_batch_size=None)  # all images in one call
     pipe.text_to_image("a cat", guidance_scale=guidance, num_images_per_prompt=3, seed=1, **FAST)
     assert len(pipe.denoiser.calls) == FAST["steps"]
+    assert all(latents[0] == batch and cond[0] == batch for latents, cond in pipe.denoiser.calls)
+
+
+@pytest.mark.parametrize("guidance, batch", [(7.5, 2), (1.0, 1)])
+def test_by_default_each_image_gets_its_own_denoiser_call(guidance, batch):
+    pipe = toy_pipeline()
+    pipe.text_to_image("a cat", guidance_scale=guidance, num_images_per_prompt=3, seed=1, **FAST)
+    assert len(pipe.denoiser.calls) == 3 * FAST["steps"]
     assert all(latents[0] == batch and cond[0] == batch for latents, cond in pipe.denoiser.calls)
 
 
@@ -74,13 +83,13 @@ def test_guidance_mixes_the_two_passes():
 
 
 def test_denoiser_batch_size_splits_calls_without_changing_pixels():
-    pipe = toy_pipeline()
+    pipe = toy_pipeline(denoiser_batch_size=None)
     whole = pipe.text_to_image("a cat", num_images_per_prompt=3, seed=1, **FAST)
-    pipe.denoiser_batch_size = 1
+    pipe.denoiser_batch_size = 2
     pipe.denoiser.calls.clear()
     split = pipe.text_to_image("a cat", num_images_per_prompt=3, seed=1, **FAST)
-    assert len(pipe.denoiser.calls) == 3 * FAST["steps"]
-    assert all(shape[0] == 2 for shape, _ in pipe.denoiser.calls)
+    assert [shape[0] for shape, _ in pipe.denoiser.calls[:2]] == [4, 2]
+    assert len(pipe.denoiser.calls) == 2 * FAST["steps"]
     for a, b in zip(whole.images, split.images, strict=True):
         assert pixels(a).tobytes() == pixels(b).tobytes()
 
@@ -231,12 +240,23 @@ def test_inpaint_with_an_inpainting_unet_passes_mask_and_masked_image():
 
 def test_safety_filters_block_prompts_before_encoding_and_record_image_verdicts():
     pipe = toy_pipeline(safety_filters=[ToyWordFilter()])
-    with pytest.raises(SafetyBlocked, match="negative prompt was blocked by toy: listed word"):
+    with pytest.raises(SafetyBlocked, match="negative prompt was refused by the safety filter"):
         pipe.text_to_image("a cat", negative_prompt="forbidden fruit", seed=1, **FAST)
     assert pipe.text_encoder.encoded == [] and pipe.denoiser.calls == []
-    result = pipe.text_to_image("a cat", seed=1, **FAST)
-    assert [[v.allowed for v in image] for image in result.verdicts] == [[True]]
+    result = pipe.text_to_image("a cat", num_images_per_prompt=2, seed=1, **FAST)
+    assert [v.allowed for v in result.verdicts] == [True, True]
+    assert [v.allowed for v in result.prompt_verdicts] == [True]  # one prompt, checked once
     strict = pipe.with_components(safety_filters=[ToyWordFilter(brightness=0.0)])
     blocked = strict.text_to_image("a cat", seed=1, **FAST)
-    assert blocked.verdicts[0][0].allowed is False
+    assert blocked.verdicts[0].allowed is False
     assert pixels(blocked.images[0]).max() == 0
+    assert pipe.text_to_image("a cat", seed=1, **FAST).verdicts[0].allowed  # pipe unchanged
+
+
+def test_a_configured_group_of_filters_is_used_as_it_is():
+    group = SafetyFilters(prompt_filters=[ToyWordFilter()], check_negative_prompt=False)
+    pipe = toy_pipeline(safety_filters=group)
+    assert pipe.safety is group
+    pipe.text_to_image("a cat", "forbidden", seed=1, **FAST)  # negative prompts unchecked here
+    with pytest.raises(SafetyBlocked, match="the prompt was refused"):
+        pipe.text_to_image("forbidden cat", seed=1, **FAST)

@@ -53,7 +53,9 @@ def test_no_negative_prompt_line_when_there_is_none():
 
 def test_sampler_labels():
     assert sampler_label("EulerAncestralDiscreteScheduler", {}) == "Euler a"
-    assert sampler_label("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}) == (
-        "DPM++ 2M Karras"
-    )
+    dpm = {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}
+    assert sampler_label("DPMSolverMultistepScheduler", dpm) == "DPM++ 2M Karras"
+    sde3 = dict(dpm, algorithm_type="sde-dpmsolver++", solver_order=3, use_karras_sigmas=False)
+    assert sampler_label("DPMSolverMultistepScheduler", sde3) == "DPM++ 3M SDE"
+    assert sampler_label("LMSDiscreteScheduler", {"use_karras_sigmas": True}) == "LMS Karras"
     assert sampler_label("MyScheduler", {}) == "MyScheduler"

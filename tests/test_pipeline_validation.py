@@ -65,7 +65,9 @@ def test_bad_settings_raise_before_any_compute(case):
 def test_unknown_scheduler_lists_the_known_ones():
     with pytest.raises(paddiff.ValidationError) as error:
         toy_pipeline().text_to_image("a cat", scheduler="DDIMSchedulr", progress=False)
-    assert "Available:" in str(error.value) or "known" in str(error.value)
+    message = str(error.value)
+    assert "Did you mean 'DDIMScheduler'?" in message
+    assert "Known names:" in message and "dpm++2m-karras" in message and "euler-a" in message
 
 
 def test_validation_error_is_a_value_error():

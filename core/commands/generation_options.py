@@ -43,6 +43,12 @@ def add_common_arguments(parser, strength_default: float | None = None) -> None:
         action="store_true",
         help='read WebUI emphasis like "(word:1.3)" and encode long prompts in chunks',
     )
+    parser.add_argument(
+        "--safety-config",
+        help="JSON file configuring the safety filters (see docs/safety.md); default: the "
+        "shipped prompt term lists plus the model's own image checker if it has one; "
+        '{"enabled": false} turns them off',
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if strength_default is not None:
         parser.add_argument(
@@ -81,13 +87,19 @@ def run_generation(args, generate) -> int:
             )
         if output.suffix.lower() not in (".png", ""):
             raise paddiff.ValidationError(f"-o must name a .png file or a folder, got {output}")
-        pipeline = paddiff.load_pipeline(args.model)
+        from paddiff.safety import load_filters
+
+        model_dir = args.model if args.model and Path(args.model).is_dir() else None
+        filters = load_filters(args.safety_config, model_dir=model_dir)
+        pipeline = paddiff.load_pipeline(args.model, safety_filters=filters)
         if args.max_pixels is not None:
             pipeline.max_pixels = args.max_pixels
         pipeline.long_prompts = args.long_prompts
         result = generate(pipeline, generation_kwargs(args))
         paths = result.save(output)
-    except (paddiff.ValidationError, paddiff.SafetyBlocked, FileNotFoundError) as exc:
+    except (ValueError, paddiff.SafetyBlocked, FileNotFoundError) as exc:
+        # ValidationError is a ValueError; the loader and the safety config raise ValueError
+        # and FileNotFoundError naming the file. Anything else is a bug: let it show.
         print(f"paddiff: error: {exc}", file=sys.stderr)
         return 1
     for path, settings in zip(paths, result.settings, strict=True):

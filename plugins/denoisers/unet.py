@@ -188,10 +188,11 @@ class UNetNetwork(nn.Layer):
         x = self.mid_block(x, temb, encoder_hidden_states)
         for block in self.up_blocks:
             consumed = len(block.resnets)
+            block_skips, skips = skips[-consumed:], skips[:-consumed]
             # Upsample to the size of the skip the next block takes first: exactly 2x unless an
             # odd size was rounded up on the way down.
-            next_size = skips[-consumed - 1].shape[2:] if len(skips) > consumed else None
-            x = block(x, skips, temb, encoder_hidden_states, next_size)
+            next_size = skips[-1].shape[2:] if skips else None
+            x = block(x, block_skips, temb, encoder_hidden_states, next_size)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 
@@ -211,8 +212,19 @@ class UNet2DConditionModel(Denoiser):
         """Load `path` (a `unet/` folder). The prediction type lives in the sibling
         `scheduler/scheduler_config.json` in diffusers folders; pass it to override."""
         config = read_config(path, DEFAULTS)
-        model = cls(config, prediction_type or _prediction_type_next_to(path))
+        with paddle.LazyGuard():  # no random init: every parameter is set from the file
+            model = cls(config, prediction_type or _prediction_type_next_to(path))
         state, source = load_component_weights(path)
+        load_state_dict_into(model.net, state, source, consume=True)
+        return model
+
+    @classmethod
+    def from_state_dict(
+        cls, config, state, source="state dict", prediction_type="epsilon", **options
+    ):
+        """Build from a config dict and a state dict (diffusers keys), e.g. a converted
+        single-file checkpoint; `source` is named in loading errors."""
+        model = cls({**DEFAULTS, **config}, prediction_type)
         load_state_dict_into(model.net, state, source)
         return model
 
@@ -222,14 +234,33 @@ class UNet2DConditionModel(Denoiser):
 
     def __call__(self, latents, timestep, conditioning):
         latents = np.asarray(latents, dtype=np.float32)
-        timesteps = np.broadcast_to(np.asarray(timestep, dtype=np.float32), latents.shape[:1])
+        conditioning = np.asarray(conditioning, dtype=np.float32)
+        timesteps = self._check_inputs(latents, np.asarray(timestep, np.float32), conditioning)
         with paddle.no_grad():
             out = self.net(
                 paddle.to_tensor(latents),
-                paddle.to_tensor(np.ascontiguousarray(timesteps)),
-                paddle.to_tensor(np.asarray(conditioning, dtype=np.float32)),
+                paddle.to_tensor(timesteps),
+                paddle.to_tensor(conditioning),
             )
         return out.numpy()
+
+    def _check_inputs(self, latents, timestep, conditioning) -> np.ndarray:
+        """Shape errors from deep inside the network are cryptic; name the mismatch here.
+        Returns one timestep per batch entry."""
+        batch = latents.shape[0]
+        if latents.ndim != 4 or latents.shape[1] != self.in_channels:
+            raise ValueError(
+                f"latents of shape {latents.shape} have {latents.shape[1]} channels; this UNet "
+                f"expects 4-D latents with {self.in_channels} channels"
+            )
+        if conditioning.ndim != 3 or conditioning.shape[0] != batch:
+            raise ValueError(
+                f"conditioning batch {conditioning.shape[0]} (shape {conditioning.shape}) does "
+                f"not match latents batch {batch}"
+            )
+        if timestep.ndim > 1 or timestep.size not in (1, batch):
+            raise ValueError(f"{timestep.size} timesteps for a batch of {batch}")
+        return np.ascontiguousarray(np.broadcast_to(timestep.reshape(-1), (batch,)))
 
 
 def _prediction_type_next_to(unet_folder) -> str:

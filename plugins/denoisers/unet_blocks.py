@@ -95,8 +95,10 @@ class UpBlock(nn.Layer):
         self.upsamplers = nn.LayerList([Upsample2D(out_ch)]) if upsample else None
 
     def forward(self, x, skips, temb, context, upsample_size=None):
+        """`skips`: this block's skip states in the order the down path produced them; they are
+        consumed last first, mirroring the down path."""
         for i, resnet in enumerate(self.resnets):
-            x = resnet(paddle.concat([x, skips.pop()], axis=1), temb)
+            x = resnet(paddle.concat([x, skips[-1 - i]], axis=1), temb)
             if self.attentions is not None:
                 x = self.attentions[i](x, context)
         if self.upsamplers is not None:

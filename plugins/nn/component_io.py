@@ -5,11 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
-# The file names diffusers (models) and transformers (text encoders) write, in preference order.
-WEIGHT_FILE_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
-
 
 def read_config(folder: str | Path, defaults: dict) -> dict:
     """config.json over `defaults`; keys the component does not know are kept but unused."""
@@ -19,27 +14,16 @@ def read_config(folder: str | Path, defaults: dict) -> dict:
     return {**defaults, **json.loads(path.read_text(encoding="utf-8"))}
 
 
-def find_weights_file(folder: str | Path) -> Path:
-    """The component's weights file.
+def load_component_weights(folder: str | Path, variant: str | None = None):
+    """(state dict, the files it came from, for error messages).
 
-    The only place that knows file names: it will defer to `paddiff.weights` once that finds
-    .bin, sharded and fp16-variant files too.
+    `paddiff.weights` knows every file name and format (safetensors, .bin, sharded, fp16
+    variants, ppdiffusers); `state.layout` says whether Linear weights are stored transposed.
     """
-    folder = Path(folder)
-    for name in WEIGHT_FILE_NAMES:
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(
-        f"no weights in {folder}: expected one of {', '.join(WEIGHT_FILE_NAMES)}"
-    )
+    from paddiff.weights import load_component_weights as load
 
-
-def load_component_weights(folder: str | Path) -> tuple[dict[str, np.ndarray], str]:
-    """(torch-layout state dict, the file it came from, for error messages)."""
-    from paddiff.weights import load_state_dict
-
-    path = find_weights_file(folder)
-    return load_state_dict(path), str(path)
+    state = load(folder, variant)
+    return state, ", ".join(str(f) for f in state.files)
 
 
 def save_component(folder: str | Path, config: dict, state: dict, weights_name: str) -> None:

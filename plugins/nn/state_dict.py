@@ -27,14 +27,20 @@ def linear_weight_keys(layer) -> set[str]:
     }
 
 
-def load_state_dict_into(layer, state: dict[str, np.ndarray], source_name: str) -> None:
+def load_state_dict_into(
+    layer, state: dict[str, np.ndarray], source_name: str, consume: bool = False
+) -> None:
     """Copy a torch-layout state dict into `layer`; every key must match in name and shape.
 
     `source_name` (usually the weights file) is named in the error, together with every missing,
-    unexpected and mis-shaped key, so a wrong file or config is easy to spot.
+    unexpected and mis-shaped key, so a wrong file or config is easy to spot. Nothing is copied
+    unless everything fits. With `consume=True` each entry is deleted from `state` once copied,
+    so that peak memory stays near one copy of the weights (3.4 GB for SD 1.5's UNet).
     """
     params = layer.state_dict()
-    transposed = linear_weight_keys(layer)
+    # ppdiffusers / paddlenlp files (layout "paddle") already store Linear weights as [in, out]
+    torch_layout = getattr(state, "layout", "torch") == "torch"
+    transposed = linear_weight_keys(layer) if torch_layout else set()
     missing = sorted(set(params) - set(state))
     unexpected = sorted(set(state) - set(params))
     wrong_shape = []
@@ -48,11 +54,15 @@ def load_state_dict_into(layer, state: dict[str, np.ndarray], source_name: str) 
         raise StateDictMismatchError(
             _mismatch_message(source_name, type(layer).__name__, missing, unexpected, wrong_shape)
         )
+    # A lazy StateDict (paddiff.weights) reads each tensor on lookup and holds no copy, so only a
+    # plain dict of arrays needs emptying as we go.
+    consume = consume and isinstance(state, dict)
     for key, param in params.items():
-        value = np.asarray(state[key])
+        value = np.asarray(state.pop(key) if consume else state[key])
         if key in transposed:
             value = value.T
         param.set_value(np.ascontiguousarray(value, dtype=_numpy_dtype(param)))
+        del value
 
 
 def export_state_dict(layer) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ import numpy as np
 from paddiff.interfaces import Scheduler, SchedulerOutput
 from paddiff.randomness import Generator
 
-from paddiff.plugins.schedulers import schedules
+from paddiff.plugins.schedulers import prediction, schedules
 
 F32 = np.float32
 
@@ -154,7 +154,8 @@ class SigmaScheduler(BaseScheduler):
         sigma_max = float(self.sigmas.max()) if len(self.sigmas) else float(self.train_sigmas[-1])
         if self.config["timestep_spacing"] in ("linspace", "trailing"):
             return sigma_max
-        return (sigma_max**2 + 1) ** 0.5  # "leading" starts below T - 1: the sample is not pure noise
+        # "leading" starts below T - 1, where the sample is not pure noise
+        return float(np.sqrt(sigma_max**2 + 1))
 
     def _spaced_sigmas(self, num_inference_steps: int) -> tuple[np.ndarray, np.ndarray]:
         """(timesteps, sigmas) for the config's spacing and sigma options, in float64, without
@@ -187,10 +188,93 @@ class SigmaScheduler(BaseScheduler):
 
     def scale_model_input(self, sample: np.ndarray, timestep) -> np.ndarray:
         sigma = self._sigma(timestep)
-        return (as_f32(sample) / (sigma**2 + 1) ** F32(0.5)).astype(F32)
+        return (as_f32(sample) / np.sqrt(sigma**2 + 1)).astype(F32)
 
     def add_noise(self, original: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
         """x = x0 + sigma * noise, with each timestep's sigma from the current schedule."""
         index = [self.index_for_timestep(t) for t in np.asarray(timesteps).reshape(-1)]
         sigma = self.sigmas[index].reshape((-1,) + (1,) * (np.ndim(original) - 1))
         return (as_f32(original) + as_f32(noise) * sigma).astype(F32)
+
+
+#: Options of the DDPM-family schedulers that clip or threshold the predicted x0.
+CLIP_DEFAULTS = {
+    "clip_sample": True,
+    "clip_sample_range": 1.0,
+    "thresholding": False,
+    "dynamic_thresholding_ratio": 0.995,
+    "sample_max_value": 1.0,
+}
+
+
+def integer_timesteps(config: dict, num_inference_steps: int) -> np.ndarray:
+    """The config's spacing rounded to whole training timesteps (DDPM, DDIM)."""
+    spaced = schedules.spaced_timesteps(
+        config["timestep_spacing"],
+        num_inference_steps,
+        config["num_train_timesteps"],
+        config["steps_offset"],
+    )
+    return np.round(spaced).astype(np.int64)
+
+
+#: Options shared by the exponential-integrator solvers (DPM-Solver, UniPC, DEIS).
+SOLVER_DEFAULTS = {
+    **BETA_DEFAULTS,
+    "solver_order": 2,
+    "thresholding": False,
+    "dynamic_thresholding_ratio": 0.995,
+    "sample_max_value": 1.0,
+    "lower_order_final": True,
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+}
+
+
+class SolverScheduler(BaseScheduler):
+    """Multistep ODE solvers in log-SNR time (DPM-Solver, UniPC, DEIS). They keep the sample in
+    VP form (the model input is the sample itself) and step between the VE `sigmas`, with
+    lambda = log(alpha / s) = -log(sigma) as the integration variable."""
+
+    def __init__(self, **config: Any):
+        super().__init__(**config)
+        if self.config["solver_order"] not in (1, 2, 3):
+            raise ValueError(f"solver_order must be 1, 2 or 3, got {self.config['solver_order']}")
+        floor_zero_terminal_snr(self)
+        self.train_sigmas = schedules.sigmas_from_alphas_cumprod(self.alphas_cumprod)
+        self.sigmas = np.zeros(0, dtype=F32)
+
+    def _respaced(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sigmas, fractional timesteps) for Karras or exponential sigmas spanning the whole
+        training range, or None when the config asks for neither."""
+        c = self.config
+        lo = c.get("sigma_min") or float(self.train_sigmas[0])
+        hi = c.get("sigma_max") or float(self.train_sigmas[-1])
+        if c["use_karras_sigmas"]:
+            sigmas = schedules.karras_sigmas(lo, hi, n)
+        elif c["use_exponential_sigmas"]:
+            sigmas = schedules.exponential_sigmas(lo, hi, n)
+        else:
+            return None
+        return sigmas, schedules.sigma_to_timestep(sigmas, self.train_sigmas)
+
+    def _final_sigma(self) -> float:
+        return float(self.train_sigmas[0]) if self.config["final_sigmas_type"] == "sigma_min" else 0.0
+
+    def coefficients(self, i: int):
+        """(alpha, s, lambda) of sigmas[i], in float32; lambda is +inf at sigma = 0."""
+        alpha, s = schedules.alpha_sigma(self.sigmas[i])
+        with np.errstate(divide="ignore"):
+            return alpha, s, np.log(alpha) - np.log(s)
+
+    def _x0(self, model_output, sample, i: int):
+        alpha, s, _ = self.coefficients(i)
+        x0 = prediction.to_x0(model_output, sample, alpha, s, self.config["prediction_type"])
+        return prediction.clip_or_threshold(x0, self.config)
+
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
+        """alpha * x0 + s * noise with each timestep's sigma from the current schedule."""
+        index = [self.index_for_timestep(t) for t in np.asarray(timesteps).reshape(-1)]
+        alpha, s = schedules.alpha_sigma(self.sigmas[index])
+        shape = (-1,) + (1,) * (np.ndim(original) - 1)
+        return (alpha.reshape(shape) * as_f32(original) + s.reshape(shape) * as_f32(noise)).astype(F32)

@@ -38,8 +38,8 @@ class EulerAncestralDiscreteScheduler(SigmaScheduler):
         sigma, sigma_next = self.sigmas[i], self.sigmas[i + 1]
         sample = as_f32(sample)
         x0 = prediction.ve_to_x0(as_f32(model_output), sample, sigma, self.config["prediction_type"])
-        sigma_up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** F32(0.5)
-        sigma_down = (sigma_next**2 - sigma_up**2) ** F32(0.5)
+        sigma_up = np.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
+        sigma_down = np.sqrt(sigma_next**2 - sigma_up**2)
         prev = sample + (sample - x0) / sigma * (sigma_down - sigma)
         prev = prev + draw_noise(generator, sample.shape) * sigma_up
         return self.output(prev, x0)

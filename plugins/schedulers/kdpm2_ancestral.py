@@ -20,8 +20,8 @@ class KDPM2AncestralDiscreteScheduler(KDPM2DiscreteScheduler):
         timesteps, sigmas = self._step_sigmas(num_inference_steps)
         following = np.append(sigmas[1:], 0.0).astype(F32)
         with np.errstate(invalid="ignore", divide="ignore"):  # the final 0/0 is never used
-            sigmas_up = (following**2 * (sigmas**2 - following**2) / sigmas**2) ** F32(0.5)
-            sigmas_down = (following**2 - sigmas_up**2) ** F32(0.5)
+            sigmas_up = np.sqrt(following**2 * (sigmas**2 - following**2) / sigmas**2)
+            sigmas_down = np.sqrt(following**2 - sigmas_up**2)
         sigmas_down[-1] = 0.0
         middle = geometric_midpoints(sigmas, sigmas_down)  # middle[i]: between i and down[i]
         middle[-2:] = 0.0

@@ -52,7 +52,7 @@ def ve_to_x0(model_output, sample, sigma, prediction_type: str):
     if prediction_type == "epsilon":
         return sample - sigma * model_output
     if prediction_type == "v_prediction":
-        return model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1)
+        return model_output * (-sigma / np.sqrt(sigma**2 + 1)) + sample / (sigma**2 + 1)
     if prediction_type == "sample":
         return model_output
     raise ValueError(f"unsupported prediction_type {prediction_type!r}")

@@ -147,5 +147,5 @@ def exponential_sigmas(sigma_min: float, sigma_max: float, n: int) -> np.ndarray
 
 def alpha_sigma(sigma):
     """VP coefficients for a VE sigma: alpha = 1 / sqrt(sigma^2 + 1), s = sigma * alpha."""
-    alpha = 1 / (sigma**2 + 1) ** 0.5
+    alpha = 1 / np.sqrt(sigma**2 + 1)
     return alpha, sigma * alpha

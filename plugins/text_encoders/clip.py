@@ -163,8 +163,24 @@ class CLIPTextModel(TextEncoder):
         by default the sibling `tokenizer/` folder."""
         path = Path(path)
         tokenizer = CLIPTokenizer.from_folder(tokenizer_path or path.parent / "tokenizer")
-        model = cls(read_config(path, DEFAULTS), tokenizer, clip_skip)
+        with paddle.LazyGuard():  # no random init: every parameter is set from the file
+            model = cls(read_config(path, DEFAULTS), tokenizer, clip_skip)
         state, source = load_component_weights(path)
+        load_state_dict_into(model.net, to_network_keys(state), source, consume=True)
+        return model
+
+    @classmethod
+    def from_state_dict(
+        cls, config, state, source="state dict", tokenizer_path=None, clip_skip=None, **options
+    ):
+        """Build from a config dict and a state dict (transformers keys); the tokenizer is read
+        from `tokenizer_path` (a folder with vocab.json and merges.txt)."""
+        if tokenizer_path is None:
+            raise ValueError(
+                f"{source}: CLIPTextModel needs tokenizer_path (vocab.json + merges.txt)"
+            )
+        tokenizer = CLIPTokenizer.from_folder(tokenizer_path)
+        model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
         load_state_dict_into(model.net, to_network_keys(state), source)
         return model
 
@@ -189,9 +205,16 @@ class CLIPTextModel(TextEncoder):
 def to_network_keys(state: dict) -> dict:
     """transformers 5 saves CLIPTextModel keys without the `text_model.` prefix that 4.x (and
     so every SD checkpoint) uses; accept both, and drop the stale position_ids buffer."""
+    if hasattr(state, "renamed"):  # a lazy paddiff.weights.StateDict: rename without reading
+        return state.renamed(_network_key)
     out = {}
     for key, value in state.items():
         key = key if key.startswith(PREFIX) else PREFIX + key
         if key not in IGNORED_KEYS:
             out[key] = value
     return out
+
+
+def _network_key(key: str) -> str | None:
+    key = key if key.startswith(PREFIX) else PREFIX + key
+    return None if key in IGNORED_KEYS else key

@@ -112,12 +112,7 @@ class CLIPTokenizer:
         """Read vocab.json + merges.txt, and special tokens / max length from
         tokenizer_config.json, overridden by special_tokens_map.json as transformers does."""
         folder = Path(folder)
-        for name in ("vocab.json", "merges.txt"):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name} not found (a CLIP tokenizer needs it)")
-        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-        lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
-        merges = [tuple(line.split()) for line in lines if line and not line.startswith("#version")]
+        vocab, merges = _read_vocab_and_merges(folder)
         settings = {}
         for name in ("tokenizer_config.json", "special_tokens_map.json"):
             if (folder / name).is_file():
@@ -131,6 +126,28 @@ class CLIPTokenizer:
         if max_length > 10**6:  # transformers writes a huge sentinel when the length is unset
             max_length = 77
         return cls(vocab, merges, max_length=max_length, **tokens)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write vocab.json, merges.txt and tokenizer_config.json, which `from_folder` reads back."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        text_of = {i: token for token, i in self.vocab.items()}
+        merges = sorted(self.ranks, key=self.ranks.get)
+        (folder / "vocab.json").write_text(
+            json.dumps(self.vocab, ensure_ascii=False), encoding="utf-8"
+        )
+        lines = ["#version: 0.2"] + [" ".join(pair) for pair in merges]
+        (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        settings = {
+            "tokenizer_class": "CLIPTokenizer",
+            "model_max_length": self.max_length,
+            "bos_token": text_of[self.bos_id],
+            "eos_token": text_of[self.eos_id],
+            "pad_token": text_of[self.pad_id],
+        }
+        (folder / "tokenizer_config.json").write_text(
+            json.dumps(settings, indent=2), encoding="utf-8"
+        )
 
     def bpe(self, piece: str) -> list[int]:
         """Ids of one pre-tokenised piece: byte characters merged by lowest rank first."""
@@ -199,6 +216,24 @@ class CLIPTokenizer:
                     split.append((segment, None))
             parts = split
         return [(chunk, cid) for chunk, cid in parts if cid is not None or chunk]
+
+
+def _read_vocab_and_merges(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """From vocab.json + merges.txt (what SD folders hold), else from the tokenizer.json that
+    transformers 5 writes alone (its merges are "a b" strings or [a, b] pairs)."""
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
+        merges = [line.split() for line in lines if line and not line.startswith("#version")]
+    elif (folder / "tokenizer.json").is_file():
+        model = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+        vocab = model["vocab"]
+        merges = [m.split() if isinstance(m, str) else m for m in model["merges"]]
+    else:
+        raise FileNotFoundError(
+            f"no CLIP vocabulary in {folder}: expected vocab.json and merges.txt, or tokenizer.json"
+        )
+    return vocab, [tuple(m) for m in merges]
 
 
 def _token_text(value) -> str:

@@ -219,8 +219,18 @@ class AutoencoderKL(VAE):
 
     @classmethod
     def from_pretrained(cls, path, tile_size: int | None = None, tile_overlap: int = 8, **options):
-        model = cls(read_config(path, DEFAULTS), tile_size, tile_overlap)
+        with paddle.LazyGuard():  # no random init: every parameter is set from the file
+            model = cls(read_config(path, DEFAULTS), tile_size, tile_overlap)
         state, source = load_component_weights(path)
+        load_state_dict_into(model.net, state, source, consume=True)
+        return model
+
+    @classmethod
+    def from_state_dict(
+        cls, config, state, source="state dict", tile_size=None, tile_overlap=8, **options
+    ):
+        """Build from a config dict and a state dict (diffusers keys)."""
+        model = cls({**DEFAULTS, **config}, tile_size, tile_overlap)
         load_state_dict_into(model.net, state, source)
         return model
 
