@@ -270,3 +270,18 @@ def jsonable(value):
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def verdict_json(verdict) -> dict | None:
+    """A safety `Verdict` for a response: without `matched` and `details`, which are for the
+    operator's logs and could show a requester how to get around a filter."""
+    if verdict is None:
+        return None
+    return jsonable(
+        {
+            "allowed": verdict.allowed,
+            "category": verdict.category,
+            "reason": verdict.reason,
+            "filter": verdict.filter,
+        }
+    )

@@ -30,7 +30,6 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_MODULE = ROOT / "hub_module" / "paddiff"
-STAND_IN = ROOT / "tests" / "fixtures" / "hub"
 MODEL = ROOT / "tests" / "fixtures" / "sd" / "sd1"  # tiny random-weight SD 1.x model, 32x32
 TIMEOUT = 180  # seconds for any one PaddleHub command
 
@@ -50,10 +49,7 @@ def hub_env(tmp_path_factory) -> dict:
     home = tmp_path_factory.mktemp("hub-home")
     env = dict(os.environ, HUB_HOME=str(home))
     env["PADDIFF_MODEL"] = str(MODEL)
-    # Until the library's model loader lands, the stand-in assembles the real Pipeline by hand.
-    env["PADDIFF_PIPELINE_LOADER"] = "paddiff_stand_in:load_pipeline"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(STAND_IN), env.get("PYTHONPATH")]))
-    for variable in ServingLimits.ENV:
+    for variable in [*ServingLimits.ENV, "PADDIFF_SAFETY_CONFIG"]:
         env.pop(variable, None)
     installed = subprocess.run(
         [*hub_command(), "install", str(HUB_MODULE)],
@@ -180,7 +176,7 @@ def test_hub_module_loads_in_a_new_process_in_either_import_order(hub_env, tmp_p
     assert report["settings_scheduler"] == "EulerAncestralDiscreteScheduler"
     assert report["repeatable"] and report["dynamic_after"]
     assert report["image_inputs"] == ["img2img", "inpaint"] and report["path_equals_array"]
-    assert report["refusal"].startswith("refused by the safety filter (category: animals)")
+    assert report["refusal"] == "the prompt was refused by the safety filter (category: animals)"
 
 
 def test_module_folder_without_the_library_says_what_to_install(hub_env, tmp_path):
@@ -323,6 +319,18 @@ def test_serving_answers_json_with_base64_pngs_seeds_and_settings(server):
         assert decode(item["image"]).shape == (32, 32, 3)
         assert item["settings"]["prompt"] == "一只猫" and item["settings"]["steps"] == 4
         assert item["settings"]["seed"] == item["seed"]
+        assert item["safety"]["allowed"] is True
+    assert all(verdict["allowed"] for verdict in reply["results"]["prompt_verdicts"])
+
+
+def test_serving_refuses_a_blocked_prompt_naming_only_the_category(server):
+    # The shipped term lists are on by default (paddiff.safety.load_filters with no config).
+    reply = server.predict({"prompt": "a scene full of gore", "steps": 2, "seed": 1})
+    assert reply["status"] == "101" and reply["results"] == ""
+    assert reply["msg"] == "the prompt was refused by the safety filter (category: violence)"
+    reply = server.predict({"prompt": "a cat", "negative_prompt": "血腥 gore", "steps": 2})
+    assert "negative prompt was refused" in reply["msg"] and "gore" not in reply["msg"]
+    assert server.predict({"prompt": "a cat", "steps": 2})["status"] == "000"
 
 
 def test_serving_image_to_image_and_inpaint(server):

@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+from paddiff import Verdict
 from paddiff.serving import (
     RequestError,
     ServingLimits,
@@ -15,6 +16,7 @@ from paddiff.serving import (
     jsonable,
     load_image,
     parse_request,
+    verdict_json,
 )
 from PIL import Image
 
@@ -185,3 +187,21 @@ def test_png_round_trip_and_json_settings():
     assert as_json["seed"] == 3 and type(as_json["seed"]) is int
     assert as_json["scale"] == 0.5 and as_json["size"] == [64, 64]
     assert isinstance(as_json["x"], str)
+
+
+def test_verdicts_in_responses_leave_out_the_matched_term_and_details():
+    verdict = Verdict(
+        allowed=False,
+        reason="violence",
+        category="violence",
+        matched="gore",
+        filter="terms",
+        details={"position": 3},
+    )
+    assert verdict_json(verdict) == {
+        "allowed": False,
+        "category": "violence",
+        "reason": "violence",
+        "filter": "terms",
+    }
+    assert verdict_json(None) is None

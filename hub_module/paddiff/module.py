@@ -10,7 +10,6 @@ Request limits for serving come from PADDIFF_MAX_* variables (paddiff.serving.Se
 
 import argparse
 import contextlib
-import importlib
 import os
 import threading
 import time
@@ -41,16 +40,6 @@ def dynamic_graph():
             paddle.enable_static()
 
 
-def _pipeline_loader():
-    # PADDIFF_PIPELINE_LOADER="package.module:function" swaps in a loader with
-    # paddiff.load_pipeline's signature (tests use a stand-in; operators may wrap the pipeline).
-    target = os.environ.get("PADDIFF_PIPELINE_LOADER")
-    if not target:
-        return paddiff.load_pipeline
-    module_name, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
-
-
 @moduleinfo(
     name="paddiff",
     version="0.1.0",
@@ -68,18 +57,22 @@ class Paddiff:
 
     def __init__(self, model=None, scheduler=None, safety_filters=None, **pipeline_options):
         """`model`: a model folder or checkpoint (default: PADDIFF_MODEL, else the embedded
-        model); `scheduler`: a scheduler name; `safety_filters`: filter names or instances
-        (default: PADDIFF_SAFETY_FILTERS, comma-separated); the rest goes to load_pipeline."""
+        model); `scheduler`: a scheduler name; `safety_filters`: what load_pipeline accepts
+        (default: paddiff.safety.load_filters of the JSON file PADDIFF_SAFETY_CONFIG, or of
+        the shipped defaults, as the `paddiff` CLI does); the rest goes to load_pipeline."""
         self.model = model or os.environ.get("PADDIFF_MODEL") or None
         if safety_filters is None:
-            names = os.environ.get("PADDIFF_SAFETY_FILTERS", "").split(",")
-            safety_filters = [name.strip() for name in names if name.strip()] or None
+            from paddiff.safety import load_filters
+
+            model_dir = self.model if self.model and os.path.isdir(self.model) else None
+            config = os.environ.get("PADDIFF_SAFETY_CONFIG") or None
+            safety_filters = load_filters(config, model_dir=model_dir)
         self.limits = api.ServingLimits.from_env()
         # One generation at a time per module object: the pipeline and Paddle's dygraph state are
         # not meant to be shared by threads. (`hub serving` itself answers one request at a time.)
         self._lock = threading.Lock()
         with dynamic_graph():
-            self.pipeline = _pipeline_loader()(
+            self.pipeline = paddiff.load_pipeline(
                 self.model, scheduler=scheduler, safety_filters=safety_filters, **pipeline_options
             )
 
@@ -104,9 +97,19 @@ class Paddiff:
             )
         # Numbered PNGs with a `parameters` chunk, as `paddiff generate` writes them.
         paths = result.save(output_dir) if output_dir else [None] * len(result.images)
+        verdicts = result.verdicts or [None] * len(result.images)
         return [
-            {"image": image, "seed": settings["seed"], "settings": settings, "path": path}
-            for image, settings, path in zip(result.images, result.settings, paths, strict=True)
+            {
+                "image": image,
+                "seed": settings["seed"],
+                "settings": settings,
+                "path": path,
+                "verdict": verdict,  # the image safety check's verdict (flagged images are black)
+                "prompt_verdicts": result.prompt_verdicts,
+            }
+            for image, settings, path, verdict in zip(
+                result.images, result.settings, paths, verdicts, strict=True
+            )
         ]
 
     @serving
@@ -122,19 +125,19 @@ class Paddiff:
         except (api.RequestError, paddiff.ValidationError) as exc:
             raise ValueError(f"invalid request: {exc}") from None
         except paddiff.SafetyBlocked as exc:  # raised before the model runs
-            category = exc.verdict.category or "unspecified"
-            raise ValueError(
-                f"refused by the safety filter (category: {category}): {exc}"
-            ) from None
+            # Its message names the category only, never the matched term (docs/safety.md).
+            raise ValueError(str(exc)) from None
         return {
             "images": [
                 {
                     "image": api.encode_png(item["image"]),
                     "seed": item["seed"],
                     "settings": api.jsonable(item["settings"]),
+                    "safety": api.verdict_json(item["verdict"]),
                 }
                 for item in outputs
             ],
+            "prompt_verdicts": [api.verdict_json(v) for v in outputs[0]["prompt_verdicts"]],
             "seconds": round(time.perf_counter() - started, 3),
         }
 
