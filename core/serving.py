@@ -96,10 +96,14 @@ _FIELDS = (
 _MAX_SEED = 2**63 - 1
 
 
-def parse_request(fields: Mapping, limits: ServingLimits) -> GenerationRequest:
+def parse_request(
+    fields: Mapping, limits: ServingLimits, default_size: tuple[int, int] | None = None
+) -> GenerationRequest:
     """Check an untrusted request against `limits` and turn it into pipeline arguments.
 
-    Raises RequestError naming the first offending field. Images arrive as base64 strings.
+    `default_size` (width, height) is what the pipeline uses for a missing width or height in
+    text-to-image, so that the pixel limit holds when only one of them is given. Raises
+    RequestError naming the first offending field. Images arrive as base64 strings.
     """
     unknown = sorted(set(fields) - set(_FIELDS))
     if unknown:
@@ -119,9 +123,12 @@ def parse_request(fields: Mapping, limits: ServingLimits) -> GenerationRequest:
     for name in ("width", "height"):
         if fields.get(name) is not None:
             args[name] = _integer(fields, name, 8, limits.max_pixels)
-    if "width" in args and "height" in args and args["width"] * args["height"] > limits.max_pixels:
+    width, height = args.get("width"), args.get("height")
+    if default_size and fields.get("image") is None:
+        width, height = width or default_size[0], height or default_size[1]
+    if width and height and width * height > limits.max_pixels:
         raise RequestError(
-            f"width*height is {args['width'] * args['height']} pixels; "
+            f"width*height is {width}x{height} = {width * height} pixels; "
             f"this server allows at most {limits.max_pixels}"
         )
     bounds = {"guidance_scale": (0.0, 100.0), "eta": (0.0, 1.0), "strength": (0.0, 1.0)}

@@ -351,6 +351,7 @@ BAD_REQUESTS = [
     ({"prompt": "cat", "steps": 10**9}, "'steps' must be between 1 and 20"),
     ({"prompt": "cat", "num_images": 3}, "'num_images' must be between 1 and 2"),
     ({"prompt": "cat", "width": 4096, "height": 4096}, "this server allows at most 4096"),
+    ({"prompt": "cat", "width": 1024}, "width*height is 1024x32 = 32768 pixels"),
     ({"prompt": "cat", "width": 36}, "multiple"),  # the pipeline's own check
     ({"prompt": "x" * 201}, "'prompt' has 201 characters"),
     ({"prompt": "cat", "scheduler": "LMSDiscreteScheduler"}, "is not allowed"),

@@ -126,7 +126,7 @@ BAD_REQUESTS = [
     ({"prompt": "cat", "seed": -1}, "'seed' must be between 0 and"),
     ({"prompt": "cat", "seed": 2**64}, "'seed' must be between 0 and"),
     ({"prompt": "cat", "width": -64}, "'width' must be between 8 and"),
-    ({"prompt": "cat", "width": 256, "height": 128}, "width*height is 32768 pixels"),
+    ({"prompt": "cat", "width": 256, "height": 128}, "width*height is 256x128 = 32768 pixels"),
     ({"prompt": "cat", "guidance_scale": "high"}, "'guidance_scale' must be a number"),
     ({"prompt": "cat", "guidance_scale": 1e9}, "'guidance_scale' must be between"),
     ({"prompt": "cat", "eta": -0.1}, "'eta' must be between 0.0 and 1.0"),
@@ -205,3 +205,11 @@ def test_verdicts_in_responses_leave_out_the_matched_term_and_details():
         "filter": "terms",
     }
     assert verdict_json(None) is None
+
+
+def test_one_missing_side_counts_at_the_models_size():
+    request = {"prompt": "cat", "width": 256}
+    assert parse_request(request, LIMITS).arguments["width"] == 256  # size unknown: unchecked
+    with pytest.raises(RequestError, match="256x128 = 32768 pixels"):
+        parse_request(request, LIMITS, default_size=(128, 128))
+    assert parse_request({"prompt": "cat", "height": 128}, LIMITS, default_size=(128, 128))

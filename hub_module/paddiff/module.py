@@ -117,7 +117,7 @@ class Paddiff:
         """POST /predict/paddiff: JSON fields in, base64 PNGs with their seed and settings out."""
         _check_body_size(self.limits)
         try:
-            parsed = api.parse_request(request, self.limits)
+            parsed = api.parse_request(request, self.limits, self.pipeline.native_size())
             arguments = dict(parsed.arguments)
             positional = [arguments.pop(name) for name in _POSITIONAL[parsed.method]]
             started = time.perf_counter()
