@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,24 @@ from paddiff.scheduler_names import create_scheduler
 from paddiff.validation import DEFAULT_MAX_PIXELS, ValidationError
 
 COMPONENT_NAMES = ("text_encoder", "denoiser", "vae", "scheduler")
+
+
+@dataclass
+class _Request:
+    """A validated call: what every image needs before compute starts."""
+
+    images: list[tuple]  # (prompt, negative prompt, prompt index), one per image
+    seeds: list  # int, Generator or None (random), one per image
+    cond_embeds: np.ndarray | None  # given prompt embeddings, one per prompt
+    uncond_embeds: np.ndarray | None
+    make_scheduler: Any  # () -> a fresh scheduler
+    scheduler_name: str
+    steps: int
+    guidance_scale: float
+    eta: float
+    width: int
+    height: int
+    prompt_verdicts: list = field(default_factory=list)
 
 
 @dataclass
@@ -198,7 +216,7 @@ class Pipeline:
         )
         shape = self._latent_shape(width, height)
         if latents is not None:
-            latents = check.check_latents(latents, (len(request["images"]), *shape[1:]))
+            latents = check.check_latents(latents, (len(request.images), *shape[1:]))
         jobs = self._start(request)
         timesteps = self._set_timesteps(jobs, steps, strength=1.0)
         for i, job in enumerate(jobs):
@@ -344,7 +362,7 @@ class Pipeline:
         scheduler,
         prompt_embeds,
         negative_prompt_embeds,
-    ) -> dict:
+    ) -> _Request:
         """Check every setting and resolve prompts, seeds and the scheduler; no compute."""
         check.check_steps(steps)
         check.check_guidance(guidance_scale)
@@ -367,18 +385,18 @@ class Pipeline:
             (prompts[i // per_prompt], negatives[i // per_prompt], i // per_prompt)
             for i in range(count)
         ]
-        return dict(
-            images=images,
-            seeds=seeds,
-            cond_embeds=cond_embeds,
-            uncond_embeds=uncond_embeds,
-            make_scheduler=make_scheduler,
-            scheduler_name=scheduler_name,
-            steps=steps,
-            guidance_scale=guidance_scale,
-            eta=eta,
-            width=width,
-            height=height,
+        return _Request(
+            images,
+            seeds,
+            cond_embeds,
+            uncond_embeds,
+            make_scheduler,
+            scheduler_name,
+            steps,
+            guidance_scale,
+            eta,
+            width,
+            height,
         )
 
     def _prompts_or_embeddings(self, prompt, prompt_embeds):
@@ -417,18 +435,16 @@ class Pipeline:
             height = max(multiple, picture.size[1] - picture.size[1] % multiple)
         return width, height
 
-    def _start(self, request: dict) -> list[_Job]:
+    def _start(self, request: _Request) -> list[_Job]:
         """Safety checks on the prompts, then encoding and one job per image."""
-        request["prompt_verdicts"] = [
+        request.prompt_verdicts = [
             verdict
-            for prompt, negative in dict.fromkeys((p, n) for p, n, _ in request["images"])
+            for prompt, negative in dict.fromkeys((p, n) for p, n, _ in request.images)
             for verdict in self.safety.check_prompt(prompt, negative)
         ]
-        guidance = request["guidance_scale"] > 1.0
+        guidance = request.guidance_scale > 1.0
         jobs = []
-        for (prompt, negative, index), seed in zip(
-            request["images"], request["seeds"], strict=True
-        ):
+        for (prompt, negative, index), seed in zip(request.images, request.seeds, strict=True):
             if seed is None:
                 seed = secrets.randbelow(2**32)
             generator = seed if isinstance(seed, Generator) else Generator(seed)
@@ -437,7 +453,7 @@ class Pipeline:
                 negative,
                 generator.seed if generator is seed else seed,
                 generator,
-                request["make_scheduler"](),
+                request.make_scheduler(),
             )
             job.cond, job.uncond = self._conditioning(request, prompt, negative, index, guidance)
             jobs.append(job)
@@ -445,7 +461,7 @@ class Pipeline:
 
     def _conditioning(self, request, prompt, negative, index, guidance):
         """(cond, uncond) for one prompt, from given embeddings or the text encoder."""
-        cond_embeds, uncond_embeds = request["cond_embeds"], request["uncond_embeds"]
+        cond_embeds, uncond_embeds = request.cond_embeds, request.uncond_embeds
         if cond_embeds is None:
             # The negative prompt is encoded with the prompt unless its embeddings were given.
             cond, uncond = self._encode(prompt, negative, guidance and uncond_embeds is None)
@@ -587,7 +603,7 @@ class Pipeline:
 
     # -- results -----------------------------------------------------------------------------
 
-    def _finish(self, jobs: list[_Job], request: dict, mode: str, strength=None):
+    def _finish(self, jobs: list[_Job], request: _Request, mode: str, strength=None):
         scaling = np.float32(self.vae.scaling_factor)
         # One image per decode call: decoding never depends on the rest of the batch.
         pictures = [
@@ -596,29 +612,29 @@ class Pipeline:
         ]
         pictures, verdicts = self.safety.filter_images(pictures)  # refused ones come back black
         settings = [self._settings(job, request, mode, strength) for job in jobs]
-        return GenerationResult(pictures, settings, verdicts, request["prompt_verdicts"])
+        return GenerationResult(pictures, settings, verdicts, request.prompt_verdicts)
 
-    def _settings(self, job: _Job, request: dict, mode: str, strength) -> dict:
+    def _settings(self, job: _Job, request: _Request, mode: str, strength) -> dict:
         from paddiff.png_info import sampler_label
 
         scheduler = job.scheduler
         settings = {
             "prompt": job.prompt,
             "negative_prompt": job.negative_prompt,
-            "steps": request["steps"],
+            "steps": request.steps,
             "sampler": sampler_label(type(scheduler).__name__, scheduler.config),
-            "scheduler": request["scheduler_name"],
-            "guidance_scale": request["guidance_scale"],
+            "scheduler": request.scheduler_name,
+            "guidance_scale": request.guidance_scale,
             "seed": job.seed,
-            "width": request["width"],
-            "height": request["height"],
+            "width": request.width,
+            "height": request.height,
             "model": self.model_name,
             "model_hash": self.model_hash(),
             "mode": mode,
             "version": f"paddiff {paddiff.__version__}",
         }
-        if request["eta"]:
-            settings["eta"] = request["eta"]
+        if request.eta:
+            settings["eta"] = request.eta
         if strength is not None:
             settings["strength"] = strength
         return settings

@@ -59,3 +59,23 @@ def test_sampler_labels():
     assert sampler_label("DPMSolverMultistepScheduler", sde3) == "DPM++ 3M SDE"
     assert sampler_label("LMSDiscreteScheduler", {"use_karras_sigmas": True}) == "LMS Karras"
     assert sampler_label("MyScheduler", {}) == "MyScheduler"
+
+
+def test_model_hash_is_webui_style_for_a_file_and_covers_a_folders_weights(tmp_path):
+    import hashlib
+
+    from paddiff.model_hash import model_hash
+
+    checkpoint = tmp_path / "model.safetensors"
+    checkpoint.write_bytes(b"weights")
+    assert model_hash(checkpoint) == hashlib.sha256(b"weights").hexdigest()[:10]
+    folder = tmp_path / "folder"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "w.safetensors").write_bytes(b"one")
+    (folder / "model_index.json").write_text("{}")
+    first = model_hash(folder)
+    (folder / "model_index.json").write_text('{"changed": 1}')  # not a weight file
+    assert model_hash(folder) == first
+    (folder / "unet" / "w.safetensors").write_bytes(b"two")
+    assert model_hash(folder) != first and len(first) == 10
+    assert model_hash(tmp_path / "missing") == ""
