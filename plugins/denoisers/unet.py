@@ -15,6 +15,7 @@ import paddle
 import paddle.nn.functional as F
 from paddiff.interfaces import Denoiser
 from paddiff.plugins.denoisers.unet_blocks import BlockSettings, DownBlock, MidBlock, UpBlock
+from paddiff.plugins.inference.runner import GraphRunner
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.layers import TimestepEmbedding, timestep_embedding
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
@@ -203,6 +204,7 @@ class UNet2DConditionModel(Denoiser):
         self.config = {**DEFAULTS, **config}
         self.net = UNetNetwork(self.config)
         self.net.eval()
+        self.runner = GraphRunner(self.net, "unet")  # dynamic graph unless switched to static
         self.in_channels = self.config["in_channels"]
         self.out_channels = self.config["out_channels"]
         self.prediction_type = prediction_type
@@ -236,13 +238,7 @@ class UNet2DConditionModel(Denoiser):
         latents = np.asarray(latents, dtype=np.float32)
         conditioning = np.asarray(conditioning, dtype=np.float32)
         timesteps = self._check_inputs(latents, np.asarray(timestep, np.float32), conditioning)
-        with paddle.no_grad():
-            out = self.net(
-                paddle.to_tensor(latents),
-                paddle.to_tensor(timesteps),
-                paddle.to_tensor(conditioning),
-            )
-        return out.numpy()
+        return self.runner(latents, timesteps, conditioning)
 
     def _check_inputs(self, latents, timestep, conditioning) -> np.ndarray:
         """Shape errors from deep inside the network are cryptic; name the mismatch here.

@@ -11,6 +11,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddiff.interfaces import VAE
+from paddiff.plugins.inference.runner import GraphRunner
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.layers import Attention, Downsample2D, ResnetBlock2D, Upsample2D
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
@@ -212,6 +213,7 @@ class AutoencoderKL(VAE):
         self.config = {**DEFAULTS, **config}
         self.net = AutoencoderKLNetwork(self.config)
         self.net.eval()
+        self.runner = GraphRunner(self.net, "vae_decoder")  # `net.forward` decodes
         self.scaling_factor = float(self.config["scaling_factor"])
         self.latent_channels = int(self.config["latent_channels"])
         self.downsample_factor = 2 ** (len(self.config["block_out_channels"]) - 1)
@@ -263,8 +265,7 @@ class AutoencoderKL(VAE):
         return self._decode(latents)
 
     def _decode(self, latents: np.ndarray) -> np.ndarray:
-        with paddle.no_grad():
-            return self.net.decode(paddle.to_tensor(latents)).numpy()
+        return self.runner(np.ascontiguousarray(latents))
 
     def _decode_tiled(self, latents: np.ndarray) -> np.ndarray:
         f, tile, overlap = self.downsample_factor, self.tile_size, self.tile_overlap
