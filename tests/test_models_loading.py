@@ -158,3 +158,15 @@ def test_tiled_decode_of_the_real_network_stays_close():
     assert tiled.shape == whole.shape
     # GroupNorm statistics differ per tile, so only closeness is expected (as in diffusers).
     assert np.abs(tiled - whole).mean() < 0.25 * np.abs(whole).mean()
+
+
+def test_consume_empties_a_plain_dict_and_loads_the_same_weights():
+    from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
+
+    vae = AutoencoderKL.from_pretrained(SD1 / "vae")
+    state = load_file(str(SD1 / "vae" / "diffusion_pytorch_model.safetensors"))
+    expected = {key: value.copy() for key, value in state.items()}
+    load_state_dict_into(vae.net, state, "in memory", consume=True)
+    assert state == {}
+    exported = export_state_dict(vae.net)
+    assert all(np.array_equal(exported[key], value) for key, value in expected.items())

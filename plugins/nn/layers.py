@@ -137,25 +137,26 @@ MAX_SCORES_PER_SAMPLE = 2**27
 
 def attention(q, k, v, heads: int):
     """Multi-head softmax(q k^T / sqrt(d)) v on (batch, tokens, heads * d) tensors."""
-    inner = q.shape[-1]
-    d = inner // heads
+    b, n, inner = q.shape
+    m, d = k.shape[1], inner // heads
 
-    def split(t):
-        # reshape's 0 keeps that dimension as it is, so this also works in an exported program
-        # whose batch size is left dynamic (its shape is unknown when the graph is traced).
-        return t.reshape([0, 0, heads, d]).transpose([0, 2, 1, 3])
+    def split(t, tokens):
+        # Explicit token counts (not -1) keep them static when the batch is dynamic in export.
+        return t.reshape([b, tokens, heads, d]).transpose([0, 2, 1, 3])
 
-    queries, keys = q.shape[1], k.shape[1]
-    q, k, v = split(q), split(k), split(v)
-    rows = queries
-    if isinstance(queries, int) and isinstance(keys, int) and queries > 0 and keys > 0:
-        rows = max(1, MAX_SCORES_PER_SAMPLE // (heads * keys))
-    chunks = []
-    for start in range(0, queries, rows):
-        scores = paddle.matmul(q[:, :, start : start + rows], k, transpose_y=True) * (d**-0.5)
-        chunks.append(paddle.matmul(F.softmax(scores, axis=-1), v))
-    out = chunks[0] if len(chunks) == 1 else paddle.concat(chunks, axis=2)
-    return out.transpose([0, 2, 1, 3]).reshape([0, 0, inner])
+    def scaled_dot_product(q):
+        scores = paddle.matmul(q, k, transpose_y=True) * (d**-0.5)
+        return paddle.matmul(F.softmax(scores, axis=-1), v)
+
+    q, k, v = split(q, n), split(k, m), split(v, m)
+    # Token counts are ints except in a program traced with dynamic spatial sizes.
+    if not (isinstance(n, int) and isinstance(m, int)) or heads * n * m <= MAX_SCORES_PER_SAMPLE:
+        out = scaled_dot_product(q)
+    else:
+        rows = max(1, MAX_SCORES_PER_SAMPLE // (heads * m))
+        chunks = [scaled_dot_product(q[:, :, i : i + rows]) for i in range(0, n, rows)]
+        out = paddle.concat(chunks, axis=2)
+    return out.transpose([0, 2, 1, 3]).reshape([b, n, inner])
 
 
 class Attention(nn.Layer):

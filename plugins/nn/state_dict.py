@@ -27,13 +27,14 @@ def linear_weight_keys(layer) -> set[str]:
     }
 
 
-def load_state_dict_into(layer, state, source_name: str) -> None:
+def load_state_dict_into(layer, state, source_name: str, consume: bool = False) -> None:
     """Copy a torch-layout state dict into `layer`; every key must match in name and shape.
 
     `source_name` (usually the weights file) is named in the error, together with every missing,
     unexpected and mis-shaped key, so a wrong file or config is easy to spot. Nothing is copied
     unless everything fits. `state` is a dict of arrays or a lazy `paddiff.weights.StateDict`,
-    whose tensors are then read one at a time, once.
+    whose tensors are then read one at a time, once. With `consume=True` a plain dict is emptied
+    as its arrays are copied, so peak memory stays near one copy of the weights.
     """
     params = layer.state_dict()
     # ppdiffusers / paddlenlp files (layout "paddle") already store Linear weights as [in, out]
@@ -53,8 +54,9 @@ def load_state_dict_into(layer, state, source_name: str) -> None:
         raise StateDictMismatchError(
             _mismatch_message(source_name, type(layer).__name__, missing, unexpected, wrong_shape)
         )
+    consume = consume and isinstance(state, dict)  # a lazy StateDict holds no copies
     for key, param in params.items():
-        value = np.asarray(state[key])
+        value = np.asarray(state.pop(key) if consume else state[key])
         if key in transposed:
             value = value.T
         param.set_value(np.ascontiguousarray(value, dtype=_numpy_dtype(param)))
