@@ -103,6 +103,27 @@ def test_unsupported_unet_config_is_refused(tmp_path):
         UNet2DConditionModel.from_pretrained(folder)
 
 
+def test_per_block_flags_with_supported_values_are_accepted(tmp_path):
+    folder = copy_component(tmp_path, "unet")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(only_cross_attention=[False, False, False])
+    (folder / "config.json").write_text(json.dumps(config))
+    UNet2DConditionModel.from_pretrained(folder)
+    config.update(only_cross_attention=[True, False, False])
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="only_cross_attention=\\[True, False, False\\]"):
+        UNet2DConditionModel.from_pretrained(folder)
+
+
+def test_unsupported_vae_config_is_refused(tmp_path):
+    folder = copy_component(tmp_path, "vae")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(up_block_types=["UpDecoderBlock2D"])  # one block for two levels
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="up_block_types=.*supported: 2 x 'UpDecoderBlock2D'"):
+        AutoencoderKL.from_pretrained(folder)
+
+
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     folder = copy_component(tmp_path, "vae")
     (folder / "diffusion_pytorch_model.safetensors").unlink()
