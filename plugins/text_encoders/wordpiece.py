@@ -1,14 +1,15 @@
-"""BERT's WordPiece tokenizer (vocab.txt), id for id equal to transformers' BertTokenizer.
+"""BERT's WordPiece tokenizer (vocab.txt or tokenizer.json), id for id equal to transformers'
+BertTokenizer.
 
-Why not paddlenlp's BertTokenizer: on the 540-prompt test corpus it disagreed with transformers on
-50 prompts, all with emoji (it split emoji off the word they were glued to, where BERT keeps the
+Why not paddlenlp's BertTokenizer: on the first 540 prompts of the test corpus it disagreed with
+transformers on 50, all with emoji (it split emoji off the word they were glued to, where BERT keeps the
 run as one word and maps it to a single [UNK]). The rules below are BERT's basic tokenizer as
 transformers' (Rust) `BertNormalizer` + `BertPreTokenizer` + `WordPiece` apply them:
 
 1. special tokens written in the text ("[MASK]") are kept whole and never lower-cased;
 2. clean: drop NUL, U+FFFD and control characters, turn every whitespace character into a space;
 3. put spaces around CJK ideographs, so each one is a word of its own;
-4. lower-case (character by character) and strip accents (NFD, drop combining marks);
+4. strip accents (NFD, drop combining marks), then lower-case character by character;
 5. split on whitespace, then split every punctuation character off as its own word;
 6. WordPiece: greedy longest match from the left, continuation pieces prefixed "##"; a word that
    cannot be covered, or is longer than 100 characters, becomes one [UNK].
