@@ -19,6 +19,24 @@ def add_common_arguments(parser, strength_default: float | None = None) -> None:
         help="model folder (diffusers or ppdiffusers layout) or single-file checkpoint; "
         "default: the embedded model",
     )
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help='weights variant of a model folder, e.g. "fp16" (reads *.fp16.safetensors)',
+    )
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer folder (vocab.json + merges.txt) for a single-file checkpoint; default: "
+        "Stable Diffusion's CLIP tokenizer, which paddiff ships",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="for a single-file checkpoint: a diffusers model folder whose unet/, vae/, "
+        "text_encoder/ and scheduler/ configs to use instead of the inferred ones (e.g. for SD "
+        "2.x 512-base, which predicts epsilon where most SD 2.x files predict v)",
+    )
     parser.add_argument("--negative", default=None, help="negative prompt")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
     parser.add_argument(
@@ -93,7 +111,12 @@ def run_generation(args, generate) -> int:
         filters = load_filters(args.safety_config, model_dir=model_dir)
         for line in filters.status().splitlines():  # say plainly what is (not) being checked
             print(f"safety: {line}", file=sys.stderr)
-        pipeline = paddiff.load_pipeline(args.model, safety_filters=filters)
+        loader_options = {
+            name: value
+            for name, value in vars(args).items()
+            if name in ("variant", "tokenizer", "config") and value is not None
+        }
+        pipeline = paddiff.load_pipeline(args.model, safety_filters=filters, **loader_options)
         if args.max_pixels is not None:
             pipeline.max_pixels = args.max_pixels
         pipeline.long_prompts = args.long_prompts
