@@ -237,3 +237,12 @@ def test_tokenizer_config_and_variant_options_reach_the_loader(tmp_path, capsys)
     assert "diffusion_pytorch_model.fp16.safetensors" in capsys.readouterr().err
     assert main(["generate", "a", "--model", checkpoint, "--config", "/no/such", *REAL]) == 1
     assert "config folder not found: /no/such" in capsys.readouterr().err
+
+
+def test_warnings_are_one_line_without_source_lines(tmp_path, capsys):
+    long_prompt = "a cat " * 100
+    args = ["generate", long_prompt, "--model", str(SD / "sd1"), "-o", str(tmp_path), *REAL]
+    assert main(args) == 0
+    error = capsys.readouterr().err
+    assert "paddiff: warning: prompt has 300 tokens but the text encoder reads only 75" in error
+    assert "pipeline.py" not in error and "ccache" not in error
