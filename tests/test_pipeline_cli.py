@@ -246,3 +246,34 @@ def test_warnings_are_one_line_without_source_lines(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "paddiff: warning: prompt has 300 tokens but the text encoder reads only 75" in error
     assert "pipeline.py" not in error and "ccache" not in error
+
+
+def test_unwritable_outputs_are_refused_before_loading_the_model(toy_model, tmp_path, capsys):
+    (tmp_path / "notes").write_text("not a folder")
+    (tmp_path / "dir.png").mkdir()
+    for output, message in [
+        (tmp_path / "notes", "is a file, so it cannot be written to"),
+        (tmp_path / "notes" / "cat.png", "is a file, not a folder"),
+        (tmp_path / "dir.png", "is a folder, so it cannot be written to"),
+    ]:
+        assert main(["generate", "a cat", "-o", str(output), "--no-progress"]) == 1
+        assert message in capsys.readouterr().err
+    assert toy_model == []  # nothing was loaded or generated
+    nested = tmp_path / "new" / "deeper" / "cat.png"
+    assert main(["generate", "a cat", "-o", str(nested), "--steps", "1", "--no-progress"]) == 0
+    assert nested.is_file()
+
+
+def test_a_failed_png_write_leaves_no_file_behind(tmp_path, monkeypatch):
+    from paddiff.png_info import save_image
+
+    image = Image.new("RGB", (8, 8))
+
+    def fail_half_way(path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(image, "save", fail_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        save_image(image, {"prompt": "a cat"}, tmp_path / "cat.png")
+    assert list(tmp_path.iterdir()) == []

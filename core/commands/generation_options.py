@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -92,19 +93,36 @@ def generation_kwargs(args) -> dict:
     )
 
 
+def check_output(output: Path, count: int) -> None:
+    """Refuse an -o that cannot be written before any time is spent generating (nothing is
+    created here: folders are made when the images are saved)."""
+    import paddiff
+
+    is_file = output.suffix.lower() == ".png"
+    if is_file and count != 1:
+        raise paddiff.ValidationError(
+            f"-o {output} names one file but -n {count} images were asked for; "
+            "give a folder instead"
+        )
+    if not is_file and output.suffix:
+        raise paddiff.ValidationError(f"-o must name a .png file or a folder, got {output}")
+    if output.exists() and output.is_dir() == is_file:
+        kind = "a folder" if is_file else "a file"
+        raise paddiff.ValidationError(f"-o {output} is {kind}, so it cannot be written to")
+    existing = next(p for p in (output, *output.parents) if p.exists())
+    if not existing.is_dir() and existing != output:
+        raise paddiff.ValidationError(f"-o {output}: {existing} is a file, not a folder")
+    if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK):
+        raise paddiff.ValidationError(f"-o {output}: {existing} is not writable")
+
+
 def run_generation(args, generate) -> int:
     """Load the model, call `generate(pipeline, kwargs)`, save and report; errors -> exit 1."""
     import paddiff
 
     output = Path(args.output)
     try:
-        if output.suffix.lower() == ".png" and args.count != 1:
-            raise paddiff.ValidationError(
-                f"-o {output} names one file but -n {args.count} images were asked for; "
-                "give a folder instead"
-            )
-        if output.suffix.lower() not in (".png", ""):
-            raise paddiff.ValidationError(f"-o must name a .png file or a folder, got {output}")
+        check_output(output, args.count)
         from paddiff.safety import load_filters
 
         model_dir = args.model if args.model and Path(args.model).is_dir() else None
@@ -122,9 +140,10 @@ def run_generation(args, generate) -> int:
         pipeline.long_prompts = args.long_prompts
         result = generate(pipeline, generation_kwargs(args))
         paths = result.save(output)
-    except (ValueError, paddiff.SafetyBlocked, FileNotFoundError) as exc:
+    except (ValueError, paddiff.SafetyBlocked, OSError) as exc:
         # ValidationError is a ValueError; the loader and the safety config raise ValueError
-        # and FileNotFoundError naming the file. Anything else is a bug: let it show.
+        # and FileNotFoundError naming the file; OSError is a file that cannot be read or
+        # written (permissions, a full disk), with its path. Anything else is a bug: let it show.
         print(f"paddiff: error: {exc}", file=sys.stderr)
         return 1
     verdicts = result.verdicts or [None] * len(paths)
