@@ -43,7 +43,7 @@ from paddiff.randomness import Generator
 from paddiff.results import GenerationCancelled, GenerationResult, StepInfo
 from paddiff.safety import SafetyFilters
 from paddiff.scheduler_names import create_scheduler
-from paddiff.validation import DEFAULT_MAX_PIXELS, ValidationError
+from paddiff.validation import DEFAULT_MAX_IMAGES, DEFAULT_MAX_PIXELS, ValidationError
 
 COMPONENT_NAMES = ("text_encoder", "denoiser", "vae", "scheduler")
 
@@ -87,6 +87,7 @@ class Pipeline:
 
     Attributes a caller may change:
         max_pixels:          largest width x height accepted.
+        max_images:          most images one call may return (all are held in memory).
         denoiser_batch_size: most images per denoiser call (default 1; None: all at once).
                              Each call holds 2 x this many latents when guidance is on.
         prompt_cache:        the `PromptCache` of prompt embeddings.
@@ -108,6 +109,7 @@ class Pipeline:
         model_path: str | Path | None = None,
         prompt_cache: PromptCache | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_images: int = DEFAULT_MAX_IMAGES,
         denoiser_batch_size: int | None = 1,
         long_prompts: bool = False,
     ):
@@ -120,6 +122,7 @@ class Pipeline:
         self.model_path = Path(model_path) if model_path else None
         self.prompt_cache = prompt_cache if prompt_cache is not None else PromptCache()
         self.max_pixels = max_pixels
+        self.max_images = max_images
         self.denoiser_batch_size = denoiser_batch_size
         self.long_prompts = long_prompts
         self._model_hash: str | None = None
@@ -379,6 +382,7 @@ class Pipeline:
                 negative_prompt_embeds, "negative_prompt_embeds", len(prompts), self.text_encoder
             )
         count = len(prompts) * per_prompt
+        check.check_image_count(count, self.max_images)
         seeds = check.check_seeds(seed, count)
         make_scheduler, scheduler_name = self._make_scheduler(scheduler)
         images = [  # image i belongs to prompt i // per_prompt

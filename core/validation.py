@@ -13,6 +13,10 @@ import numbers
 #: and gigabytes of attention memory; `Pipeline.max_pixels` (CLI: --max-pixels) raises it.
 DEFAULT_MAX_PIXELS = 2048 * 2048
 
+#: Default ceiling on the images of one call. Every image is kept in memory until the call
+#: returns (and a billion seeds alone would exhaust it); `Pipeline.max_images` raises it.
+DEFAULT_MAX_IMAGES = 1000
+
 #: Pixel sizes must be multiples of this (and of the VAE's downsampling factor); Stable
 #: Diffusion's VAE and UNet both halve sizes three times.
 SIZE_MULTIPLE = 8
@@ -68,6 +72,14 @@ def check_count(name: str, value) -> None:
         raise ValidationError(f"{name} must be a positive integer, got {value!r}")
 
 
+def check_image_count(count: int, max_images: int = DEFAULT_MAX_IMAGES) -> None:
+    if count > max_images:
+        raise ValidationError(
+            f"{count} images asked for in one call, above the limit of {max_images} (generate "
+            "them in several calls, or raise Pipeline.max_images)"
+        )
+
+
 def as_prompt_list(prompt, name: str = "prompt") -> list[str]:
     """A prompt or a list of prompts as a non-empty list of strings."""
     prompts = [prompt] if isinstance(prompt, str) else prompt
@@ -103,7 +115,8 @@ def check_seeds(seed, count: int) -> list:
     if not isinstance(seed, (list, tuple)):
         _check_one_seed(seed)
         if _is_int(seed):  # WebUI convention: a batch from seed s uses s, s+1, ...
-            return [int(seed) + i for i in range(count)]
+            # wrapping at 2**64 keeps every recorded seed one that can be given back
+            return [(int(seed) + i) % 2**64 for i in range(count)]
         if count != 1:
             raise ValidationError(f"one generator given for {count} images; give one per image")
         return [seed]

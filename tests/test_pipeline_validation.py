@@ -25,6 +25,11 @@ CASES = {
     "nan guidance": (dict(guidance_scale=float("nan")), "guidance_scale"),
     "negative eta": (dict(eta=-0.5), "eta must be a number >= 0"),
     "no images": (dict(num_images_per_prompt=0), "num_images_per_prompt must be a positive"),
+    # -n 1000000000 used to build a billion seeds (then images) until the OOM killer came
+    "too many images": (
+        dict(num_images_per_prompt=1001),
+        "1001 images asked for in one call, above the limit of 1000",
+    ),
     "seed count": (dict(seed=[1, 2, 3]), "got 3 seeds for 1 images"),
     "negative seed": (dict(seed=-1), "seeds must be integers in [0, 2**64)"),
     "seed of wrong type": (dict(seed="abc"), "a seed must be a non-negative integer"),
@@ -110,3 +115,9 @@ def test_pixel_limit_is_configurable():
     pipe.text_to_image("a cat", width=32, height=32, steps=1, progress=False)
     with pytest.raises(paddiff.ValidationError, match="1536 pixels, above the limit of 1024"):
         pipe.text_to_image("a cat", width=48, height=32, steps=1, progress=False)
+
+
+def test_batch_seeds_wrap_at_2_to_the_64_so_each_can_be_given_back():
+    from paddiff.validation import check_seeds
+
+    assert check_seeds(2**64 - 1, 3) == [2**64 - 1, 0, 1]
