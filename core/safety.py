@@ -121,15 +121,25 @@ def load_filters(
     that are missing are an error, so that a typo cannot silently turn checking off.
     """
     config = _read_config(config)
+    if not isinstance(config, dict):
+        raise ValueError(f"safety config: expected a JSON object, got {type(config).__name__}")
     unknown = set(config) - {"enabled", "check_negative_prompt", "filters"}
     if unknown:
         raise ValueError(f"safety config: unknown key(s) {sorted(unknown)}")
-    filters = SafetyFilters(check_negative_prompt=bool(config.get("check_negative_prompt", True)))
+    for key in ("enabled", "check_negative_prompt"):
+        if not isinstance(config.get(key, True), bool):
+            raise ValueError(f"safety config: {key!r} must be true or false, got {config[key]!r}")
+    filters = SafetyFilters(check_negative_prompt=config.get("check_negative_prompt", True))
     if not config.get("enabled", True):
         filters.notes.append("safety filters are disabled in the server configuration")
         return filters
     registry = registry or default_registry()
-    for entry in config.get("filters", []):
+    # No "filters" key means the default filters ({"check_negative_prompt": false} alone must not
+    # switch every filter off); "filters": [] is how to ask for none.
+    entries = config.get("filters", DEFAULT_CONFIG["filters"])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"safety config: 'filters' must be a list of objects, got {entries!r}")
+    for entry in entries:
         if "name" not in entry:
             raise ValueError(f"safety config: a filter entry has no 'name': {entry}")
         entry = dict(entry)

@@ -55,6 +55,14 @@ def test_operator_may_leave_negative_prompts_unchecked():
         filters.check_prompt("nude", "blurry")
 
 
+def test_a_config_without_filters_keeps_the_default_filters():
+    # {"check_negative_prompt": false} alone used to switch every filter off
+    filters = load_filters({"check_negative_prompt": False})
+    assert [type(f).__name__ for f in filters.prompt_filters] == ["PromptTermFilter"]
+    assert len(filters.check_prompt("a quiet lake", "nsfw, nude")) == 1
+    assert not load_filters({"filters": []}).prompt_filters  # how to ask for none
+
+
 def test_disabled_by_configuration_runs_nothing():
     filters = load_filters({"enabled": False, "filters": [{"name": "PromptTermFilter"}]})
     assert filters.check_prompt("porn") == []
@@ -71,6 +79,12 @@ def test_config_from_a_json_file_and_bad_configs(tmp_path):
         load_filters({"filters": [{"term_files": []}]})
     with pytest.raises(ValueError, match="cannot read the safety config"):
         load_filters(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="'enabled' must be true or false, got 'no'"):
+        load_filters({"enabled": "no"})  # a string would have been truthy: filtering on
+    with pytest.raises(ValueError, match="expected a JSON object, got list"):
+        load_filters([{"name": "PromptTermFilter"}])
+    with pytest.raises(ValueError, match="'filters' must be a list of objects"):
+        load_filters({"filters": "PromptTermFilter"})
 
 
 def test_explicit_checker_weights_that_are_missing_are_an_error(tmp_path):
