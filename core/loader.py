@@ -95,9 +95,12 @@ def load_components(
 def _from_folder(folder, variant, tokenizer, registry, overrides) -> dict[str, Any]:
     index_path = folder / "model_index.json"
     if not index_path.is_file():
+        hint = "for a single component, use the component class's from_pretrained"
+        if (folder.parent / "model_index.json").is_file():  # e.g. --model sd15/unet
+            hint = f"{folder.name}/ is one component of the model in {folder.parent}: give that"
         raise FileNotFoundError(
             f"{folder} has no model_index.json: not a diffusers / ppdiffusers / paddiff model "
-            "folder (for a single component, use the component class's from_pretrained)"
+            f"folder ({hint})"
         )
     index = _read_json(index_path)
     scheduler_config = _read_json(folder / SCHEDULER[0] / "scheduler_config.json")

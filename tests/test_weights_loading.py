@@ -393,6 +393,8 @@ def test_unknown_keys_in_a_single_file_are_named(tmp_path):
 def test_folder_without_model_index_is_refused(tmp_path, registry):
     with pytest.raises(FileNotFoundError, match="has no model_index.json"):
         load_components(tmp_path, registry=registry)
+    with pytest.raises(FileNotFoundError, match="unet/ is one component of the model in .*sd1"):
+        load_components(SD / "sd1" / "unet", registry=registry)
 
 
 def test_other_files_are_refused(tmp_path, registry):
