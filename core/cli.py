@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except paddiff.PluginError as exc:
         print(f"paddiff: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: images already written are complete (written, renamed)
+        print("paddiff: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # `paddiff plugins list | head`: the reader left early. Point stdout at /dev/null so
         # Python's final flush does not raise again, and exit quietly.

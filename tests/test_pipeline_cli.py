@@ -277,3 +277,12 @@ def test_a_failed_png_write_leaves_no_file_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         save_image(image, {"prompt": "a cat"}, tmp_path / "cat.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_ends_with_one_line_and_status_130(toy_model, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("paddiff.commands.generate.run_generation", interrupted)
+    assert main(["generate", "a cat", "-o", str(tmp_path), "--no-progress"]) == 130
+    assert capsys.readouterr().err == "paddiff: interrupted\n"
