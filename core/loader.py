@@ -64,7 +64,8 @@ def load_components(
                ({"denoiser": {"attention_head_dim": 8}}), or a diffusers folder whose
                component configs to use instead.
     tokenizer: the tokenizer folder (folders default to their `tokenizer/`; single files carry
-               none and default to SD's CLIP tokenizer built from the vocabulary paddiff ships).
+               none and default to the `config` folder's `tokenizer/`, else to SD's CLIP
+               tokenizer built from the vocabulary paddiff ships).
     """
     location = Path(location)
     registry = registry or default_registry()
@@ -183,6 +184,8 @@ def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str,
     config_folder = Path(config) if isinstance(config, (str, Path)) else None
     if config_folder and not config_folder.is_dir():
         raise FileNotFoundError(f"config folder not found: {config_folder}")
+    if tokenizer is None and config_folder and (config_folder / "tokenizer").is_dir():
+        tokenizer = config_folder / "tokenizer"  # the model folder whose configs we take
     state = load_state_dict(path, dtype="float32")  # fp16 / bf16 files into float32 models
     parts = convert_checkpoint(state, None if config_folder else config)
     if config_folder:

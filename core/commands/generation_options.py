@@ -35,8 +35,9 @@ def add_common_arguments(parser, strength_default: float | None = None) -> None:
         "--config",
         default=None,
         help="for a single-file checkpoint: a diffusers model folder whose unet/, vae/, "
-        "text_encoder/ and scheduler/ configs to use instead of the inferred ones (e.g. for SD "
-        "2.x 512-base, which predicts epsilon where most SD 2.x files predict v)",
+        "text_encoder/ and scheduler/ configs (and tokenizer/) to use instead of the inferred "
+        "ones (e.g. for SD 2.x 512-base, which predicts epsilon where most SD 2.x files "
+        "predict v)",
     )
     parser.add_argument("--negative", default=None, help="negative prompt")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
