@@ -41,7 +41,8 @@ SINGLE_FILE_CLASSES = {
     "vae": "AutoencoderKL",
     "text_encoder": "CLIPTextModel",
 }
-LIBRARIES = {"text_encoder": "transformers"}  # for model_index.json; the rest are "diffusers"
+# model_index.json's library names, unless a component says otherwise (`model_index_library`)
+LIBRARIES = {"text_encoder": "transformers"}  # the rest are "diffusers"
 
 
 def load_components(
@@ -267,7 +268,8 @@ def save_components(components: dict[str, Any], folder: str | Path) -> None:
         if not hasattr(component, "save_pretrained"):
             raise TypeError(f"{name} ({type(component).__name__}) cannot save itself")
         component.save_pretrained(folder / sub)
-        index[sub] = [LIBRARIES.get(name, "diffusers"), type(component).__name__]
+        library = getattr(component, "model_index_library", LIBRARIES.get(name, "diffusers"))
+        index[sub] = [library, type(component).__name__]
     scheduler = components["scheduler"]
     config = {"_class_name": type(scheduler).__name__, **scheduler.config}
     (folder / "scheduler").mkdir(exist_ok=True)

@@ -69,6 +69,8 @@ def test_saved_chinese_models_name_their_own_tokenizer_class(tmp_path, name, tok
     save_components(components, tmp_path / "saved")
     index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
     assert index["tokenizer"] == ["transformers", tokenizer_class]
+    original = json.loads((FIXTURES / name / "model_index.json").read_text())
+    assert index["text_encoder"] == original["text_encoder"]  # as diffusers wrote it
     config = json.loads((tmp_path / "saved" / "tokenizer" / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == tokenizer_class
     again = load_components(tmp_path / "saved")["text_encoder"]

@@ -61,6 +61,8 @@ class RobertaSeriesModelWithTransformation(BertModel):
 
     architecture = "RobertaSeriesModelWithTransformation"
     tokenizer_class = XLMRobertaTokenizer
+    # model_index.json's library for it: diffusers' alt_diffusion pipeline, not transformers
+    model_index_library = "alt_diffusion"
     # RobertaSeriesConfig's defaults (it extends XLMRobertaConfig) for fields a config.json may
     # leave out; use_attention_mask is true there, so the pipeline passes the padding mask.
     defaults = {
