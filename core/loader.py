@@ -81,7 +81,9 @@ def load_components(
         return _from_folder(location, variant, tokenizer, registry, overrides)
     if location.is_file() and location.suffix in CHECKPOINT_SUFFIXES:
         if variant is not None:
-            raise ValueError(f"{location}: variant= applies to model folders, not single files")
+            raise ValueError(
+                f"{location}: variant= (--variant) applies to model folders, not single files"
+            )
         return _from_single_file(location, config, tokenizer, registry, overrides)
     if location.exists():
         raise ValueError(

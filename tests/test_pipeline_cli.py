@@ -237,6 +237,8 @@ def test_tokenizer_config_and_variant_options_reach_the_loader(tmp_path, capsys)
     assert "diffusion_pytorch_model.fp16.safetensors" in capsys.readouterr().err
     assert main(["generate", "a", "--model", checkpoint, "--config", "/no/such", *REAL]) == 1
     assert "config folder not found: /no/such" in capsys.readouterr().err
+    assert main(["generate", "a", "--model", checkpoint, "--variant", "fp16", *REAL]) == 1
+    assert "variant= (--variant) applies to model folders" in capsys.readouterr().err
 
 
 def test_warnings_are_one_line_without_source_lines(tmp_path, capsys):
