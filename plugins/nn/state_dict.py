@@ -48,8 +48,9 @@ def load_state_dict_into(
         expected = tuple(params[key].shape)
         if key in transposed:
             expected = expected[::-1]
-        if tuple(state[key].shape) != expected:
-            wrong_shape.append(f"{key}: file {tuple(state[key].shape)}, network {expected}")
+        actual = _shape_of(state, key)
+        if actual != expected:
+            wrong_shape.append(f"{key}: file {actual}, network {expected}")
     if missing or unexpected or wrong_shape:
         raise StateDictMismatchError(
             _mismatch_message(source_name, type(layer).__name__, missing, unexpected, wrong_shape)
@@ -73,6 +74,11 @@ def export_state_dict(layer) -> dict[str, np.ndarray]:
         value = param.numpy()
         out[key] = np.ascontiguousarray(value.T if key in transposed else value)
     return out
+
+
+def _shape_of(state, key: str) -> tuple[int, ...]:
+    # A lazy paddiff.weights.StateDict knows shapes without reading (or casting) the tensor.
+    return tuple(state.shape(key) if hasattr(state, "info") else state[key].shape)
 
 
 def _numpy_dtype(param) -> np.dtype:
