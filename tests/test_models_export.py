@@ -59,6 +59,25 @@ def test_exported_vae_decoder_matches_diffusers_under_onednn(tmp_path):
     assert np.abs(out - ref["vae_decoded"]).max() <= 1e-4
 
 
+def test_attention_in_query_chunks_is_exact_and_exports(tmp_path, monkeypatch):
+    """Large images split attention into query chunks; force that on the tiny UNet."""
+    from paddiff.plugins.denoisers.unet import UNet2DConditionModel
+    from paddiff.plugins.nn import layers
+
+    ref = np.load(FIXTURES / "sd1" / "reference.npz")
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / "sd1" / "unet")
+    inputs = {
+        "sample": ref["unet_odd_latents"],
+        "timestep": ref["unet_odd_timesteps"],
+        "encoder_hidden_states": ref["unet_odd_context"],
+    }
+    monkeypatch.setattr(layers, "MAX_SCORES_PER_SAMPLE", 4 * 77 * 10)  # 10 query rows a chunk
+    chunked = unet(*inputs.values())
+    assert np.abs(chunked - ref["unet_odd_output"]).max() <= 1e-4
+    exported = run_exported(unet.net, inputs, tmp_path)
+    assert np.abs(exported - ref["unet_odd_output"]).max() <= 1e-4
+
+
 @pytest.mark.parametrize("variant", ["sd1"])
 def test_exported_text_encoder_matches_transformers_under_onednn(tmp_path, variant):
     from paddiff.plugins.text_encoders.clip import CLIPTextModel

@@ -217,15 +217,14 @@ class UNet2DConditionModel(Denoiser):
         self.prediction_type = prediction_type
 
     @classmethod
-    def from_pretrained(cls, path, prediction_type: str | None = None, **options):
+    def from_pretrained(
+        cls, path, prediction_type: str | None = None, variant: str | None = None, **options
+    ):
         """Load `path` (a `unet/` folder). The prediction type lives in the sibling
         `scheduler/scheduler_config.json` in diffusers folders; pass it to override."""
-        config = read_config(path, DEFAULTS)
-        with paddle.LazyGuard():  # no random init: every parameter is set from the file
-            model = cls(config, prediction_type or _prediction_type_next_to(path))
-        state, source = load_component_weights(path)
-        load_state_dict_into(model.net, state, source, consume=True)
-        return model
+        state, source = load_component_weights(path, variant)
+        prediction_type = prediction_type or _prediction_type_next_to(path)
+        return cls.from_state_dict(read_config(path, DEFAULTS), state, source, prediction_type)
 
     @classmethod
     def from_state_dict(
@@ -233,7 +232,7 @@ class UNet2DConditionModel(Denoiser):
     ):
         """Build from a config dict and a state dict (diffusers keys), e.g. a converted
         single-file checkpoint; `source` is named in loading errors."""
-        with paddle.LazyGuard():  # no random init: every parameter is set from `state`
+        with paddle.LazyGuard():  # no random init: strict loading sets every parameter
             model = cls({**DEFAULTS, **config}, prediction_type)
         load_state_dict_into(model.net, state, source)
         return model

@@ -129,6 +129,12 @@ class ResnetBlock2D(nn.Layer):
         return (x + h) / self.output_scale_factor
 
 
+# Upper bound on attention scores held at once per batch entry (heads x queries x keys floats):
+# 2**27 floats = 512 MB. SD at 512x512 (4096 tokens, 8 heads) stays in one piece; larger images
+# are processed in query chunks, which gives the same result (each softmax row is independent).
+MAX_SCORES_PER_SAMPLE = 2**27
+
+
 def attention(q, k, v, heads: int):
     """Multi-head softmax(q k^T / sqrt(d)) v on (batch, tokens, heads * d) tensors."""
     b, n, inner = q.shape
@@ -137,8 +143,13 @@ def attention(q, k, v, heads: int):
     def split(t):
         return t.reshape([b, -1, heads, d]).transpose([0, 2, 1, 3])
 
-    scores = paddle.matmul(split(q), split(k), transpose_y=True) * (d**-0.5)
-    out = paddle.matmul(F.softmax(scores, axis=-1), split(v))
+    q, k, v = split(q), split(k), split(v)
+    rows = max(1, MAX_SCORES_PER_SAMPLE // (heads * k.shape[2]))
+    chunks = []
+    for start in range(0, n, rows):
+        scores = paddle.matmul(q[:, :, start : start + rows], k, transpose_y=True) * (d**-0.5)
+        chunks.append(paddle.matmul(F.softmax(scores, axis=-1), v))
+    out = chunks[0] if len(chunks) == 1 else paddle.concat(chunks, axis=2)
     return out.transpose([0, 2, 1, 3]).reshape([b, n, inner])
 
 

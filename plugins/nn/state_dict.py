@@ -27,15 +27,13 @@ def linear_weight_keys(layer) -> set[str]:
     }
 
 
-def load_state_dict_into(
-    layer, state: dict[str, np.ndarray], source_name: str, consume: bool = False
-) -> None:
+def load_state_dict_into(layer, state, source_name: str) -> None:
     """Copy a torch-layout state dict into `layer`; every key must match in name and shape.
 
     `source_name` (usually the weights file) is named in the error, together with every missing,
     unexpected and mis-shaped key, so a wrong file or config is easy to spot. Nothing is copied
-    unless everything fits. With `consume=True` each entry is deleted from `state` once copied,
-    so that peak memory stays near one copy of the weights (3.4 GB for SD 1.5's UNet).
+    unless everything fits. `state` is a dict of arrays or a lazy `paddiff.weights.StateDict`,
+    whose tensors are then read one at a time, once.
     """
     params = layer.state_dict()
     # ppdiffusers / paddlenlp files (layout "paddle") already store Linear weights as [in, out]
@@ -48,18 +46,15 @@ def load_state_dict_into(
         expected = tuple(params[key].shape)
         if key in transposed:
             expected = expected[::-1]
-        actual = _shape_of(state, key)
-        if actual != expected:
-            wrong_shape.append(f"{key}: file {actual}, network {expected}")
+        stored = _stored_shape(state, key)
+        if stored != expected:
+            wrong_shape.append(f"{key}: file {stored}, network {expected}")
     if missing or unexpected or wrong_shape:
         raise StateDictMismatchError(
             _mismatch_message(source_name, type(layer).__name__, missing, unexpected, wrong_shape)
         )
-    # A lazy StateDict (paddiff.weights) reads each tensor on lookup and holds no copy, so only a
-    # plain dict of arrays needs emptying as we go.
-    consume = consume and isinstance(state, dict)
     for key, param in params.items():
-        value = np.asarray(state.pop(key) if consume else state[key])
+        value = np.asarray(state[key])
         if key in transposed:
             value = value.T
         param.set_value(np.ascontiguousarray(value, dtype=_numpy_dtype(param)))
@@ -76,9 +71,10 @@ def export_state_dict(layer) -> dict[str, np.ndarray]:
     return out
 
 
-def _shape_of(state, key: str) -> tuple[int, ...]:
-    # A lazy paddiff.weights.StateDict knows shapes without reading (or casting) the tensor.
-    return tuple(state.shape(key) if hasattr(state, "info") else state[key].shape)
+def _stored_shape(state, key: str) -> tuple[int, ...]:
+    """A lazy StateDict knows shapes from file headers; reading the tensor would cost a copy."""
+    shape = getattr(state, "shape", None)
+    return tuple(shape(key) if callable(shape) else state[key].shape)
 
 
 def _numpy_dtype(param) -> np.dtype:

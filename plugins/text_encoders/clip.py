@@ -159,16 +159,20 @@ class CLIPTextModel(TextEncoder):
         self.hidden_size = int(self.config["hidden_size"])
 
     @classmethod
-    def from_pretrained(cls, path, tokenizer_path=None, clip_skip: int | None = None, **options):
+    def from_pretrained(
+        cls, path, tokenizer_path=None, clip_skip=None, variant: str | None = None, **options
+    ):
         """Load `path` (a `text_encoder/` folder); the tokenizer comes from `tokenizer_path`,
         by default the sibling `tokenizer/` folder."""
         path = Path(path)
-        tokenizer = CLIPTokenizer.from_folder(tokenizer_path or path.parent / "tokenizer")
-        with paddle.LazyGuard():  # no random init: every parameter is set from the file
-            model = cls(read_config(path, DEFAULTS), tokenizer, clip_skip)
-        state, source = load_component_weights(path)
-        load_state_dict_into(model.net, to_network_keys(state), source, consume=True)
-        return model
+        state, source = load_component_weights(path, variant)
+        return cls.from_state_dict(
+            read_config(path, DEFAULTS),
+            state,
+            source,
+            tokenizer_path=tokenizer_path or path.parent / "tokenizer",
+            clip_skip=clip_skip,
+        )
 
     @classmethod
     def from_state_dict(
@@ -181,7 +185,7 @@ class CLIPTextModel(TextEncoder):
                 f"{source}: CLIPTextModel needs tokenizer_path (vocab.json + merges.txt)"
             )
         tokenizer = CLIPTokenizer.from_folder(tokenizer_path)
-        with paddle.LazyGuard():  # no random init: every parameter is set from `state`
+        with paddle.LazyGuard():  # no random init: strict loading sets every parameter
             model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
         load_state_dict_into(model.net, to_network_keys(state), source)
         return model

@@ -16,14 +16,22 @@ transformers' (Rust) `BertNormalizer` + `BertPreTokenizer` + `WordPiece` apply t
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from pathlib import Path
 
 import numpy as np
-from paddiff.plugins.text_encoders._files import read_json, token_text
+from paddiff.plugins.text_encoders._files import read_json, refuse_added_tokens, token_text
 
 MAX_WORD_CHARS = 100  # transformers' default max_input_chars_per_word
+DEFAULT_SPECIALS = {
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "mask_token": "[MASK]",
+}
 
 # The CJK ideograph blocks BERT isolates (Unified, Ext. A-F, Compatibility and its supplement).
 # Hiragana, Katakana and Hangul are not in them: those stay glued into words.
@@ -139,8 +147,23 @@ class WordPieceTokenizer:
         sep_token: str = "[SEP]",
         pad_token: str = "[PAD]",
         mask_token: str = "[MASK]",
+        max_word_chars: int = MAX_WORD_CHARS,
     ):
+        self.tokens = list(vocab)
+        self.max_word_chars = max_word_chars
         self.vocab = {token: index for index, token in enumerate(vocab)}
+        self.model_max_length: int | None = None  # the window, set by the text encoder
+        # The options as given, for save_pretrained.
+        self.options = {
+            "do_lower_case": do_lower_case,
+            "strip_accents": strip_accents,
+            "tokenize_chinese_chars": tokenize_chinese_chars,
+            "unk_token": unk_token,
+            "cls_token": cls_token,
+            "sep_token": sep_token,
+            "pad_token": pad_token,
+            "mask_token": mask_token,
+        }
         self.do_lower_case = do_lower_case
         # Accents are stripped when asked, or by default whenever text is lower-cased.
         self.strip_accents = do_lower_case if strip_accents is None else strip_accents
@@ -157,13 +180,10 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> WordPieceTokenizer:
-        """Read `vocab.txt` and the options in `tokenizer_config.json` (as published)."""
+        """Read a tokenizer folder as transformers does: `tokenizer.json` when there is one
+        (what transformers 5 saves), else `vocab.txt` with the options in tokenizer_config.json
+        (what Taiyi publishes)."""
         folder = Path(folder)
-        vocab_file = folder / "vocab.txt"
-        if not vocab_file.is_file():
-            raise FileNotFoundError(f"{folder}: no vocab.txt (a BERT tokenizer folder needs one)")
-        with open(vocab_file, encoding="utf-8") as f:
-            vocab = [line.rstrip("\n") for line in f]
         config = read_json(folder / "tokenizer_config.json")
         options = {
             key: token_text(config[key])
@@ -171,7 +191,56 @@ class WordPieceTokenizer:
             + ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token")
             if key in config
         }
+        specials = [options.get(k, v) for k, v in DEFAULT_SPECIALS.items()]
+        if (folder / "tokenizer.json").is_file():
+            data = read_json(folder / "tokenizer.json")
+            refuse_added_tokens(folder, specials, data)
+            return cls._from_tokenizer_json(folder / "tokenizer.json", data, options)
+        refuse_added_tokens(folder, specials)
+        vocab_file = folder / "vocab.txt"
+        if not vocab_file.is_file():
+            raise FileNotFoundError(
+                f"{folder}: neither vocab.txt nor tokenizer.json (a BERT tokenizer needs one)"
+            )
+        with open(vocab_file, encoding="utf-8") as f:
+            vocab = [line.rstrip("\n") for line in f]
         return cls(vocab, **options)
+
+    @classmethod
+    def _from_tokenizer_json(cls, path: Path, data: dict, options: dict) -> WordPieceTokenizer:
+        """The vocabulary and options of a `tokenizers` WordPiece pipeline (BertNormalizer)."""
+        model, normalizer = data.get("model") or {}, data.get("normalizer") or {}
+        if model.get("type") != "WordPiece" or normalizer.get("type") != "BertNormalizer":
+            raise ValueError(
+                f"{path}: expected a WordPiece model with a BertNormalizer, got "
+                f"{model.get('type')!r} with {normalizer.get('type')!r}"
+            )
+        if model.get("continuing_subword_prefix", "##") != "##" or not normalizer.get(
+            "clean_text", True
+        ):
+            raise ValueError(f"{path}: only the '##' prefix with clean_text is supported")
+        by_id = sorted(model["vocab"].items(), key=lambda item: item[1])
+        if [index for _, index in by_id] != list(range(len(by_id))):
+            raise ValueError(f"{path}: the vocabulary ids are not 0..{len(by_id) - 1}")
+        options.update(
+            do_lower_case=normalizer.get("lowercase", True),
+            strip_accents=normalizer.get("strip_accents"),
+            tokenize_chinese_chars=normalizer.get("handle_chinese_chars", True),
+            unk_token=model.get("unk_token", options.get("unk_token", "[UNK]")),
+            max_word_chars=model.get("max_input_chars_per_word", MAX_WORD_CHARS),
+        )
+        return cls([token for token, _ in by_id], **options)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """vocab.txt + tokenizer_config.json, as transformers' BertTokenizer reads them."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vocab.txt").write_text("".join(t + "\n" for t in self.tokens), encoding="utf-8")
+        config = {"tokenizer_class": "BertTokenizer", **self.options}
+        if self.model_max_length is not None:
+            config["model_max_length"] = self.model_max_length
+        text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+        (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
 
     # -- text -> pieces -------------------------------------------------------------------------
 
@@ -207,7 +276,7 @@ class WordPieceTokenizer:
 
     def _word_ids(self, word: str) -> list[int]:
         """Step 6: greedy longest-match-first WordPiece."""
-        if len(word) > MAX_WORD_CHARS:
+        if len(word) > self.max_word_chars:
             return [self.unk_id]
         ids, start = [], 0
         while start < len(word):

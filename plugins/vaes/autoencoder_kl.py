@@ -227,19 +227,20 @@ class AutoencoderKL(VAE):
         self.enable_tiling(tile_size, tile_overlap)
 
     @classmethod
-    def from_pretrained(cls, path, tile_size: int | None = None, tile_overlap: int = 8, **options):
-        with paddle.LazyGuard():  # no random init: every parameter is set from the file
-            model = cls(read_config(path, DEFAULTS), tile_size, tile_overlap)
-        state, source = load_component_weights(path)
-        load_state_dict_into(model.net, state, source, consume=True)
-        return model
+    def from_pretrained(
+        cls, path, tile_size=None, tile_overlap=8, variant: str | None = None, **options
+    ):
+        """Load `path` (a `vae/` folder); tiling as in `enable_tiling`."""
+        state, source = load_component_weights(path, variant)
+        config = read_config(path, DEFAULTS)
+        return cls.from_state_dict(config, state, source, tile_size, tile_overlap)
 
     @classmethod
     def from_state_dict(
         cls, config, state, source="state dict", tile_size=None, tile_overlap=8, **options
     ):
         """Build from a config dict and a state dict (diffusers keys)."""
-        with paddle.LazyGuard():  # no random init: every parameter is set from `state`
+        with paddle.LazyGuard():  # no random init: strict loading sets every parameter
             model = cls({**DEFAULTS, **config}, tile_size, tile_overlap)
         load_state_dict_into(model.net, state, source)
         return model
