@@ -137,20 +137,25 @@ MAX_SCORES_PER_SAMPLE = 2**27
 
 def attention(q, k, v, heads: int):
     """Multi-head softmax(q k^T / sqrt(d)) v on (batch, tokens, heads * d) tensors."""
-    b, n, inner = q.shape
+    inner = q.shape[-1]
     d = inner // heads
 
     def split(t):
-        return t.reshape([b, -1, heads, d]).transpose([0, 2, 1, 3])
+        # reshape's 0 keeps that dimension as it is, so this also works in an exported program
+        # whose batch size is left dynamic (its shape is unknown when the graph is traced).
+        return t.reshape([0, 0, heads, d]).transpose([0, 2, 1, 3])
 
+    queries, keys = q.shape[1], k.shape[1]
     q, k, v = split(q), split(k), split(v)
-    rows = max(1, MAX_SCORES_PER_SAMPLE // (heads * k.shape[2]))
+    rows = queries
+    if isinstance(queries, int) and isinstance(keys, int) and queries > 0 and keys > 0:
+        rows = max(1, MAX_SCORES_PER_SAMPLE // (heads * keys))
     chunks = []
-    for start in range(0, n, rows):
+    for start in range(0, queries, rows):
         scores = paddle.matmul(q[:, :, start : start + rows], k, transpose_y=True) * (d**-0.5)
         chunks.append(paddle.matmul(F.softmax(scores, axis=-1), v))
     out = chunks[0] if len(chunks) == 1 else paddle.concat(chunks, axis=2)
-    return out.transpose([0, 2, 1, 3]).reshape([b, n, inner])
+    return out.transpose([0, 2, 1, 3]).reshape([0, 0, inner])
 
 
 class Attention(nn.Layer):

@@ -296,7 +296,7 @@ class BertModel(TextEncoder):
         window = window_length(Path(tokenizer_path), cls._positions_available(full), max_length)
         with paddle.LazyGuard():  # no random init: every parameter is set from the file
             model = cls(config, tokenizer, window)
-        load_state_dict_into(model.net, drop_keys(state, IGNORED_KEYS), source, consume=True)
+        load_state_dict_into(model.net, drop_keys(state, IGNORED_KEYS), source)
         return model
 
     def save_pretrained(self, folder) -> None:
