@@ -349,6 +349,20 @@ def test_sd_sized_head_counts_are_inferred():
     assert unet_config(shapes)["attention_head_dim"] == 8
 
 
+def test_single_file_configs_can_come_from_a_diffusers_folder(registry):
+    model = SD / "inpaint"
+    components = load_components(
+        WEIGHTS / "sd1.ckpt",
+        registry=registry,
+        tokenizer=SD / "sd1" / "tokenizer",
+        config=SD / "sd1",
+    )
+    assert_matches_reference(components, SD / "sd1")
+    assert components["scheduler"].config["_class_name"] == "PNDMScheduler"  # the folder's
+    with pytest.raises(ValueError, match="config= applies to single-file checkpoints"):
+        load_components(model, registry=registry, config=SD / "sd1")
+
+
 def test_single_file_needs_a_tokenizer(registry):
     with pytest.raises(ValueError, match="holds no tokenizer: pass tokenizer="):
         load_components(WEIGHTS / "sd1.ckpt", registry=registry)
