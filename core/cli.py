@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 import paddiff
 
@@ -35,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    # A command-line user needs what happened, not the source line that warned.
+    print(f"paddiff: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -42,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_one_line  # restored on leaving catch_warnings
+            # Paddle warns on import, for every run, about a C++ build cache it never uses here.
+            warnings.filterwarnings("ignore", message="No ccache found")
+            return args.run(args)
     except paddiff.PluginError as exc:
         print(f"paddiff: error: {exc}", file=sys.stderr)
         return 1

@@ -63,7 +63,8 @@ def load_components(
     config:    single files only: config entries replacing the inferred ones, per component
                ({"denoiser": {"attention_head_dim": 8}}), or a diffusers folder whose
                component configs to use instead.
-    tokenizer: the tokenizer folder (single files carry none; folders default to `tokenizer/`).
+    tokenizer: the tokenizer folder (folders default to their `tokenizer/`; single files carry
+               none and default to SD's CLIP tokenizer built from the vocabulary paddiff ships).
     """
     location = Path(location)
     registry = registry or default_registry()
@@ -73,7 +74,7 @@ def load_components(
     if location.is_dir():
         if config is not None:
             raise ValueError(
-                "config= applies to single-file checkpoints; edit the folder's configs"
+                "config= (--config) applies to single-file checkpoints; edit the folder's configs"
             )
         return _from_folder(location, variant, tokenizer, registry, overrides)
     if location.is_file() and location.suffix in CHECKPOINT_SUFFIXES:
@@ -177,6 +178,8 @@ def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str,
     from paddiff.plugins.convert.original_sd import convert_checkpoint
 
     config_folder = Path(config) if isinstance(config, (str, Path)) else None
+    if config_folder and not config_folder.is_dir():
+        raise FileNotFoundError(f"config folder not found: {config_folder}")
     state = load_state_dict(path, dtype="float32")  # fp16 / bf16 files into float32 models
     parts = convert_checkpoint(state, None if config_folder else config)
     if config_folder:
@@ -190,18 +193,32 @@ def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str,
             continue
         if name not in parts:
             raise ValueError(f"{path} holds no {sub} weights; pass {name}=<a loaded component>")
-        if name == "text_encoder" and tokenizer is None:
-            raise ValueError(
-                f"{path} is a single-file checkpoint, which holds no tokenizer: pass tokenizer="
-                "<folder with vocab.json and merges.txt> (any SD 1.x / 2.x tokenizer/ folder)"
-            )
         cls = registry.get(kind, override or SINGLE_FILE_CLASSES[name])
         options = _options(name, None, tokenizer, scheduler_config)
+        if name == "text_encoder" and tokenizer is None:
+            part = parts[name]
+            vocab_size = part.config.get("vocab_size")
+            options = {"tokenizer": _shipped_tokenizer(path, part.pad_token, vocab_size)}
         components[name] = _build_from_state(
             cls, parts[name].config, parts[name].state, path, options
         )
     components["scheduler"] = _scheduler(overrides.get("scheduler"), scheduler_config, registry)
     return components
+
+
+def _shipped_tokenizer(path: Path, pad_token: str, vocab_size: int):
+    """A single file holds no tokenizer: SD 1.x and 2.x share CLIP's vocabulary, which paddiff
+    ships, and differ only in the pad token."""
+    from paddiff.plugins.text_encoders.clip_tokenizer import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.shipped(pad_token=pad_token)
+    if vocab_size != len(tokenizer.vocab):
+        raise ValueError(
+            f"{path}: its text encoder has a {vocab_size}-token vocabulary, not CLIP's "
+            f"{len(tokenizer.vocab)}, so the CLIP tokenizer paddiff ships does not fit; pass "
+            "tokenizer=<the model's tokenizer folder> (--tokenizer on the command line)"
+        )
+    return tokenizer
 
 
 def _replace_configs(parts, folder: Path) -> None:
@@ -218,6 +235,9 @@ def _build_from_state(cls, config: dict, state, path: Path, options: dict):
     with tempfile.TemporaryDirectory(prefix="paddiff-convert-") as tmp:
         folder = Path(tmp) / "component"
         folder.mkdir()
+        if options.get("tokenizer") is not None:  # a ready tokenizer becomes a folder too
+            options = {**options, "tokenizer_path": Path(tmp) / "tokenizer"}
+            options.pop("tokenizer").save_pretrained(options["tokenizer_path"])
         (folder / "config.json").write_text(json.dumps(config, indent=2))
         save_state_dict(state, folder / "diffusion_pytorch_model.safetensors")
         return cls.from_pretrained(folder, **options)
@@ -250,5 +270,7 @@ def save_components(components: dict[str, Any], folder: str | Path) -> None:
     tokenizer = getattr(components["text_encoder"], "tokenizer", None)
     if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(folder / "tokenizer")
-        index["tokenizer"] = ["transformers", "CLIPTokenizer"]
+        # the tokenizer says which transformers class reads its files (BertTokenizer, ...)
+        name = getattr(tokenizer, "transformers_class", type(tokenizer).__name__)
+        index["tokenizer"] = ["transformers", name]
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))

@@ -14,6 +14,7 @@ newline is written as a JSON string, as WebUI does.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -89,7 +90,14 @@ def save_image(image, settings: dict, path: str | Path) -> Path:
     path = Path(path)
     info = PngInfo()
     info.add_text("parameters", format_parameters(settings))
-    image.save(path, format="PNG", pnginfo=info)
+    # Written next to the target, then renamed: an interrupted or failed write (Ctrl-C, a full
+    # disk) leaves no half PNG behind under the real name.
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        image.save(partial, format="PNG", pnginfo=info)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

@@ -46,6 +46,7 @@ class GenerationResult:
         if target.suffix.lower() == ".png":
             if len(self.images) != 1:
                 raise ValueError(f"{len(self.images)} images cannot all be saved as {target}")
+            target.parent.mkdir(parents=True, exist_ok=True)
             return [save_image(self.images[0], self.settings[0], target)]
         target.mkdir(parents=True, exist_ok=True)
         first = _next_free_number(target, prefix)

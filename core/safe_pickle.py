@@ -288,8 +288,9 @@ class RestrictedUnpickler(pickle.Unpickler):
 # -- file formats ----------------------------------------------------------------------------------
 
 
-# what a damaged or malformed pickle raises inside the unpickler
+# what a damaged or malformed pickle (or a cut-off zip checkpoint) raises while being read
 _DAMAGED = (
+    zipfile.BadZipFile,
     pickle.UnpicklingError,
     EOFError,
     ValueError,

@@ -249,6 +249,9 @@ def load_image(image, name: str = "image") -> Image.Image:
         return Image.fromarray(array).convert("RGB")
     if isinstance(image, Path) or (isinstance(image, str) and os.path.isfile(image)):
         return _open_image(str(image), name, None)
+    if isinstance(image, str) and "." in image and not image.startswith("data:"):
+        # no base64 text holds a "."; this was meant as a file name
+        raise FileNotFoundError(f"{name} file not found: {image}")
     if isinstance(image, bytes):
         image = image.decode("ascii", errors="replace")
     if isinstance(image, str):

@@ -56,3 +56,21 @@ def test_chinese_prompts_give_the_reference_images(tmp_path, name):
     got = np.stack([np.asarray(image) for image in result.images]).astype(np.int16)
     difference = np.abs(got - ref["expected"].astype(np.int16))
     assert difference.max() <= TOLERANCE, f"max difference {difference.max()}/255"
+
+
+@pytest.mark.parametrize(
+    "name, tokenizer_class",
+    [("taiyi_like", "BertTokenizer"), ("altdiffusion_like", "XLMRobertaTokenizer")],
+)
+def test_saved_chinese_models_name_their_own_tokenizer_class(tmp_path, name, tokenizer_class):
+    from paddiff.loader import load_components, save_components
+
+    components = load_components(assemble(name, tmp_path / name))
+    save_components(components, tmp_path / "saved")
+    index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
+    assert index["tokenizer"] == ["transformers", tokenizer_class]
+    config = json.loads((tmp_path / "saved" / "tokenizer" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == tokenizer_class
+    again = load_components(tmp_path / "saved")["text_encoder"]
+    prompts = ["一只红色的猫，油画", "a cat"]
+    assert np.array_equal(again.tokenize(prompts), components["text_encoder"].tokenize(prompts))

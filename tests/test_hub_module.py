@@ -215,6 +215,20 @@ def test_hub_run_writes_pngs_with_their_settings(hub_env, tmp_path):
         assert parameters["Steps"] == "8"
 
 
+def test_hub_run_reports_a_mistake_in_one_line_without_a_traceback(hub_env, tmp_path):
+    done = subprocess.run(
+        [*hub_command(), "run", "paddiff", "--prompt", "一只猫", "--image", "typo.png"],
+        cwd=tmp_path,
+        env=hub_env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1
+    assert "paddiff: error: image file not found: typo.png" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
 # -- hub serving -------------------------------------------------------------------------------
 
 SERVER_LIMITS = {

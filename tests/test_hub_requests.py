@@ -178,6 +178,12 @@ def test_load_image_rejects_other_types():
         load_image(np.zeros((2, 3, 5), np.uint8))
 
 
+def test_a_missing_image_file_is_named_as_such_not_as_bad_base64(tmp_path):
+    # `hub run paddiff --image cat.png` with a typo used to answer "'image' is not valid base64"
+    with pytest.raises(FileNotFoundError, match="mask_image file not found: .*mask.png"):
+        load_image(str(tmp_path / "mask.png"), "mask_image")
+
+
 def test_png_round_trip_and_json_settings():
     image = Image.new("RGB", (4, 4), (1, 2, 3))
     back = decode_image(encode_png(image), "image", LIMITS)

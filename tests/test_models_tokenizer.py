@@ -77,3 +77,21 @@ def test_missing_vocabulary_is_a_clear_error(tmp_path):
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
     with pytest.raises(FileNotFoundError, match="vocab.json and merges.txt, or tokenizer.json"):
         CLIPTokenizer.from_folder(tmp_path)
+
+
+@pytest.mark.parametrize("variant,pad", [("sd1", "<|endoftext|>"), ("sd2", "!")])
+def test_shipped_vocabulary_gives_transformers_ids_with_the_full_sd_vocab(variant, pad):
+    """The tokenizer single-file checkpoints get (built from the shipped BPE file) against
+    transformers' CLIPTokenizer on SD's real 49,408-token vocab.json / merges.txt
+    (tests/fixtures/sd/make_full_vocab_ids.py)."""
+    cases = json.loads((FIXTURES / "full_vocab_ids.json").read_text(encoding="utf-8"))
+    tok = CLIPTokenizer.shipped(pad_token=pad)
+    assert len(tok.vocab) == 49408 and tok.pad_id == (49407 if variant == "sd1" else 0)
+    ids = tok(cases["prompts"])
+    wrong = [
+        prompt
+        for prompt, row, expected in zip(cases["prompts"], ids, cases[variant], strict=True)
+        if row[: len(expected)].tolist() != expected
+        or set(row[len(expected) :].tolist()) - {tok.pad_id}
+    ]
+    assert not wrong, f"{len(wrong)} prompts tokenised differently, e.g. {wrong[:3]!r}"

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import paddiff
 import paddiff.pipeline
 import pytest
 from paddiff.cli import main
+from paddiff.weights import save_state_dict
 from PIL import Image
 from pipeline_toys import toy_pipeline
+
+from tests.helpers import ROOT
+from tests.weights_formats import to_original, with_full_clip_vocabulary
 
 
 @pytest.fixture()
@@ -190,3 +196,84 @@ def test_cli_reports_what_is_checked_and_flagged_images(toy_model, tmp_path, cap
     (png,) = (tmp_path / "out").glob("*.png")
     with Image.open(png) as image:
         assert image.getextrema() == ((0, 0), (0, 0), (0, 0))  # blacked out
+
+
+# -- real tiny models: single-file checkpoints and the loader options ------------------------------
+
+SD = ROOT / "tests" / "fixtures" / "sd"
+REAL = ["--steps", "1", "--width", "64", "--height", "64", "--no-progress"]
+
+
+def _configs_but_the_text_encoder(tmp_path):
+    """--config folder with the tiny UNet/VAE/scheduler configs (norm groups 8, which shapes
+    cannot show); without text_encoder/ the text encoder's config stays inferred."""
+    shutil.copytree(
+        SD / "sd1", tmp_path / "configs", ignore=shutil.ignore_patterns("*.safetensors")
+    )
+    shutil.rmtree(tmp_path / "configs" / "text_encoder")
+    return tmp_path / "configs"
+
+
+def test_single_file_checkpoint_needs_no_tokenizer_folder(tmp_path, capsys):
+    """An A1111-style file gets SD's CLIP tokenizer from the vocabulary paddiff ships."""
+    checkpoint = tmp_path / "model.safetensors"
+    save_state_dict(with_full_clip_vocabulary(to_original(SD / "sd1")), checkpoint)
+    config = _configs_but_the_text_encoder(tmp_path)
+    args = ["generate", "a cat", "--model", str(checkpoint), "--config", str(config), *REAL]
+    assert main([*args, "-o", str(tmp_path / "cat.png")]) == 0
+    assert (tmp_path / "cat.png").is_file()
+
+
+def test_tokenizer_config_and_variant_options_reach_the_loader(tmp_path, capsys):
+    checkpoint = str(ROOT / "tests" / "fixtures" / "weights" / "sd1.ckpt")
+    out = str(tmp_path / "out.png")
+    # the tiny checkpoint's cut vocabulary does not fit the shipped tokenizer: say what to pass
+    assert main(["generate", "a cat", "--model", checkpoint, "-o", out, *REAL]) == 1
+    assert "1514-token vocabulary" in capsys.readouterr().err
+    tokenizer = ["--tokenizer", str(SD / "sd1" / "tokenizer"), "--config", str(SD / "sd1")]
+    assert main(["generate", "a cat", "--model", checkpoint, *tokenizer, "-o", out, *REAL]) == 0
+    assert Path(out).is_file()
+    assert main(["generate", "a cat", "--model", str(SD / "sd1"), "--variant", "fp16", *REAL]) == 1
+    assert "diffusion_pytorch_model.fp16.safetensors" in capsys.readouterr().err
+    assert main(["generate", "a", "--model", checkpoint, "--config", "/no/such", *REAL]) == 1
+    assert "config folder not found: /no/such" in capsys.readouterr().err
+
+
+def test_warnings_are_one_line_without_source_lines(tmp_path, capsys):
+    long_prompt = "a cat " * 100
+    args = ["generate", long_prompt, "--model", str(SD / "sd1"), "-o", str(tmp_path), *REAL]
+    assert main(args) == 0
+    error = capsys.readouterr().err
+    assert "paddiff: warning: prompt has 300 tokens but the text encoder reads only 75" in error
+    assert "pipeline.py" not in error and "ccache" not in error
+
+
+def test_unwritable_outputs_are_refused_before_loading_the_model(toy_model, tmp_path, capsys):
+    (tmp_path / "notes").write_text("not a folder")
+    (tmp_path / "dir.png").mkdir()
+    for output, message in [
+        (tmp_path / "notes", "is a file, so it cannot be written to"),
+        (tmp_path / "notes" / "cat.png", "is a file, not a folder"),
+        (tmp_path / "dir.png", "is a folder, so it cannot be written to"),
+    ]:
+        assert main(["generate", "a cat", "-o", str(output), "--no-progress"]) == 1
+        assert message in capsys.readouterr().err
+    assert toy_model == []  # nothing was loaded or generated
+    nested = tmp_path / "new" / "deeper" / "cat.png"
+    assert main(["generate", "a cat", "-o", str(nested), "--steps", "1", "--no-progress"]) == 0
+    assert nested.is_file()
+
+
+def test_a_failed_png_write_leaves_no_file_behind(tmp_path, monkeypatch):
+    from paddiff.png_info import save_image
+
+    image = Image.new("RGB", (8, 8))
+
+    def fail_half_way(path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(image, "save", fail_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        save_image(image, {"prompt": "a cat"}, tmp_path / "cat.png")
+    assert list(tmp_path.iterdir()) == []

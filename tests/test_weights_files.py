@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,11 +176,15 @@ def test_truncated_real_file_fails_before_reading_any_tensor(tmp_path):
         load_state_dict(path)
 
 
-def test_truncated_pickle_checkpoint_fails_clearly(tmp_path):
-    data = (FIXTURES / "tensors_legacy.bin").read_bytes()
-    path = tmp_path / "cut.bin"
+@pytest.mark.parametrize(
+    "name", ["tensors_legacy.bin", "tensors_zip.bin", "tensors_lightning.ckpt"]
+)
+def test_truncated_pickle_checkpoint_fails_clearly(tmp_path, name):
+    # a cut-off zip (torch >= 1.6, e.g. an interrupted .ckpt download) has no central directory
+    data = (FIXTURES / name).read_bytes()
+    path = tmp_path / f"cut{Path(name).suffix}"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightsFormatError, match="cut.bin"):
+    with pytest.raises(WeightsFormatError, match=f"cut{Path(name).suffix}"):
         dict(load_state_dict(path))
 
 

@@ -35,6 +35,7 @@ from tests.weights_formats import (
     replace_weights,
     to_original,
     to_paddlenlp_names,
+    with_full_clip_vocabulary,
     write_torch_zip,
 )
 
@@ -384,9 +385,30 @@ def test_fp16_single_files_load_into_float32_networks(tmp_path, registry):
             np.testing.assert_array_equal(value, want[key].astype(np.float16).astype(np.float32))
 
 
-def test_single_file_needs_a_tokenizer(registry):
-    with pytest.raises(ValueError, match="holds no tokenizer: pass tokenizer="):
+@pytest.mark.parametrize("name, pad_id", [("sd1", 49407), ("sd2_v", 0)])
+def test_single_file_without_a_tokenizer_gets_sd_clip_tokenizer(name, pad_id, registry, tmp_path):
+    """A1111-style files carry no tokenizer: SD 1.x gets CLIP's vocabulary padded with
+    <|endoftext|>, SD 2.x (OpenCLIP) padded with "!", built from the shipped BPE file."""
+    path = tmp_path / "model.safetensors"
+    save_state_dict(with_full_clip_vocabulary(to_original(SD / name)), path)
+    components = load_components(path, registry=registry, config=unknowable_config(SD / name))
+    ids = components["text_encoder"].tokenize(["a photograph of an astronaut riding a horse"])
+    assert ids[0, :10].tolist() == [49406, 320, 8853, 539, 550, 18376, 6765, 320, 4558, 49407]
+    assert ids[0, -1] == pad_id
+    assert components["text_encoder"].encode(["a cat"]).shape == (1, 77, 32)
+
+
+def test_single_file_with_a_cut_vocabulary_asks_for_its_tokenizer(registry):
+    with pytest.raises(ValueError, match="1514-token vocabulary, not CLIP's 49408.*--tokenizer"):
         load_components(WEIGHTS / "sd1.ckpt", registry=registry)
+
+
+def test_a_tokenizer_that_does_not_fit_the_text_encoder_is_refused(registry, tmp_path):
+    from paddiff.plugins.text_encoders.clip_tokenizer import CLIPTokenizer
+
+    CLIPTokenizer.shipped().save_pretrained(tmp_path / "tokenizer")
+    with pytest.raises(ValueError, match="ids up to 49407 but the text encoder embeds only 1514"):
+        load_components(WEIGHTS / "sd1.ckpt", registry=registry, tokenizer=tmp_path / "tokenizer")
 
 
 def test_unknown_keys_in_a_single_file_are_named(tmp_path):

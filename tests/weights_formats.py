@@ -168,3 +168,12 @@ def to_paddlenlp_names(state: dict) -> dict:
     layers = len({k.split(".")[3] for k in state if k.startswith("text_model.encoder.layers.")})
     keymap = paddlenlp_clip_keymap(layers)
     return {keymap.to_original(k): v for k, v in state.items()}
+
+
+def with_full_clip_vocabulary(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """An original-layout state whose text encoder embeds CLIP's 49,408 tokens, as real SD
+    checkpoints do (the tiny fixtures' vocabulary is cut to 1,514), so the shipped tokenizer fits."""
+    rng = np.random.default_rng(0)
+    for key in [k for k in state if k.endswith("token_embedding.weight")]:
+        state[key] = rng.standard_normal((49408, state[key].shape[1])).astype(np.float32)
+    return state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,24 @@ def add_common_arguments(parser, strength_default: float | None = None) -> None:
         "--model",
         help="model folder (diffusers or ppdiffusers layout) or single-file checkpoint; "
         "default: the embedded model",
+    )
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help='weights variant of a model folder, e.g. "fp16" (reads *.fp16.safetensors)',
+    )
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer folder (vocab.json + merges.txt) for a single-file checkpoint; default: "
+        "Stable Diffusion's CLIP tokenizer, which paddiff ships",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="for a single-file checkpoint: a diffusers model folder whose unet/, vae/, "
+        "text_encoder/ and scheduler/ configs to use instead of the inferred ones (e.g. for SD "
+        "2.x 512-base, which predicts epsilon where most SD 2.x files predict v)",
     )
     parser.add_argument("--negative", default=None, help="negative prompt")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
@@ -74,34 +93,57 @@ def generation_kwargs(args) -> dict:
     )
 
 
+def check_output(output: Path, count: int) -> None:
+    """Refuse an -o that cannot be written before any time is spent generating (nothing is
+    created here: folders are made when the images are saved)."""
+    import paddiff
+
+    is_file = output.suffix.lower() == ".png"
+    if is_file and count != 1:
+        raise paddiff.ValidationError(
+            f"-o {output} names one file but -n {count} images were asked for; "
+            "give a folder instead"
+        )
+    if not is_file and output.suffix:
+        raise paddiff.ValidationError(f"-o must name a .png file or a folder, got {output}")
+    if output.exists() and output.is_dir() == is_file:
+        kind = "a folder" if is_file else "a file"
+        raise paddiff.ValidationError(f"-o {output} is {kind}, so it cannot be written to")
+    existing = next(p for p in (output, *output.parents) if p.exists())
+    if not existing.is_dir() and existing != output:
+        raise paddiff.ValidationError(f"-o {output}: {existing} is a file, not a folder")
+    if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK):
+        raise paddiff.ValidationError(f"-o {output}: {existing} is not writable")
+
+
 def run_generation(args, generate) -> int:
     """Load the model, call `generate(pipeline, kwargs)`, save and report; errors -> exit 1."""
     import paddiff
 
     output = Path(args.output)
     try:
-        if output.suffix.lower() == ".png" and args.count != 1:
-            raise paddiff.ValidationError(
-                f"-o {output} names one file but -n {args.count} images were asked for; "
-                "give a folder instead"
-            )
-        if output.suffix.lower() not in (".png", ""):
-            raise paddiff.ValidationError(f"-o must name a .png file or a folder, got {output}")
+        check_output(output, args.count)
         from paddiff.safety import load_filters
 
         model_dir = args.model if args.model and Path(args.model).is_dir() else None
         filters = load_filters(args.safety_config, model_dir=model_dir)
         for line in filters.status().splitlines():  # say plainly what is (not) being checked
             print(f"safety: {line}", file=sys.stderr)
-        pipeline = paddiff.load_pipeline(args.model, safety_filters=filters)
+        loader_options = {
+            name: value
+            for name, value in vars(args).items()
+            if name in ("variant", "tokenizer", "config") and value is not None
+        }
+        pipeline = paddiff.load_pipeline(args.model, safety_filters=filters, **loader_options)
         if args.max_pixels is not None:
             pipeline.max_pixels = args.max_pixels
         pipeline.long_prompts = args.long_prompts
         result = generate(pipeline, generation_kwargs(args))
         paths = result.save(output)
-    except (ValueError, paddiff.SafetyBlocked, FileNotFoundError) as exc:
+    except (ValueError, paddiff.SafetyBlocked, OSError) as exc:
         # ValidationError is a ValueError; the loader and the safety config raise ValueError
-        # and FileNotFoundError naming the file. Anything else is a bug: let it show.
+        # and FileNotFoundError naming the file; OSError is a file that cannot be read or
+        # written (permissions, a full disk), with its path. Anything else is a bug: let it show.
         print(f"paddiff: error: {exc}", file=sys.stderr)
         return 1
     verdicts = result.verdicts or [None] * len(paths)

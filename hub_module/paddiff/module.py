@@ -11,6 +11,7 @@ Request limits for serving come from PADDIFF_MAX_* variables (paddiff.serving.Se
 import argparse
 import contextlib
 import os
+import sys
 import threading
 import time
 
@@ -38,6 +39,24 @@ def dynamic_graph():
     finally:
         if was_static:
             paddle.enable_static()
+
+
+# A user's mistake: a wrong model path or setting, an unreadable image, a refused prompt.
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, paddiff.SafetyBlocked)
+
+
+@contextlib.contextmanager
+def command_line_errors():
+    """Under the `hub` command (`hub run`, `hub serving start`), end with one line on stderr and
+    exit status 1 instead of a traceback; called from Python, raise as usual."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        # only the `hub` console script imports paddlehub.commands (`import paddlehub` does not)
+        if "paddlehub.commands.utils" not in sys.modules:
+            raise
+        print(f"paddiff: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 @moduleinfo(
@@ -71,7 +90,7 @@ class Paddiff:
         # One generation at a time per module object: the pipeline and Paddle's dygraph state are
         # not meant to be shared by threads. (`hub serving` itself answers one request at a time.)
         self._lock = threading.Lock()
-        with dynamic_graph():
+        with command_line_errors(), dynamic_graph():
             self.pipeline = paddiff.load_pipeline(
                 self.model, scheduler=scheduler, safety_filters=safety_filters, **pipeline_options
             )
@@ -151,15 +170,18 @@ class Paddiff:
             if getattr(args, name) is not None
         }
         settings.update(num_images=args.num_images, scheduler=args.scheduler, progress=True)
+        with command_line_errors():
+            outputs = self._run_parsed(args, settings)
+        return [str(item["path"]) for item in outputs]
+
+    def _run_parsed(self, args, settings):
         if args.mask:
-            outputs = self.inpaint(args.prompt, args.image, args.mask, args.output_dir, **settings)
-        elif args.image:
-            outputs = self.image_to_image(
+            return self.inpaint(args.prompt, args.image, args.mask, args.output_dir, **settings)
+        if args.image:
+            return self.image_to_image(
                 args.prompt, args.image, args.strength, args.output_dir, **settings
             )
-        else:
-            outputs = self.text_to_image(args.prompt, output_dir=args.output_dir, **settings)
-        return [str(item["path"]) for item in outputs]
+        return self.text_to_image(args.prompt, output_dir=args.output_dir, **settings)
 
 
 # The leading parameters of the three generation methods, in order.

@@ -28,6 +28,9 @@ class Converted:
 
     config: dict
     state: StateDict | None  # None for the scheduler
+    # text encoder only: the pad token of the tokenizer Stable Diffusion pairs with it (SD 1.x
+    # pads with "<|endoftext|>"; SD 2.x's tokenizer folders pad with "!"). Same vocabulary.
+    pad_token: str | None = None
 
 
 def is_original_checkpoint(state: StateDict) -> bool:
@@ -55,11 +58,11 @@ def convert_checkpoint(
     openclip = any(k.startswith(original_clip.OPENCLIP_PREFIX) for k in state)
     if openclip:
         parts["text_encoder"] = Converted(
-            original_clip.openclip_config(state), original_clip.convert_openclip(state)
+            original_clip.openclip_config(state), original_clip.convert_openclip(state), "!"
         )
     elif any(k.startswith(original_clip.CLIP_PREFIX) for k in state):
         parts["text_encoder"] = Converted(
-            original_clip.clip_config(state), original_clip.convert_clip(state)
+            original_clip.clip_config(state), original_clip.convert_clip(state), "<|endoftext|>"
         )
     # SD 2.x single files are mostly the 768-v models; the 512 "base" one needs
     # overrides={"scheduler": {"prediction_type": "epsilon"}}.

@@ -176,15 +176,31 @@ class CLIPTextModel(TextEncoder):
 
     @classmethod
     def from_state_dict(
-        cls, config, state, source="state dict", tokenizer_path=None, clip_skip=None, **options
+        cls,
+        config,
+        state,
+        source="state dict",
+        tokenizer_path=None,
+        clip_skip=None,
+        tokenizer: CLIPTokenizer | None = None,
+        **options,
     ):
         """Build from a config dict and a state dict (transformers keys); the tokenizer is read
-        from `tokenizer_path` (a folder with vocab.json and merges.txt)."""
-        if tokenizer_path is None:
+        from `tokenizer_path` (a folder with vocab.json and merges.txt), or given ready-made
+        (`tokenizer=`, e.g. `CLIPTokenizer.shipped()` for single-file checkpoints)."""
+        if tokenizer is None and tokenizer_path is None:
             raise ValueError(
                 f"{source}: CLIPTextModel needs tokenizer_path (vocab.json + merges.txt)"
             )
-        tokenizer = CLIPTokenizer.from_folder(tokenizer_path)
+        if tokenizer is None:
+            tokenizer = CLIPTokenizer.from_folder(tokenizer_path)
+        rows = int({**DEFAULTS, **config}["vocab_size"])
+        if max(tokenizer.vocab.values()) >= rows:  # ids past the embedding table: wrong pair
+            raise ValueError(
+                f"{source}: the tokenizer ({tokenizer_path or 'given'}) has ids up to "
+                f"{max(tokenizer.vocab.values())} but the text encoder embeds only {rows} tokens; "
+                "use the tokenizer that belongs to this model"
+            )
         with paddle.LazyGuard():  # no random init: strict loading sets every parameter
             model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
         load_state_dict_into(model.net, to_network_keys(state), source)

@@ -6,10 +6,15 @@ tokens, contractions, letter runs, single digits and runs of other non-space cha
 piece's UTF-8 bytes mapped to printable characters (GPT-2's table) and merged by BPE rank, with
 `</w>` marking the end of a word. Ids are `[bos] + pieces[:max_length - 2] + [eos]`, padded to
 `max_length` with the pad token the folder names ("<|endoftext|>" in SD 1.x, "!" in SD 2.x).
+
+Single-file checkpoints carry no tokenizer folder, so paddiff ships OpenAI's original merges file
+(`data/bpe_simple_vocab_16e6.txt.gz`, MIT licence, see data/NOTICE); `CLIPTokenizer.shipped`
+builds SD's 49,408-token vocabulary from it.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import unicodedata
 from functools import lru_cache
@@ -22,6 +27,9 @@ END_OF_WORD = "</w>"
 # not typed exactly, e.g. "<|ENDOFTEXT|>" before lower-casing), then English contractions.
 SPECIAL_TEXTS = ("<|startoftext|>", "<|endoftext|>")
 CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
+SHIPPED_BPE_FILE = Path(__file__).parent / "data" / "bpe_simple_vocab_16e6.txt.gz"
+# CLIP's vocabulary is 49,408 tokens: 2 * 256 byte tokens, these merges, 2 special tokens.
+CLIP_MERGES = 49408 - 2 * 256 - 2
 
 
 @lru_cache(maxsize=1)
@@ -80,6 +88,8 @@ def split_pieces(text: str) -> list[str]:
 class CLIPTokenizer:
     """Text -> CLIP token ids, identical to the reference tokenizer for the same files."""
 
+    transformers_class = "CLIPTokenizer"  # what tokenizer_config.json / model_index.json name
+
     def __init__(
         self,
         vocab: dict[str, int],
@@ -127,6 +137,13 @@ class CLIPTokenizer:
             max_length = 77
         return cls(vocab, merges, max_length=max_length, **tokens)
 
+    @classmethod
+    def shipped(cls, pad_token: str = "<|endoftext|>", max_length: int = 77) -> CLIPTokenizer:
+        """Stable Diffusion's tokenizer from the shipped merges file: pad_token "<|endoftext|>"
+        for SD 1.x, "!" for SD 2.x (the two differ in nothing else)."""
+        vocab, merges = _shipped_vocab_and_merges()
+        return cls(dict(vocab), list(merges), max_length=max_length, pad_token=pad_token)
+
     def save_pretrained(self, folder: str | Path) -> None:
         """Write vocab.json, merges.txt and tokenizer_config.json, which `from_folder` reads back."""
         folder = Path(folder)
@@ -139,7 +156,7 @@ class CLIPTokenizer:
         lines = ["#version: 0.2"] + [" ".join(pair) for pair in merges]
         (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         settings = {
-            "tokenizer_class": "CLIPTokenizer",
+            "tokenizer_class": self.transformers_class,
             "model_max_length": self.max_length,
             "bos_token": text_of[self.bos_id],
             "eos_token": text_of[self.eos_id],
@@ -234,6 +251,21 @@ def _read_vocab_and_merges(folder: Path) -> tuple[dict[str, int], list[tuple[str
             f"no CLIP vocabulary in {folder}: expected vocab.json and merges.txt, or tokenizer.json"
         )
     return vocab, [tuple(m) for m in merges]
+
+
+@lru_cache(maxsize=1)
+def _shipped_vocab_and_merges() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    """The vocabulary in the order of SD's vocab.json: the byte characters, the same with
+    `</w>`, one token per merge (the first CLIP_MERGES lines after the header), then
+    <|startoftext|> and <|endoftext|>."""
+    with gzip.open(SHIPPED_BPE_FILE, "rt", encoding="utf-8") as file:
+        lines = file.read().split("\n")
+    merges = tuple(tuple(line.split()) for line in lines[1 : 1 + CLIP_MERGES])
+    tokens = list(byte_to_char().values())
+    tokens += [token + END_OF_WORD for token in tokens]
+    tokens += ["".join(pair) for pair in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {token: i for i, token in enumerate(tokens)}, merges
 
 
 def _token_text(value) -> str:

@@ -137,6 +137,8 @@ def _is_punctuation(char: str) -> bool:
 class WordPieceTokenizer:
     """Text -> ids for a BERT vocabulary, with BERT's [CLS] ... [SEP] [PAD]... layout."""
 
+    transformers_class = "BertTokenizer"  # what tokenizer_config.json / model_index.json name
+
     def __init__(
         self,
         vocab: list[str],
@@ -237,7 +239,7 @@ class WordPieceTokenizer:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "vocab.txt").write_text("".join(t + "\n" for t in self.tokens), encoding="utf-8")
-        config = {"tokenizer_class": "BertTokenizer", **self.options}
+        config = {"tokenizer_class": self.transformers_class, **self.options}
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
         text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"

@@ -161,6 +161,8 @@ class XLMRobertaTokenizer:
     and the special tokens' names; `from_folder` reads them from the files.
     """
 
+    transformers_class = "XLMRobertaTokenizer"  # what tokenizer_config.json names
+
     def __init__(
         self,
         vocab: list[tuple[str, float]],
@@ -257,7 +259,7 @@ class XLMRobertaTokenizer:
         folder.mkdir(parents=True, exist_ok=True)
         for name, data in self.files.items():
             (folder / name).write_bytes(data)
-        config = {"tokenizer_class": "XLMRobertaTokenizer", **self.names}
+        config = {"tokenizer_class": self.transformers_class, **self.names}
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
         text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
