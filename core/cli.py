@@ -15,6 +15,7 @@ import paddiff
 #: sub-command -> module with `add_arguments(parser)`, `run(args) -> int` and a `HELP` line.
 COMMANDS = {
     "plugins": "paddiff.commands.plugins",
+    "export": "paddiff.commands.export",
 }
 
 

@@ -248,3 +248,27 @@ def test_loader_switches_components_and_rejects_unknown_modes(tmp_path):
     assert components["denoiser"].runner._cache.root == tmp_path
     dynamic = load_components(FIXTURES / "sd1")  # $PADDIFF_EXECUTION=dynamic in tests
     assert dynamic["denoiser"].runner.mode == "dynamic"
+
+
+def test_export_command_writes_a_folder_generation_uses_as_its_cache(tmp_path, monkeypatch):
+    import json
+
+    import paddiff.plugins.inference.cache as cache_module
+    from paddiff.cli import main
+    from paddiff.loader import load_components
+
+    out = tmp_path / "exported"
+    assert main(["export", str(FIXTURES / "sd1"), str(out), "--height", "64", "--width", "64"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    programs = manifest["programs"]
+    assert sorted(programs) == ["text_encoder", "unet", "vae_decoder", "vae_encoder"]
+    for label, entry in programs.items():
+        assert entry["max_abs_error"] < 1e-4, label
+        assert (out / entry["program"]).with_name("program.pdiparams").is_file()
+
+    monkeypatch.setattr(cache_module, "export_layer", lambda *a: pytest.fail("exported again"))
+    components = load_components(FIXTURES / "sd1", execution="static", cache_dir=out)
+    latents = np.zeros((1, 4, 8, 8), np.float32)
+    size = 8 * components["vae"].downsample_factor
+    assert components["vae"].decode(latents).shape == (1, 3, size, size)
+    assert components["text_encoder"].encode(["a cat"]).shape[0] == 1

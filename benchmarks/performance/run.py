@@ -74,6 +74,9 @@ def run_worker(command: list[str], workload: str, env: dict) -> dict | None:
     start = time.perf_counter()
     result = subprocess.run([*command, workload], capture_output=True, text=True, env=env, cwd=HERE)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode == 0 and not lines:  # the worker skipped it and said why
+        print(f"  {result.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+        return None
     if result.returncode != 0 or not lines:
         print(f"  FAILED: {' '.join(command)} {workload}\n{result.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -90,6 +93,9 @@ def main() -> None:
     parser.add_argument("--ppdiffusers-python", help="interpreter with ppdiffusers")
     parser.add_argument("--paddiff-python", default=sys.executable)
     parser.add_argument("--workloads", nargs="+", default=list(workloads.WORKLOADS))
+    parser.add_argument(
+        "--frameworks", nargs="+", help="only these (names as in the table, e.g. diffusers)"
+    )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", type=Path, help="also write all results as JSON here")
     args = parser.parse_args()
@@ -111,6 +117,8 @@ def main() -> None:
     if args.ppdiffusers_python:
         frameworks["ppdiffusers"] = [args.ppdiffusers_python, "worker_ppdiffusers.py"]
 
+    if args.frameworks:
+        frameworks = {k: v for k, v in frameworks.items() if k in args.frameworks}
     info = {
         "machine": machine(),
         "threads": args.threads,
@@ -120,6 +128,8 @@ def main() -> None:
     results = []
     for workload in args.workloads:
         for name, command in frameworks.items():
+            if workload in workloads.PADDIFF_ONLY and not name.startswith("paddiff"):
+                continue
             print(f"{workload}: {name} ...", file=sys.stderr, flush=True)
             record = run_worker(command, workload, env)
             if record:

@@ -9,6 +9,7 @@ used here, so every environment can import it.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import sys
@@ -57,7 +58,10 @@ WORKLOADS = {
     "vae512": ("VAE decode to 512x512, batch 1", 3),
     "text": ("text encoding, 2 prompts x 77 tokens", 10),
     "e2e256": ("end to end: text + 20 DDIM steps with CFG + VAE decode, 256x256", 3),
+    "embedded8": ("paddiff's embedded model end to end, one image, 8 steps (paddiff only)", 5),
 }
+PADDIFF_ONLY = {"embedded8"}
+LAST_WARMUP_S = 0.0  # the first (untimed) call of the last time_it: export + oneDNN set-up
 
 
 def unet_inputs(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,7 +82,12 @@ def ddim_timesteps(steps: int = 20) -> list[int]:
 
 
 def time_it(fn, repeats: int) -> list[float]:
+    """Times `repeats` calls after one warm-up call ($BENCH_REPEATS overrides, for quick checks)."""
+    global LAST_WARMUP_S
+    repeats = int(os.environ.get("BENCH_REPEATS") or repeats)
+    start = time.perf_counter()
     fn()  # warm-up (and, for exported programs, the export itself)
+    LAST_WARMUP_S = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

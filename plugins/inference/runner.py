@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import paddle
 from paddiff.plugins.inference.cache import ExportCache, fingerprint
-from paddiff.plugins.inference.export import InputSpec, load_exported_weights, names_file
+from paddiff.plugins.inference.export import (
+    InputSpec,
+    load_exported_weights,
+    names_file,
+    program_files,
+)
 from paddiff.plugins.inference.predictor import Predictor
 
 #: "auto" is static with a fall-back to the dynamic graph when a network cannot be exported.
@@ -70,6 +77,12 @@ class GraphRunner:
             self._predictor = None
         self.mode, self._cache, self._fallback = "static", cache, fallback
 
+    def export(self, cache: ExportCache) -> Path:
+        """Make sure `cache` holds this runner's program (exporting it if not); its prefix."""
+        self._restore_weights()
+        key = fingerprint(self.layer, self.settings)
+        return cache.program(self.layer, key, self.component, self.specs)
+
     def use_dynamic(self) -> None:
         self.mode, self._cache, self._predictor = "dynamic", None, None
         self._restore_weights()
@@ -100,13 +113,14 @@ class GraphRunner:
             )
             self.use_dynamic()
             return None
+        if self._fallback and not _memory_allows(prefix):
+            self.use_dynamic()
+            return None
         self._release_weights(prefix)  # before loading, so two copies never coexist
         self._predictor = Predictor(prefix, threads=self._cache.threads)
         return self._predictor
 
     def _release_weights(self, prefix) -> None:
-        import json
-
         held = set(json.loads(names_file(prefix).read_text(encoding="utf-8")).values())
         for key, param in self.layer.named_parameters():
             if key in held:
@@ -121,6 +135,32 @@ class GraphRunner:
         for key, value in weights.items():
             params[key].set_value(value)
         self._released_to = None
+
+
+def _memory_allows(prefix) -> bool:
+    """Whether this machine has room for oneDNN's reordered copy of the program's weights (the
+    predictor's plain copy replaces the Layer's). "auto" stays in the dynamic graph otherwise."""
+    size = program_files(prefix)[1].stat().st_size
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return True  # not Linux: no way to tell, so do not refuse
+    if available >= 1.25 * size:
+        return True
+    warnings.warn(
+        f"paddiff: {available / 2**30:.1f} GiB of free memory is too little for the static "
+        f"{Path(prefix).parent.name} ({size / 2**30:.1f} GiB of weights, held twice by oneDNN); "
+        "running it in the dynamic graph",
+        stacklevel=4,
+    )
+    return False
+
+
+def runners_of(component) -> dict[str, GraphRunner]:
+    """The GraphRunners a component runs its networks with, by attribute name."""
+    return {k: v for k, v in vars(component).items() if isinstance(v, GraphRunner)}
 
 
 def set_execution(runners: list[GraphRunner], mode: str, cache: ExportCache | None) -> None:
