@@ -272,3 +272,18 @@ def test_export_command_writes_a_folder_generation_uses_as_its_cache(tmp_path, m
     size = 8 * components["vae"].downsample_factor
     assert components["vae"].decode(latents).shape == (1, 3, size, size)
     assert components["text_encoder"].encode(["a cat"]).shape[0] == 1
+
+
+@pytest.mark.parametrize("folder", ["taiyi_like", "altdiffusion_like"])
+def test_static_bert_and_xlmr_text_encoders_match_dynamic(folder, tmp_path):
+    import json
+
+    import paddiff
+
+    model = Path(__file__).parent / "fixtures" / "chinese" / folder
+    name = json.loads((model / "model_index.json").read_text())["text_encoder"][1]
+    encoder = paddiff.get("text_encoders", name).from_pretrained(model / "text_encoder")
+    prompts = {2: ["一只猫", "a red cube on a table"], 1: ["山水画"]}
+    _assert_static_matches(
+        encoder, lambda n: encoder.encode(prompts[n]), [2, 1], ExportCache(tmp_path)
+    )

@@ -176,12 +176,25 @@ def check_config(config: dict, source: Path) -> None:
         raise ValueError(f"{source}: config lacks {', '.join(missing)}")
 
 
-def attention_bias(mask: np.ndarray):
-    """Additive attention bias (batch, 1, 1, length): 0 where attended, very negative at padding."""
-    import paddle
+def bias_array(ids: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """attention_bias as NumPy; zeros (attend everywhere, the same result as no bias: x + 0 == x)
+    without a mask, so one exported program serves both cases."""
+    if mask is None:
+        return np.zeros((ids.shape[0], 1, 1, ids.shape[1]), np.float32)
+    return (1.0 - mask[:, None, None, :].astype(np.float32)) * np.finfo(np.float32).min
 
-    bias = (1.0 - mask[:, None, None, :].astype(np.float32)) * np.finfo(np.float32).min
-    return paddle.to_tensor(bias)
+
+def text_runner(model, config: dict):
+    """The GraphRunner of a BERT-family network: (ids, positions, bias), batch and length dynamic."""
+    from paddiff.plugins.inference.export import InputSpec
+    from paddiff.plugins.inference.runner import GraphRunner
+
+    specs = [
+        InputSpec("input_ids", (None, None), "int64"),
+        InputSpec("position_ids", (None, None), "int64"),
+        InputSpec("attention_bias", (None, 1, 1, None)),
+    ]
+    return GraphRunner(model, "text_encoder", specs, config)
 
 
 class BertTextEncoder(TextEncoder):
@@ -196,6 +209,7 @@ class BertTextEncoder(TextEncoder):
         self.use_attention_mask = bool(config.get("use_attention_mask", False))
         self.model = bert_layer_class()(config)
         self.model.eval()
+        self.runner = text_runner(self.model, config)  # dynamic graph unless use_execution
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **options: Any) -> BertTextEncoder:
@@ -220,21 +234,24 @@ class BertTextEncoder(TextEncoder):
     def tokenize(self, prompts: list[str]) -> np.ndarray:
         return self.tokenizer(list(prompts), self.max_length)[0]
 
-    def _states(self, ids: np.ndarray, mask: np.ndarray | None):
-        import paddle
+    def use_execution(self, mode: str, cache=None) -> None:
+        """ "static" runs an exported program (exported on first use into `cache`), "dynamic"
+        Paddle's dynamic graph, "auto" static unless the export fails."""
+        from paddiff.plugins.inference.runner import set_execution
 
-        positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
-        bias = None if mask is None else attention_bias(mask)
-        with paddle.no_grad():
-            return self.model(paddle.to_tensor(ids), paddle.to_tensor(positions), bias)
+        set_execution([self.runner], mode, cache)
 
     def hidden_states(self, ids: np.ndarray, mask: np.ndarray | None = None) -> list[np.ndarray]:
         """Every hidden state (embeddings output first) for ids, with an optional padding mask."""
-        return [state.numpy() for state in self._states(ids, mask)]
+        ids = np.ascontiguousarray(ids, np.int64)
+        positions = np.ascontiguousarray(
+            np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
+        )
+        return list(self.runner(ids, positions, bias_array(ids, mask)))
 
     def encode(self, prompts: list[str]) -> np.ndarray:
         ids, mask = self.tokenizer(list(prompts), self.max_length)
-        return self._states(ids, mask if self.use_attention_mask else None)[-1].numpy()
+        return self.hidden_states(ids, mask if self.use_attention_mask else None)[-1]
 
 
 def window_length(folder: Path, max_positions: int, requested: int | None = None) -> int:

@@ -30,9 +30,10 @@ from paddiff.plugins.text_encoders._files import (
 )
 from paddiff.plugins.text_encoders.bert import (
     IGNORED_KEYS,
-    attention_bias,
     bert_layer_class,
+    bias_array,
     check_config,
+    text_runner,
     window_length,
 )
 from paddiff.plugins.text_encoders.xlmr_tokenizer import XLMRobertaTokenizer
@@ -87,6 +88,7 @@ class XLMRobertaTextEncoder(TextEncoder):
         self.padding_idx = self.config["pad_token_id"]
         self.model = series_layer_class()(self.config)
         self.model.eval()
+        self.runner = text_runner(self.model, self.config)  # dynamic graph unless use_execution
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **options: Any) -> XLMRobertaTextEncoder:
@@ -116,14 +118,18 @@ class XLMRobertaTextEncoder(TextEncoder):
     def tokenize(self, prompts: list[str]) -> np.ndarray:
         return self.tokenizer(list(prompts), self.max_length)[0]
 
+    def use_execution(self, mode: str, cache=None) -> None:
+        """ "static" runs an exported program (exported on first use into `cache`), "dynamic"
+        Paddle's dynamic graph, "auto" static unless the export fails."""
+        from paddiff.plugins.inference.runner import set_execution
+
+        set_execution([self.runner], mode, cache)
+
     def project(self, ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """The projected states the pipeline consumes, for ids and an optional padding mask."""
-        import paddle
-
-        positions = xlmr_positions(ids, self.padding_idx)
-        bias = None if mask is None else attention_bias(mask)
-        with paddle.no_grad():
-            return self.model(paddle.to_tensor(ids), paddle.to_tensor(positions), bias).numpy()
+        ids = np.ascontiguousarray(ids, np.int64)
+        positions = np.ascontiguousarray(xlmr_positions(ids, self.padding_idx), np.int64)
+        return self.runner(ids, positions, bias_array(ids, mask))
 
     def encode(self, prompts: list[str]) -> np.ndarray:
         ids, mask = self.tokenizer(list(prompts), self.max_length)
