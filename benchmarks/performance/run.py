@@ -97,8 +97,15 @@ def main() -> None:
         "--frameworks", nargs="+", help="only these (names as in the table, e.g. diffusers)"
     )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--out", type=Path, help="also write all results as JSON here")
+    parser.add_argument(
+        "--out", type=Path, help="also write the results as JSON here (after every result)"
+    )
+    parser.add_argument("--table", type=Path, help="only print the table of a --out JSON file")
     args = parser.parse_args()
+    if args.table:
+        saved = json.loads(args.table.read_text())
+        print_table(saved["results"], saved["info"])
+        return
 
     env = dict(
         os.environ,
@@ -121,6 +128,9 @@ def main() -> None:
         frameworks = {k: v for k, v in frameworks.items() if k in args.frameworks}
     info = {
         "machine": machine(),
+        "load_average_at_start": os.getloadavg(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "command": " ".join(sys.argv),
         "threads": args.threads,
         "gemm_gflops": round(gemm_gflops(args.paddiff_python), 1),
     }
@@ -136,27 +146,36 @@ def main() -> None:
                 record["key"] = name
                 results.append(record)
                 print(json.dumps(record), flush=True)
+                if args.out:  # partial results survive a run cut short
+                    args.out.write_text(json.dumps({"info": info, "results": results}, indent=2))
     print_table(results, info)
-    if args.out:
-        args.out.write_text(json.dumps({"info": info, "results": results}, indent=2))
 
 
 def print_table(results: list[dict], info: dict) -> None:
     flops = {r["workload"]: r["flops"] for r in results if r.get("flops")}
-    print("\n| workload | framework | median s | vs diffusers | GFLOP/s | peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| workload | framework | median s | speed-up vs diffusers | GFLOP/s | peak RSS MB "
+        "| first call s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for workload in dict.fromkeys(r["workload"] for r in results):
         rows = [r for r in results if r["workload"] == workload]
         base = next((r["median_s"] for r in rows if r["key"] == "diffusers"), None)
         for r in rows:
-            ratio = f"{base / r['median_s']:.2f}x faster" if base else "-"
+            ratio = f"{base / r['median_s']:.2f}x" if base else "-"
             gflops = f"{flops[workload] / r['median_s'] / 1e9:.0f}" if workload in flops else "-"
+            first = r.get("first_call_s", "-")
             print(
-                f"| {workload} | {r['framework']} | {r['median_s']:.3f} | {ratio} | {gflops} | {r['peak_rss_mb']} |"
+                f"| {workload} | {r['framework']} | {r['median_s']:.3f} | {ratio} | {gflops} "
+                f"| {r['peak_rss_mb']} | {first} |"
             )
-    print(
-        f"\nNumPy fp32 GEMM (4096^3): {info['gemm_gflops']} GFLOP/s; machine: {json.dumps(info['machine'])}"
-    )
+    versions = {}
+    for r in results:
+        versions.update(r.get("versions", {}))
+    print(f"\nNumPy fp32 GEMM (4096^3): {info['gemm_gflops']} GFLOP/s")
+    print(f"machine: {json.dumps(info['machine'])}, threads {info['threads']}")
+    print(f"load average at start: {info.get('load_average_at_start')}")
+    print(f"versions: {json.dumps(versions)}")
 
 
 if __name__ == "__main__":
