@@ -266,12 +266,29 @@ def test_export_command_writes_a_folder_generation_uses_as_its_cache(tmp_path, m
         assert entry["max_abs_error"] < 1e-4, label
         assert (out / entry["program"]).with_name("program.pdiparams").is_file()
 
+    # a whole generation from the exported folder: no export, and the same image within 2/255
     monkeypatch.setattr(cache_module, "export_layer", lambda *a: pytest.fail("exported again"))
-    components = load_components(FIXTURES / "sd1", execution="static", cache_dir=out)
-    latents = np.zeros((1, 4, 8, 8), np.float32)
-    size = 8 * components["vae"].downsample_factor
-    assert components["vae"].decode(latents).shape == (1, 3, size, size)
-    assert components["text_encoder"].encode(["a cat"]).shape[0] == 1
+    static = _generate(load_components(FIXTURES / "sd1", execution="static", cache_dir=out))
+    dynamic = _generate(load_components(FIXTURES / "sd1", execution="dynamic"))
+    assert static.shape == dynamic.shape
+    assert np.abs(static - dynamic).max() / 2 <= 2 / 255  # images in [-1, 1]
+
+
+def _generate(components, steps: int = 4) -> np.ndarray:
+    """Text -> `steps` denoising steps with classifier-free guidance -> image, as the pipeline
+    does it (its loop lives on another branch; this is the same arithmetic)."""
+    import paddiff
+
+    unet, vae, scheduler = components["denoiser"], components["vae"], components["scheduler"]
+    context = components["text_encoder"].encode(["", "a red cube on a blue floor"])
+    scheduler.set_timesteps(steps)
+    latents = paddiff.randomness.Generator(0).randn((1, unet.in_channels, 8, 8))
+    latents = latents * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        batch = scheduler.scale_model_input(np.concatenate([latents] * 2), t)
+        uncond, cond = np.split(unet(batch, t, context), 2)
+        latents = scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
+    return vae.decode(latents / vae.scaling_factor)
 
 
 @pytest.mark.parametrize("folder", ["taiyi_like", "altdiffusion_like"])
@@ -287,3 +304,27 @@ def test_static_bert_and_xlmr_text_encoders_match_dynamic(folder, tmp_path):
     _assert_static_matches(
         encoder, lambda n: encoder.encode(prompts[n]), [2, 1], ExportCache(tmp_path)
     )
+
+
+EMBEDDED = Path(__file__).parent.parent / "plugins" / "embedded" / "model"
+
+
+@pytest.mark.skipif(not (EMBEDDED / "model_index.json").is_file(), reason="no embedded model")
+def test_static_embedded_model_matches_dynamic(tmp_path):
+    from paddiff.loader import load_components
+
+    static = load_components(EMBEDDED, execution="static", cache_dir=tmp_path)
+    dynamic = load_components(EMBEDDED, execution="dynamic")
+    prompts = ["", "一只红色的猫"]
+    context = dynamic["text_encoder"].encode(prompts)
+    np.testing.assert_allclose(static["text_encoder"].encode(prompts), context, atol=1e-4, rtol=0)
+    unet = dynamic["denoiser"]
+    latents = np.random.default_rng(0).standard_normal((2, unet.in_channels, 8, 8), np.float32)
+    np.testing.assert_allclose(
+        static["denoiser"](latents, 500.0, context), unet(latents, 500.0, context), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        static["vae"].decode(latents[:1]), dynamic["vae"].decode(latents[:1]), atol=1e-4
+    )
+    image = _generate(dynamic)
+    assert np.abs(_generate(static) - image).max() / 2 <= 2 / 255

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class GraphRunner:
         self._model_key: str | None = None
         self._predictor: Predictor | None = None
         self._released_to = None  # the program prefix holding the weights the Layer gave up
+        self._loading = threading.Lock()  # one export and one predictor, whatever the threads
 
     def use_static(self, cache: ExportCache, fallback: bool = False) -> None:
         """Run exported programs from `cache`; with `fallback`, a network that fails to export
@@ -89,7 +91,8 @@ class GraphRunner:
 
     def __call__(self, *arrays: np.ndarray):
         if self.mode == "static":
-            predictor = self._predictor or self._load_predictor()
+            with self._loading:
+                predictor = self._predictor or self._load_predictor()
             if predictor is not None:
                 outputs = predictor(*arrays)
                 return outputs[0] if len(outputs) == 1 else outputs
