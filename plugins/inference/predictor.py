@@ -22,6 +22,19 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def onednn_shapes() -> int:
+    """How many input shapes oneDNN keeps kernels and reordered weights for ($PADDIFF_ONEDNN_SHAPES).
+
+    oneDNN keeps its own copy of every convolution and fully connected weight, reordered into its
+    blocked layout, for each input shape it has seen, and that cache is shared by all the
+    predictors of a thread, keyed by the shapes of the running predictor's inputs. So one shape
+    per component of a pipeline (text encoder, UNet, VAE decoder: 3) keeps each component's
+    kernels between calls; fewer makes every switch of component re-reorder its weights, more
+    lets new image sizes pile up copies of the UNet's weights (3.3 GB each at SD 1.5 size).
+    """
+    return max(1, int(os.environ.get("PADDIFF_ONEDNN_SHAPES") or 3))
+
+
 class Predictor:
     """A loaded program: call it with NumPy arrays in input order, get NumPy arrays back.
 
@@ -44,10 +57,7 @@ class Predictor:
             config.set_cpu_math_library_num_threads(threads or default_threads())
             if onednn:
                 config.enable_onednn()
-                # oneDNN keeps its own copy of every weight, reordered into its blocked layout,
-                # for each input shape it has seen. One shape at a time bounds that to one copy
-                # (a new shape, e.g. batch 1 after batch 2, re-reorders the weights once).
-                config.set_onednn_cache_capacity(1)
+                config.set_onednn_cache_capacity(onednn_shapes())
         self._predictor = inference.create_predictor(config)
         self.input_names = self._predictor.get_input_names()
         self.output_names = self._predictor.get_output_names()

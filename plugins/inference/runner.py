@@ -89,6 +89,13 @@ class GraphRunner:
         self.mode, self._cache, self._predictor = "dynamic", None, None
         self._restore_weights()
 
+    def restore_weights(self) -> None:
+        """Give the Layer its weights back (read from the exported program) without leaving
+        static mode, for code that calls the Layer's other methods (e.g. every hidden state
+        of a text encoder); the process then holds them twice."""
+        with self._loading:
+            self._restore_weights()
+
     def __call__(self, *arrays: np.ndarray):
         if self.mode == "static":
             with self._loading:
