@@ -360,7 +360,9 @@ def test_single_file_configs_can_come_from_a_diffusers_folder(registry):
     )
     assert_matches_reference(components, SD / "sd1")
     assert components["scheduler"].config["_class_name"] == "PNDMScheduler"  # the folder's
-    with pytest.raises(ValueError, match="config= applies to single-file checkpoints"):
+    with pytest.raises(
+        ValueError, match=r"config= \(--config\) applies to single-file checkpoints"
+    ):
         load_components(model, registry=registry, config=SD / "sd1")
 
 
