@@ -20,6 +20,7 @@ COMMANDS = {
     "generate": "paddiff.commands.generate",
     "img2img": "paddiff.commands.img2img",
     "inpaint": "paddiff.commands.inpaint",
+    "export": "paddiff.commands.export",
 }
 
 

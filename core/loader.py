@@ -52,6 +52,8 @@ def load_components(
     config: dict | str | Path | None = None,
     tokenizer: str | Path | None = None,
     registry: Registry | None = None,
+    execution: str | None = None,
+    cache_dir: str | Path | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """{"denoiser", "vae", "text_encoder", "scheduler"} instances for a model folder or file.
@@ -67,7 +69,15 @@ def load_components(
     tokenizer: the tokenizer folder (folders default to their `tokenizer/`; single files carry
                none and default to the `config` folder's `tokenizer/`, else to SD's CLIP
                tokenizer built from the vocabulary paddiff ships).
+    execution: "auto" (default; or $PADDIFF_EXECUTION), "static" or "dynamic": how components
+               that support it (`use_execution`) run. Static runs programs exported on first
+               use into `cache_dir` (default $PADDIFF_CACHE_DIR or ~/.cache/paddiff/exported)
+               with Paddle Inference; "auto" is static with a fall-back to the dynamic graph for
+               a network that cannot be exported. Dynamic is for training and debugging.
     """
+    from paddiff.plugins.inference.runner import resolve_execution
+
+    execution = resolve_execution(execution)  # a wrong value fails before anything loads
     location = Path(location)
     registry = registry or default_registry()
     unknown = set(overrides) - set(COMPONENTS) - {"scheduler"}
@@ -78,19 +88,35 @@ def load_components(
             raise ValueError(
                 "config= (--config) applies to single-file checkpoints; edit the folder's configs"
             )
-        return _from_folder(location, variant, tokenizer, registry, overrides)
+        components = _from_folder(location, variant, tokenizer, registry, overrides)
+        return set_execution(components, execution, cache_dir)
     if location.is_file() and location.suffix in CHECKPOINT_SUFFIXES:
         if variant is not None:
             raise ValueError(
                 f"{location}: variant= (--variant) applies to model folders, not single files"
             )
-        return _from_single_file(location, config, tokenizer, registry, overrides)
+        components = _from_single_file(location, config, tokenizer, registry, overrides)
+        return set_execution(components, execution, cache_dir)
     if location.exists():
         raise ValueError(
             f"{location} is neither a model folder (with model_index.json) nor a checkpoint file "
             f"({', '.join(CHECKPOINT_SUFFIXES)})"
         )
     raise FileNotFoundError(f"model not found: {location}")
+
+
+def set_execution(components: dict[str, Any], execution=None, cache_dir=None) -> dict[str, Any]:
+    """Switch every component that has `use_execution` to the execution mode (see above)."""
+    from paddiff.plugins.inference.cache import ExportCache
+    from paddiff.plugins.inference.runner import resolve_execution
+
+    mode = resolve_execution(execution)
+    # one cache for all components; its predictors use $PADDIFF_THREADS or every allowed core
+    cache = None if mode == "dynamic" else ExportCache(cache_dir)
+    for component in components.values():
+        if hasattr(component, "use_execution"):
+            component.use_execution(mode, cache)
+    return components
 
 
 # -- folders ---------------------------------------------------------------------------------------

@@ -140,6 +140,9 @@ class StateDict(Mapping):
             files = ", ".join(str(f) for f in self.files) or "an empty state dict"
             raise KeyError(f"no tensor {key!r} in {files}") from None
 
+    def __contains__(self, key) -> bool:  # Mapping's default would read the tensor
+        return key in self._entries
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 

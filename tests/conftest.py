@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# Components loaded by tests run in the dynamic graph unless a test asks for static execution
+# (tests/test_inference_export.py): parity tests compare the network itself, and exporting every
+# fixture model would cost minutes and write to ~/.cache.
+os.environ.setdefault("PADDIFF_EXECUTION", "dynamic")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGIN = ROOT / "examples" / "paddiff-example-scheduler"

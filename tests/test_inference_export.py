@@ -11,6 +11,7 @@ import pytest
 from paddiff.plugins.inference.cache import ExportCache, fingerprint
 from paddiff.plugins.inference.export import InputSpec
 from paddiff.plugins.inference.predictor import Predictor
+from paddiff.plugins.inference.runner import GraphRunner, resolve_execution
 from paddle import nn
 
 
@@ -101,32 +102,229 @@ def test_missing_program_is_a_clear_error(tmp_path):
         Predictor(tmp_path / "nothing")
 
 
+def _copy_of(layer) -> SmallDenoiser:
+    """The same weights in a new Layer: its parameters get other Paddle names, as they would
+    in another process."""
+    other = SmallDenoiser()
+    other.set_state_dict(layer.state_dict())
+    assert [p.name for p in other.parameters()] != [p.name for p in layer.parameters()]
+    return other
+
+
+def test_cached_program_serves_a_new_layer_and_weights_come_back(layer, tmp_path, monkeypatch):
+    import paddiff.plugins.inference.cache as cache_module
+
+    inputs = _inputs(2)
+    expected = layer(*(paddle.to_tensor(a) for a in inputs)).numpy()
+    GraphRunner(_copy_of(layer), "unet", SPECS).use_static(ExportCache(tmp_path))
+    first = GraphRunner(_copy_of(layer), "unet", SPECS)
+    first.use_static(ExportCache(tmp_path))
+    first(*inputs)  # exports
+
+    monkeypatch.setattr(cache_module, "export_layer", lambda *a: pytest.fail("exported twice"))
+    fresh = _copy_of(layer)
+    runner = GraphRunner(fresh, "unet", SPECS)
+    runner.use_static(ExportCache(tmp_path))
+    np.testing.assert_allclose(runner(*inputs), expected, atol=1e-4, rtol=0)
+    # one copy of the weights: the Layer gave its copy up to the loaded program ...
+    assert not any(p._is_initialized() for p in fresh.parameters())
+    # ... and gets it back, mapped by state-dict key, when it runs in the dynamic graph again
+    runner.use_dynamic()
+    for key, value in layer.state_dict().items():
+        np.testing.assert_array_equal(fresh.state_dict()[key].numpy(), value.numpy())
+    np.testing.assert_allclose(runner(*inputs), expected, atol=1e-6, rtol=0)
+
+
+class NotExportable(nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Linear(3, 3)
+
+    def forward(self, x):
+        if not paddle.in_dynamic_mode():  # stands for any construct that tracing rejects
+            raise NotImplementedError("this network runs in the dynamic graph only")
+        return self.scale(x)
+
+
+def test_auto_falls_back_to_the_dynamic_graph_with_a_warning(tmp_path):
+    x = np.ones((2, 3), np.float32)
+    runner = GraphRunner(NotExportable(), "odd", [InputSpec("x", (None, 3))])
+    expected = runner(x)
+    runner.use_static(ExportCache(tmp_path), fallback=True)
+    with pytest.warns(UserWarning, match="could not export odd"):
+        np.testing.assert_allclose(runner(x), expected)
+    assert runner.mode == "dynamic"
+    runner.use_static(ExportCache(tmp_path))  # "static" means static: the error surfaces
+    with pytest.raises(NotImplementedError, match="dynamic graph only"):
+        runner(x)
+
+
+def test_execution_mode_from_argument_or_environment(monkeypatch):
+    monkeypatch.setenv("PADDIFF_EXECUTION", "static")
+    assert resolve_execution(None) == "static"
+    assert resolve_execution("dynamic") == "dynamic"
+    monkeypatch.delenv("PADDIFF_EXECUTION")
+    assert resolve_execution(None) == "auto"
+    with pytest.raises(ValueError, match="'fast' is not one of auto, static, dynamic"):
+        resolve_execution("fast")
+
+
 FIXTURES = Path(__file__).parent / "fixtures" / "sd"
 
 
+def _assert_static_matches(component, call, shapes, cache, tolerance=1e-4):
+    """`call(shape)` in the dynamic graph, then from exported programs (one program for all
+    shapes), then dynamic again with the weights read back from the program."""
+    expected = [call(shape) for shape in shapes]
+    component.use_execution("static", cache)
+    for shape, want in zip(shapes, expected, strict=True):
+        for got, ref in zip(np.atleast_1d(call(shape)), np.atleast_1d(want), strict=True):
+            assert got.shape == ref.shape
+            np.testing.assert_allclose(got, ref, atol=tolerance, rtol=0)
+    component.use_execution("dynamic")
+    for shape, want in zip(shapes, expected, strict=True):
+        np.testing.assert_allclose(call(shape), want, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("fixture", ["sd1", "sd2_v"])
-def test_static_unet_component_matches_dynamic(fixture, tmp_path):
+def test_static_unet_matches_dynamic(fixture, tmp_path):
     from paddiff.plugins.denoisers.unet import UNet2DConditionModel
 
     unet = UNet2DConditionModel.from_pretrained(FIXTURES / fixture / "unet")
-    rng = np.random.default_rng(0)
-    for batch in (2, 1):  # one exported program serves both batch sizes
-        latents = rng.standard_normal((batch, unet.in_channels, 8, 8), dtype=np.float32)
-        context = rng.standard_normal(
-            (batch, 77, unet.config["cross_attention_dim"]), dtype=np.float32
-        )
-        unet.runner.use_dynamic()
-        expected = unet(latents, 500.0, context)
-        unet.runner.use_static(ExportCache(tmp_path))
-        np.testing.assert_allclose(unet(latents, 500.0, context), expected, atol=1e-4, rtol=0)
+    width = unet.config["cross_attention_dim"]
+
+    def call(shape):
+        batch, height, w = shape
+        rng = np.random.default_rng(batch * 100 + height)
+        latents = rng.standard_normal((batch, unet.in_channels, height, w), dtype=np.float32)
+        context = rng.standard_normal((batch, 77, width), dtype=np.float32)
+        return unet(latents, 500.0, context)
+
+    # batch 2 and 1, square, non-square and odd latent sizes: one exported program
+    _assert_static_matches(unet, call, [(2, 8, 8), (1, 12, 8), (1, 9, 9)], ExportCache(tmp_path))
     assert len(list(tmp_path.rglob("*.pdiparams"))) == 1
 
 
-def test_static_vae_decoder_matches_dynamic(tmp_path):
+def test_static_vae_decoder_and_encoder_match_dynamic(tmp_path):
     from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(FIXTURES / "sd1" / "vae")
-    latents = np.random.default_rng(1).standard_normal((2, 4, 8, 8), dtype=np.float32)
-    expected = vae.decode(latents)
-    vae.runner.use_static(ExportCache(tmp_path))
-    np.testing.assert_allclose(vae.decode(latents), expected, atol=1e-4, rtol=0)
+    rng = np.random.default_rng(1)
+
+    def call(shape):
+        batch, size = shape
+        latents = rng.standard_normal((batch, 4, size, size), dtype=np.float32)
+        images = np.tanh(rng.standard_normal((batch, 3, 4 * size, 4 * size), dtype=np.float32))
+        return [vae.decode(latents), *vae.posterior(images)]
+
+    rng = np.random.default_rng(1)
+    state = rng.bit_generator.state
+    expected = [call((2, 8)), call((1, 6))]
+    rng.bit_generator.state = state
+    vae.use_execution("static", ExportCache(tmp_path))
+    for want, got in zip(expected, [call((2, 8)), call((1, 6))], strict=True):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+    programs = sorted(p.parent.name.split("-")[0] for p in tmp_path.rglob("*.pdiparams"))
+    assert programs == ["vae_decoder", "vae_encoder"]
+
+
+def test_static_clip_text_encoder_matches_dynamic(tmp_path):
+    from paddiff.plugins.text_encoders.clip import CLIPTextModel
+
+    text = CLIPTextModel.from_pretrained(FIXTURES / "sd1" / "text_encoder")
+    prompts = {1: ["a red cube"], 2: ["a photo of a cat", ""]}
+    _assert_static_matches(text, lambda n: text.encode(prompts[n]), [2, 1], ExportCache(tmp_path))
+
+
+def test_loader_switches_components_and_rejects_unknown_modes(tmp_path):
+    from paddiff.loader import load_components
+
+    with pytest.raises(ValueError, match="'quick' is not one of"):
+        load_components(FIXTURES / "sd1", execution="quick")
+    components = load_components(FIXTURES / "sd1", execution="static", cache_dir=tmp_path)
+    for name in ("denoiser", "vae", "text_encoder"):
+        assert components[name].runner.mode == "static", name
+    assert components["denoiser"].runner._cache.root == tmp_path
+    dynamic = load_components(FIXTURES / "sd1")  # $PADDIFF_EXECUTION=dynamic in tests
+    assert dynamic["denoiser"].runner.mode == "dynamic"
+
+
+def test_export_command_writes_a_folder_generation_uses_as_its_cache(tmp_path, monkeypatch):
+    import json
+
+    import paddiff.plugins.inference.cache as cache_module
+    from paddiff.cli import main
+    from paddiff.loader import load_components
+
+    out = tmp_path / "exported"
+    assert main(["export", str(FIXTURES / "sd1"), str(out), "--height", "64", "--width", "64"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    programs = manifest["programs"]
+    assert sorted(programs) == ["text_encoder", "unet", "vae_decoder", "vae_encoder"]
+    for label, entry in programs.items():
+        assert entry["max_abs_error"] < 1e-4, label
+        assert (out / entry["program"]).with_name("program.pdiparams").is_file()
+
+    # a whole generation from the exported folder: no export, and the same image within 2/255
+    monkeypatch.setattr(cache_module, "export_layer", lambda *a: pytest.fail("exported again"))
+    static = _generate(load_components(FIXTURES / "sd1", execution="static", cache_dir=out))
+    dynamic = _generate(load_components(FIXTURES / "sd1", execution="dynamic"))
+    assert static.shape == dynamic.shape
+    assert np.abs(static - dynamic).max() / 2 <= 2 / 255  # images in [-1, 1]
+
+
+def _generate(components, steps: int = 4) -> np.ndarray:
+    """Text -> `steps` denoising steps with classifier-free guidance -> image, as the pipeline
+    does it (its loop lives on another branch; this is the same arithmetic)."""
+    import paddiff
+
+    unet, vae, scheduler = components["denoiser"], components["vae"], components["scheduler"]
+    context = components["text_encoder"].encode(["", "a red cube on a blue floor"])
+    scheduler.set_timesteps(steps)
+    latents = paddiff.randomness.Generator(0).randn((1, unet.in_channels, 8, 8))
+    latents = latents * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        batch = scheduler.scale_model_input(np.concatenate([latents] * 2), t)
+        uncond, cond = np.split(unet(batch, t, context), 2)
+        latents = scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
+    return vae.decode(latents / vae.scaling_factor)
+
+
+@pytest.mark.parametrize("folder", ["taiyi_like", "altdiffusion_like"])
+def test_static_bert_and_xlmr_text_encoders_match_dynamic(folder, tmp_path):
+    import json
+
+    import paddiff
+
+    model = Path(__file__).parent / "fixtures" / "chinese" / folder
+    name = json.loads((model / "model_index.json").read_text())["text_encoder"][1]
+    encoder = paddiff.get("text_encoders", name).from_pretrained(model / "text_encoder")
+    prompts = {2: ["一只猫", "a red cube on a table"], 1: ["山水画"]}
+    _assert_static_matches(
+        encoder, lambda n: encoder.encode(prompts[n]), [2, 1], ExportCache(tmp_path)
+    )
+
+
+EMBEDDED = Path(__file__).parent.parent / "plugins" / "embedded" / "model"
+
+
+@pytest.mark.skipif(not (EMBEDDED / "model_index.json").is_file(), reason="no embedded model")
+def test_static_embedded_model_matches_dynamic(tmp_path):
+    from paddiff.loader import load_components
+
+    static = load_components(EMBEDDED, execution="static", cache_dir=tmp_path)
+    dynamic = load_components(EMBEDDED, execution="dynamic")
+    prompts = ["", "一只红色的猫"]
+    context = dynamic["text_encoder"].encode(prompts)
+    np.testing.assert_allclose(static["text_encoder"].encode(prompts), context, atol=1e-4, rtol=0)
+    unet = dynamic["denoiser"]
+    latents = np.random.default_rng(0).standard_normal((2, unet.in_channels, 8, 8), np.float32)
+    np.testing.assert_allclose(
+        static["denoiser"](latents, 500.0, context), unet(latents, 500.0, context), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        static["vae"].decode(latents[:1]), dynamic["vae"].decode(latents[:1]), atol=1e-4
+    )
+    image = _generate(dynamic)
+    assert np.abs(_generate(static) - image).max() / 2 <= 2 / 255

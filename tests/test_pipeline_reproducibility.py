@@ -87,3 +87,21 @@ def test_generate_cli_writes_a_png_that_reproduces_in_process(tmp_path, sd1):
         "a red circle", "blurry", seed=7, steps=STEPS, guidance_scale=6.0, progress=False
     )
     assert pixels(here.images[0]) == cli_pixels
+
+
+def test_third_party_scheduler_runs_through_the_same_pipeline_path(sd1, plugin_path, monkeypatch):
+    """The example package's scheduler, found through its installed entry point, drives the real
+    pipeline exactly as a built-in does: chosen by name per call, reproducible, recorded."""
+    import paddiff.registry
+
+    monkeypatch.setattr(paddiff.registry, "_default_registry", None)  # rescan with the plugin
+    first = sd1.text_to_image(
+        "a cat", seed=7, steps=STEPS, scheduler="example-euler", progress=False
+    )
+    again = sd1.text_to_image(
+        "a cat", seed=7, steps=STEPS, scheduler="example-euler", progress=False
+    )
+    builtin = sd1.text_to_image("a cat", seed=7, steps=STEPS, scheduler="euler", progress=False)
+    assert pixels(first.images[0]) == pixels(again.images[0])
+    assert pixels(first.images[0]) != pixels(builtin.images[0])
+    assert "example-euler" in str(first.settings[0].values())

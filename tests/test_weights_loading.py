@@ -350,6 +350,43 @@ def test_sd_sized_head_counts_are_inferred():
     assert unet_config(shapes)["attention_head_dim"] == 8
 
 
+def test_single_file_configs_can_come_from_a_diffusers_folder(registry):
+    model = SD / "inpaint"
+    components = load_components(
+        WEIGHTS / "sd1.ckpt",
+        registry=registry,
+        tokenizer=SD / "sd1" / "tokenizer",
+        config=SD / "sd1",
+    )
+    assert_matches_reference(components, SD / "sd1")
+    assert components["scheduler"].config["_class_name"] == "PNDMScheduler"  # the folder's
+    with pytest.raises(
+        ValueError, match=r"config= \(--config\) applies to single-file checkpoints"
+    ):
+        load_components(model, registry=registry, config=SD / "sd1")
+
+
+def test_fp16_single_files_load_into_float32_networks(tmp_path, registry):
+    # Most single files in the wild are float16.
+    half = {
+        k: v.astype(np.float16) if v.dtype == np.float32 else v
+        for k, v in to_original(SD / "sd1").items()
+    }
+    save_state_dict(half, tmp_path / "half.safetensors")
+    full = load_components(SD / "sd1", registry=registry)
+    loaded = load_components(
+        tmp_path / "half.safetensors",
+        registry=registry,
+        tokenizer=SD / "sd1" / "tokenizer",
+        config=unknowable_config(SD / "sd1"),
+    )
+    for name in ("denoiser", "vae", "text_encoder"):
+        want = net_params(full[name])
+        for key, value in net_params(loaded[name]).items():
+            assert value.dtype == np.float32
+            np.testing.assert_array_equal(value, want[key].astype(np.float16).astype(np.float32))
+
+
 @pytest.mark.parametrize("name, pad_id", [("sd1", 49407), ("sd2_v", 0)])
 def test_single_file_without_a_tokenizer_gets_sd_clip_tokenizer(name, pad_id, registry, tmp_path):
     """A1111-style files carry no tokenizer: SD 1.x gets CLIP's vocabulary padded with

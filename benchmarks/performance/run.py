@@ -74,6 +74,9 @@ def run_worker(command: list[str], workload: str, env: dict) -> dict | None:
     start = time.perf_counter()
     result = subprocess.run([*command, workload], capture_output=True, text=True, env=env, cwd=HERE)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode == 0 and not lines:  # the worker skipped it and said why
+        print(f"  {result.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+        return None
     if result.returncode != 0 or not lines:
         print(f"  FAILED: {' '.join(command)} {workload}\n{result.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -90,9 +93,19 @@ def main() -> None:
     parser.add_argument("--ppdiffusers-python", help="interpreter with ppdiffusers")
     parser.add_argument("--paddiff-python", default=sys.executable)
     parser.add_argument("--workloads", nargs="+", default=list(workloads.WORKLOADS))
+    parser.add_argument(
+        "--frameworks", nargs="+", help="only these (names as in the table, e.g. diffusers)"
+    )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--out", type=Path, help="also write all results as JSON here")
+    parser.add_argument(
+        "--out", type=Path, help="also write the results as JSON here (after every result)"
+    )
+    parser.add_argument("--table", type=Path, help="only print the table of a --out JSON file")
     args = parser.parse_args()
+    if args.table:
+        saved = json.loads(args.table.read_text())
+        print_table(saved["results"], saved["info"])
+        return
 
     env = dict(
         os.environ,
@@ -111,8 +124,13 @@ def main() -> None:
     if args.ppdiffusers_python:
         frameworks["ppdiffusers"] = [args.ppdiffusers_python, "worker_ppdiffusers.py"]
 
+    if args.frameworks:
+        frameworks = {k: v for k, v in frameworks.items() if k in args.frameworks}
     info = {
         "machine": machine(),
+        "load_average_at_start": os.getloadavg(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "command": " ".join(sys.argv),
         "threads": args.threads,
         "gemm_gflops": round(gemm_gflops(args.paddiff_python), 1),
     }
@@ -120,33 +138,44 @@ def main() -> None:
     results = []
     for workload in args.workloads:
         for name, command in frameworks.items():
+            if workload in workloads.PADDIFF_ONLY and not name.startswith("paddiff"):
+                continue
             print(f"{workload}: {name} ...", file=sys.stderr, flush=True)
             record = run_worker(command, workload, env)
             if record:
                 record["key"] = name
                 results.append(record)
                 print(json.dumps(record), flush=True)
+                if args.out:  # partial results survive a run cut short
+                    args.out.write_text(json.dumps({"info": info, "results": results}, indent=2))
     print_table(results, info)
-    if args.out:
-        args.out.write_text(json.dumps({"info": info, "results": results}, indent=2))
 
 
 def print_table(results: list[dict], info: dict) -> None:
     flops = {r["workload"]: r["flops"] for r in results if r.get("flops")}
-    print("\n| workload | framework | median s | vs diffusers | GFLOP/s | peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| workload | framework | median s | speed-up vs diffusers | GFLOP/s | peak RSS MB "
+        "| first call s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for workload in dict.fromkeys(r["workload"] for r in results):
         rows = [r for r in results if r["workload"] == workload]
         base = next((r["median_s"] for r in rows if r["key"] == "diffusers"), None)
         for r in rows:
-            ratio = f"{base / r['median_s']:.2f}x faster" if base else "-"
+            ratio = f"{base / r['median_s']:.2f}x" if base else "-"
             gflops = f"{flops[workload] / r['median_s'] / 1e9:.0f}" if workload in flops else "-"
+            first = r.get("first_call_s", "-")
             print(
-                f"| {workload} | {r['framework']} | {r['median_s']:.3f} | {ratio} | {gflops} | {r['peak_rss_mb']} |"
+                f"| {workload} | {r['framework']} | {r['median_s']:.3f} | {ratio} | {gflops} "
+                f"| {r['peak_rss_mb']} | {first} |"
             )
-    print(
-        f"\nNumPy fp32 GEMM (4096^3): {info['gemm_gflops']} GFLOP/s; machine: {json.dumps(info['machine'])}"
-    )
+    versions = {}
+    for r in results:
+        versions.update(r.get("versions", {}))
+    print(f"\nNumPy fp32 GEMM (4096^3): {info['gemm_gflops']} GFLOP/s")
+    print(f"machine: {json.dumps(info['machine'])}, threads {info['threads']}")
+    print(f"load average at start: {info.get('load_average_at_start')}")
+    print(f"versions: {json.dumps(versions)}")
 
 
 if __name__ == "__main__":

@@ -48,9 +48,9 @@ def run(name: str) -> None:
         scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
         ids = torch.from_numpy(w.token_ids())
 
-        def generate():
+        def generate(steps=20):
             ctx = text(ids).last_hidden_state
-            scheduler.set_timesteps(20)
+            scheduler.set_timesteps(steps)
             latents = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(0))
             for t in scheduler.timesteps:
                 out = unet(torch.cat([latents] * 2), t, ctx).sample
@@ -58,7 +58,7 @@ def run(name: str) -> None:
                 latents = scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
             return vae.decode(latents / 0.18215).sample
 
-        times = w.time_it(generate, repeats)
+        times = w.time_it(generate, repeats, warmup=lambda: generate(2))
     w.report("diffusers (torch eager)", name, times, **extra)
 
 

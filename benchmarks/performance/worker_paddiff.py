@@ -1,22 +1,22 @@
-"""Times the workloads with paddiff: `static` (exported programs, Paddle Inference + oneDNN, the
-default for generation) or `dynamic` (Paddle's dynamic graph). Run by run.py."""
+"""Times the workloads with paddiff's own components: `static` (exported programs run by Paddle
+Inference with oneDNN, the default for generation) or `dynamic` (Paddle's dynamic graph).
+Run by run.py; exported programs are cached in $BENCH_CACHE_DIR, so only a first run exports."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import paddiff
 import paddle
 import workloads as w
+from paddiff.loader import set_execution
 from paddiff.plugins.denoisers.unet import UNet2DConditionModel
-from paddiff.plugins.inference.cache import ExportCache
-from paddiff.plugins.inference.runner import GraphRunner
 from paddiff.plugins.schedulers.ddim import DDIMScheduler
-from paddiff.plugins.text_encoders.clip import DEFAULTS as CLIP_DEFAULTS
-from paddiff.plugins.text_encoders.clip import CLIPTextNetwork
+from paddiff.plugins.text_encoders.clip import CLIPTextModel
 from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 
 
@@ -29,11 +29,17 @@ def main() -> None:
         run(name, mode)
 
 
-def runner_for(layer, component: str, mode: str) -> GraphRunner:
-    runner = GraphRunner(layer, component)
-    if mode == "static":
-        runner.use_static(ExportCache(os.environ.get("BENCH_CACHE_DIR")))
-    return runner
+def build(kinds: list[str], mode: str) -> dict:
+    """paddiff's components with SD 1.5's configs and random weights, in `mode`."""
+    made = {}
+    if "unet" in kinds:
+        made["unet"] = UNet2DConditionModel(w.UNET)
+    if "vae" in kinds:
+        made["vae"] = AutoencoderKL(w.VAE)
+    if "text" in kinds:
+        # token ids are fed directly (as in the other workers), so no vocabulary is needed
+        made["text"] = CLIPTextModel(w.CLIP_TEXT, tokenizer=SimpleNamespace(max_length=77))
+    return set_execution(made, mode, os.environ.get("BENCH_CACHE_DIR"))
 
 
 def run(name: str, mode: str) -> None:
@@ -41,48 +47,89 @@ def run(name: str, mode: str) -> None:
     extra = {"versions": {"paddle": paddle.__version__, "paddiff": paddiff.__version__}}
     start = time.perf_counter()
     if name.startswith("unet"):
-        unet = UNet2DConditionModel(w.UNET)
+        unet = build(["unet"], mode)["unet"]
         inputs = w.unet_inputs(int(name[4:]))
-        unet.runner = runner_for(unet.net, "unet", mode)
-        extra["build_s"] = time.perf_counter() - start
+        extra["build_s"] = round(time.perf_counter() - start, 1)
         times = w.time_it(lambda: unet(*inputs), repeats)
     elif name.startswith("vae"):
-        vae = AutoencoderKL(w.VAE)
-        vae.runner = runner_for(vae.net, "vae_decoder", mode)
+        vae = build(["vae"], mode)["vae"]
         size = int(name[3:]) // 8
         z = np.random.default_rng(0).standard_normal((1, 4, size, size), dtype=np.float32)
         times = w.time_it(lambda: vae.decode(z), repeats)
     elif name == "text":
-        text = CLIPTextNetwork({**CLIP_DEFAULTS, **w.CLIP_TEXT})
-        text.eval()
-        runner = runner_for(text, "text_encoder", mode)
+        text = build(["text"], mode)["text"]
         ids = w.token_ids()
-        times = w.time_it(lambda: runner(ids), repeats)
-    else:  # e2e256
-        unet = UNet2DConditionModel(w.UNET)
-        unet.runner = runner_for(unet.net, "unet", mode)
-        vae = AutoencoderKL(w.VAE)
-        vae.runner = runner_for(vae.net, "vae_decoder", mode)
-        text_net = CLIPTextNetwork({**CLIP_DEFAULTS, **w.CLIP_TEXT})
-        text_net.eval()
-        text = runner_for(text_net, "text_encoder", mode)
+        times = w.time_it(lambda: text.runner(ids), repeats)
+    elif name == "e2e256":
+        parts = build(["unet", "vae", "text"], mode)
+        unet, vae, text = parts["unet"], parts["vae"], parts["text"]
         scheduler = DDIMScheduler.from_config(
             {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
         )
         ids = w.token_ids()
 
-        def generate():
-            ctx = text(ids)
-            scheduler.set_timesteps(20)
+        def generate(steps=20):
+            context = text.runner(ids)  # [unconditional, prompt]
+            scheduler.set_timesteps(steps)
             latents = paddiff.randomness.Generator(0).randn((1, 4, 32, 32))
             for t in scheduler.timesteps:
-                out = unet(np.concatenate([latents] * 2), t, ctx)
+                out = unet(np.concatenate([latents] * 2), t, context)
                 uncond, cond = out[:1], out[1:]
                 latents = scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
             return vae.decode(latents / 0.18215)
 
-        times = w.time_it(generate, repeats)
+        times = w.time_it(generate, repeats, warmup=lambda: generate(2))
+    else:  # embedded8: the model paddiff ships, through the real pipeline
+        times = embedded(mode, repeats, extra)
+        if times is None:
+            return
+    extra["first_call_s"] = round(w.LAST_WARMUP_S, 2)
     w.report(f"paddiff ({mode})", name, times, **extra)
+
+
+def embedded(mode: str, repeats: int, extra: dict) -> list[float] | None:
+    """One 8-step image from the embedded model ($BENCH_EMBEDDED_MODEL overrides its folder):
+    through `load_pipeline` when paddiff has it, else the same loop over its components."""
+    default = os.path.join(os.path.dirname(paddiff.plugins.__file__), "embedded", "model")
+    folder = os.environ.get("BENCH_EMBEDDED_MODEL") or default
+    if not os.path.isfile(os.path.join(folder, "model_index.json")):
+        print(f"skipped embedded8: no embedded model at {folder}", file=sys.stderr)
+        return None
+    cache_dir = os.environ.get("BENCH_CACHE_DIR")
+    extra["model"] = folder
+    try:
+        from paddiff.pipeline import load_pipeline
+    except ImportError:  # the pipeline is not merged yet: the components' own loop
+        extra["through"] = "components"
+        return w.time_it(components_image(folder, mode, cache_dir), repeats)
+    extra["through"] = "load_pipeline"
+    pipeline = load_pipeline(folder, execution=mode, cache_dir=cache_dir, safety_filters=[])
+    return w.time_it(lambda: pipeline.text_to_image(PROMPT, steps=8, seed=0), repeats)
+
+
+PROMPT = "一只红色的猫"
+
+
+def components_image(folder: str, mode: str, cache_dir):
+    from paddiff.loader import load_components
+
+    parts = load_components(folder, execution=mode, cache_dir=cache_dir)
+    unet, vae, text = parts["denoiser"], parts["vae"], parts["text_encoder"]
+    scheduler = parts["scheduler"]
+    size = unet.config["sample_size"]
+
+    def generate():
+        context = text.encode(["", PROMPT])
+        scheduler.set_timesteps(8)
+        latents = paddiff.randomness.Generator(0).randn((1, unet.in_channels, size, size))
+        latents = latents * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            batch = scheduler.scale_model_input(np.concatenate([latents] * 2), t)
+            uncond, cond = np.split(unet(batch, t, context), 2)
+            latents = scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
+        return vae.decode(latents / vae.scaling_factor)
+
+    return generate
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ used here, so every environment can import it.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import sys
@@ -50,14 +51,18 @@ CLIP_TEXT = {
 }
 
 # name -> (what it is, repeats after warm-up)
+# (in the order they run: the ones with targets first, in case a run must be cut short)
 WORKLOADS = {
     "unet32": ("UNet step, 4x32x32 latents, batch 2 (256x256 with CFG)", 5),
-    "unet64": ("UNet step, 4x64x64 latents, batch 2 (512x512 with CFG)", 3),
-    "vae256": ("VAE decode to 256x256, batch 1", 5),
-    "vae512": ("VAE decode to 512x512, batch 1", 3),
-    "text": ("text encoding, 2 prompts x 77 tokens", 10),
     "e2e256": ("end to end: text + 20 DDIM steps with CFG + VAE decode, 256x256", 3),
+    "embedded8": ("paddiff's embedded model end to end, one image, 8 steps (paddiff only)", 5),
+    "text": ("text encoding, 2 prompts x 77 tokens", 10),
+    "vae256": ("VAE decode to 256x256, batch 1", 5),
+    "unet64": ("UNet step, 4x64x64 latents, batch 2 (512x512 with CFG)", 3),
+    "vae512": ("VAE decode to 512x512, batch 1", 3),
 }
+PADDIFF_ONLY = {"embedded8"}
+LAST_WARMUP_S = 0.0  # the first (untimed) call of the last time_it: export + oneDNN set-up
 
 
 def unet_inputs(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,8 +82,14 @@ def ddim_timesteps(steps: int = 20) -> list[int]:
     return list(range(999, -1, -1000 // steps))[:steps]
 
 
-def time_it(fn, repeats: int) -> list[float]:
-    fn()  # warm-up (and, for exported programs, the export itself)
+def time_it(fn, repeats: int, warmup=None) -> list[float]:
+    """Times `repeats` calls of `fn` after one call of `warmup` (default `fn`; end to end, a
+    2-step generation warms up the same code). $BENCH_REPEATS overrides, for quick checks."""
+    global LAST_WARMUP_S
+    repeats = int(os.environ.get("BENCH_REPEATS") or repeats)
+    start = time.perf_counter()
+    (warmup or fn)()  # warm-up (and, for exported programs, the export itself)
+    LAST_WARMUP_S = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -15,7 +15,8 @@ import paddle
 import paddle.nn.functional as F
 from paddiff.interfaces import Denoiser
 from paddiff.plugins.denoisers.unet_blocks import BlockSettings, DownBlock, MidBlock, UpBlock
-from paddiff.plugins.inference.runner import GraphRunner
+from paddiff.plugins.inference.export import InputSpec
+from paddiff.plugins.inference.runner import GraphRunner, set_execution
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.layers import TimestepEmbedding, timestep_embedding
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
@@ -211,7 +212,13 @@ class UNet2DConditionModel(Denoiser):
         self.config = {**DEFAULTS, **config}
         self.net = UNetNetwork(self.config)
         self.net.eval()
-        self.runner = GraphRunner(self.net, "unet")  # dynamic graph unless switched to static
+        # Dynamic graph unless switched (use_execution); batch and latent size stay dynamic.
+        inputs = [
+            InputSpec("sample", (None, self.config["in_channels"], None, None)),
+            InputSpec("timestep", (None,)),
+            InputSpec("encoder_hidden_states", (None, None, self.config["cross_attention_dim"])),
+        ]
+        self.runner = GraphRunner(self.net, "unet", inputs, self.config)
         self.in_channels = self.config["in_channels"]
         self.out_channels = self.config["out_channels"]
         self.prediction_type = prediction_type
@@ -240,6 +247,11 @@ class UNet2DConditionModel(Denoiser):
     def save_pretrained(self, folder) -> None:
         config = {"_class_name": "UNet2DConditionModel", **self.config}
         save_component(folder, config, export_state_dict(self.net), WEIGHTS_NAME)
+
+    def use_execution(self, mode: str, cache=None) -> None:
+        """ "static" runs an exported program (exported on first use into `cache`), "dynamic"
+        Paddle's dynamic graph, "auto" static unless the export fails."""
+        set_execution([self.runner], mode, cache)
 
     def __call__(self, latents, timestep, conditioning):
         latents = np.asarray(latents, dtype=np.float32)

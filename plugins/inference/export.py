@@ -1,11 +1,13 @@
-"""Export a dynamic-graph Layer to a Paddle Inference program."""
+"""Export a dynamic-graph Layer to a Paddle Inference program, and read its weights back."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import paddle
 
 
@@ -26,18 +28,31 @@ def program_files(prefix: str | Path) -> tuple[Path, Path]:
 
     Paddle 3 writes the program as `prefix.json` (PIR); older releases wrote `prefix.pdmodel`.
     """
-    prefix = Path(prefix)
-    program = prefix.with_suffix(".json")
-    if not program.exists() and prefix.with_suffix(".pdmodel").exists():
-        program = prefix.with_suffix(".pdmodel")
-    return program, prefix.with_suffix(".pdiparams")
+    program = _with_suffix(prefix, ".json")
+    if not program.exists() and _with_suffix(prefix, ".pdmodel").exists():
+        program = _with_suffix(prefix, ".pdmodel")
+    return program, _with_suffix(prefix, ".pdiparams")
+
+
+def _with_suffix(prefix: str | Path, suffix: str) -> Path:
+    prefix = Path(prefix)  # appended, not replaced: "program.partial-12" + ".json"
+    return prefix.with_name(prefix.name + suffix)
+
+
+def names_file(prefix: str | Path) -> Path:
+    """{program variable name: the Layer's state-dict key} for every weight the program holds."""
+    return _with_suffix(
+        prefix, ".weight-names"
+    )  # JSON, but not *.json: jit.load takes any *.json in the folder for the program
 
 
 def export_layer(layer: paddle.nn.Layer, specs: list[InputSpec], prefix: str | Path) -> Path:
     """Trace `layer.forward` for `specs` and save the program and weights under `prefix`.
 
-    The files are written to a temporary name first and renamed at the end, so an interrupted
-    export never leaves a half-written program where the cache would find it.
+    Memory: tracing shares the Layer's parameters and `paddle.jit.save` writes them one by one,
+    so exporting the SD 1.5 UNet (3.4 GB) added about 0.1 GB to the process, not a second model.
+    The files are written to a temporary name first and renamed at the end (the program last), so
+    an interrupted export never leaves a half-written program where the cache would find it.
     """
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -50,10 +65,45 @@ def export_layer(layer: paddle.nn.Layer, specs: list[InputSpec], prefix: str | P
         )
         paddle.jit.save(static, str(partial))
     finally:
+        # to_static replaced `layer.forward` by a traced function that keeps its program alive;
+        # put the Python method back so later dynamic-graph calls really run the dynamic graph.
+        vars(layer).pop("forward", None)
+        layer._original_funcs.pop("forward", None)
         if was_training:
             layer.train()
-    for suffix in (".json", ".pdmodel", ".pdiparams"):
-        written = partial.with_name(partial.name + suffix)
+    program, _ = program_files(partial)
+    names_file(partial).write_text(json.dumps(_saved_names(layer, program), indent=0))
+    for suffix in (".weight-names", ".pdiparams", ".json", ".pdmodel"):
+        written = _with_suffix(partial, suffix)
         if written.exists():
-            written.replace(prefix.with_name(prefix.name + suffix))
+            written.replace(_with_suffix(prefix, suffix))
     return prefix
+
+
+def _saved_names(layer: paddle.nn.Layer, program: Path) -> dict[str, str]:
+    """The Layer's parameters that the saved program holds (Paddle drops the unused ones, e.g.
+    the decoder's weights from an exported VAE encoder), by program variable name.
+
+    Variable names come from Paddle's per-process name counter, so they differ between
+    processes; the state-dict key is what maps a cached program back onto a Layer."""
+    text = program.read_text(encoding="utf-8") if program.suffix == ".json" else None
+    names = {}
+    for key, param in layer.named_parameters():
+        if text is None or f'"{param.name}"' in text:
+            names[param.name] = key
+    return names
+
+
+def load_exported_weights(prefix: str | Path) -> dict[str, np.ndarray]:
+    """The weights of an exported program, by the state-dict keys of the Layer it came from."""
+    names = json.loads(names_file(prefix).read_text(encoding="utf-8"))
+    # jit.load renames each variable `name` to `name_0` in a fresh name scope.
+    with paddle.utils.unique_name.guard():
+        loaded = paddle.jit.load(str(prefix))
+    weights = {}
+    for param in loaded.parameters():
+        variable = param.name if param.name in names else param.name.removesuffix("_0")
+        if variable not in names:
+            raise ValueError(f"{prefix}: weight {param.name} is not in {names_file(prefix)}")
+        weights[names[variable]] = param.numpy()
+    return weights

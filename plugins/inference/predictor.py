@@ -22,6 +22,19 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def onednn_shapes() -> int:
+    """How many input shapes oneDNN keeps kernels and reordered weights for ($PADDIFF_ONEDNN_SHAPES).
+
+    oneDNN keeps its own copy of every convolution and fully connected weight, reordered into its
+    blocked layout, for each input shape it has seen, and that cache is shared by all the
+    predictors of a thread, keyed by the shapes of the running predictor's inputs. So one shape
+    per component of a pipeline (text encoder, UNet, VAE decoder: 3) keeps each component's
+    kernels between calls; fewer makes every switch of component re-reorder its weights, more
+    lets new image sizes pile up copies of the UNet's weights (3.3 GB each at SD 1.5 size).
+    """
+    return max(1, int(os.environ.get("PADDIFF_ONEDNN_SHAPES") or 3))
+
+
 class Predictor:
     """A loaded program: call it with NumPy arrays in input order, get NumPy arrays back.
 
@@ -38,15 +51,13 @@ class Predictor:
         config.disable_glog_info()
         config.switch_ir_optim(True)
         if _gpu_available():
-            # GPU builds of Paddle only; never exercised on the CPU machines we test on.
-            config.enable_use_gpu(256, 0)
+            _configure_gpu(config)
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(threads or default_threads())
             if onednn:
                 config.enable_onednn()
-                # oneDNN caches kernels per input shape; a few shapes (batch 1 and 2) are normal.
-                config.set_onednn_cache_capacity(8)
+                config.set_onednn_cache_capacity(onednn_shapes())
         self._predictor = inference.create_predictor(config)
         self.input_names = self._predictor.get_input_names()
         self.output_names = self._predictor.get_output_names()
@@ -65,6 +76,22 @@ class Predictor:
                 handle.copy_from_cpu(array)
             self._predictor.run()
             return [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
+
+
+def _configure_gpu(config) -> None:
+    """GPU builds of Paddle only; these machines have none, so this path is written from Paddle's
+    documentation and has never run here. TensorRT is opt-in (PADDIFF_TENSORRT=1) because it
+    builds an engine per input-shape range on first use, which takes minutes."""
+    config.enable_use_gpu(256, 0)
+    if os.environ.get("PADDIFF_TENSORRT") == "1" and inference.get_trt_compile_version()[0] > 0:
+        config.enable_tensorrt_engine(
+            workspace_size=1 << 30,
+            max_batch_size=1,
+            min_subgraph_size=3,
+            precision_mode=inference.PrecisionType.Float32,
+            use_static=True,  # keep built engines next to the program
+            use_calib_mode=False,
+        )
 
 
 def _gpu_available() -> bool:

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddiff.interfaces import TextEncoder
+from paddiff.plugins.inference.export import InputSpec
+from paddiff.plugins.inference.runner import GraphRunner, set_execution
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
 from paddiff.plugins.text_encoders.clip_tokenizer import CLIPTokenizer
@@ -155,6 +158,13 @@ class CLIPTextModel(TextEncoder):
         self.tokenizer = tokenizer
         self.net = CLIPTextNetwork(self.config, clip_skip)
         self.net.eval()
+        # Dynamic graph unless switched (use_execution); batch and length stay dynamic.
+        self.runner = GraphRunner(
+            self.net,
+            "text_encoder",
+            [InputSpec("input_ids", (None, None), "int64")],
+            {**self.config, "clip_skip": clip_skip},
+        )
         self.max_length = tokenizer.max_length
         self.hidden_size = int(self.config["hidden_size"])
 
@@ -218,10 +228,13 @@ class CLIPTextModel(TextEncoder):
     def tokenize(self, prompts):
         return self.tokenizer(list(prompts))
 
+    def use_execution(self, mode: str, cache=None) -> None:
+        """ "static" runs an exported program (exported on first use into `cache`), "dynamic"
+        Paddle's dynamic graph, "auto" static unless the export fails."""
+        set_execution([self.runner], mode, cache)
+
     def encode(self, prompts):
-        with paddle.no_grad():
-            hidden = self.net(paddle.to_tensor(self.tokenize(prompts)))
-        return hidden.numpy()
+        return self.runner(np.asarray(self.tokenize(prompts), np.int64))
 
 
 def to_network_keys(state: dict) -> dict:

@@ -11,7 +11,8 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddiff.interfaces import VAE
-from paddiff.plugins.inference.runner import GraphRunner
+from paddiff.plugins.inference.export import InputSpec
+from paddiff.plugins.inference.runner import GraphRunner, set_execution
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.layers import Attention, Downsample2D, ResnetBlock2D, Upsample2D
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
@@ -208,6 +209,22 @@ class AutoencoderKLNetwork(nn.Layer):
         return self.decode(latents)
 
 
+class _Half(nn.Layer):
+    """One half of the VAE (encoder or decoder) as a Layer of its own, to export on its own.
+
+    It registers only the sub-layers that half uses, so its export and its cache key see its own
+    weights and never the other half's (which the other half's program may have released)."""
+
+    def __init__(self, run, **parts):
+        super().__init__()
+        for name, part in parts.items():
+            setattr(self, name, part)
+        self._run = run  # a bound method of the whole network (not a sub-layer)
+
+    def forward(self, x):
+        return self._run(x)
+
+
 class AutoencoderKL(VAE):
     """VAE plugin for diffusers' `vae/` folders.
 
@@ -220,7 +237,21 @@ class AutoencoderKL(VAE):
         self.config = {**DEFAULTS, **config}
         self.net = AutoencoderKLNetwork(self.config)
         self.net.eval()
-        self.runner = GraphRunner(self.net, "vae_decoder")  # `net.forward` decodes
+        # Dynamic graph unless switched (use_execution); batch and image size stay dynamic.
+        latent, channels = self.config["latent_channels"], self.config["in_channels"]
+        decoder = _Half(
+            self.net.decode, decoder=self.net.decoder, post_quant_conv=self.net.post_quant_conv
+        )
+        encoder = _Half(self.net.moments, encoder=self.net.encoder, quant_conv=self.net.quant_conv)
+        self.runner = GraphRunner(
+            decoder, "vae_decoder", [InputSpec("latents", (None, latent, None, None))], self.config
+        )
+        self.encoder_runner = GraphRunner(
+            encoder,
+            "vae_encoder",
+            [InputSpec("images", (None, channels, None, None))],
+            self.config,
+        )
         self.scaling_factor = float(self.config["scaling_factor"])
         self.latent_channels = int(self.config["latent_channels"])
         self.downsample_factor = 2 ** (len(self.config["block_out_channels"]) - 1)
@@ -255,11 +286,15 @@ class AutoencoderKL(VAE):
             raise ValueError(f"tile_overlap must be in [0, tile_size), got {tile_overlap}")
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
 
+    def use_execution(self, mode: str, cache=None) -> None:
+        """ "static" runs exported programs (exported on first use into `cache`), "dynamic"
+        Paddle's dynamic graph, "auto" static unless the export fails."""
+        set_execution([self.runner, self.encoder_runner], mode, cache)
+
     def posterior(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and log-variance of q(z | images), unscaled."""
-        with paddle.no_grad():
-            mean, logvar = self.net.moments(paddle.to_tensor(np.asarray(images, np.float32)))
-        return mean.numpy(), logvar.numpy()
+        mean, logvar = self.encoder_runner(np.ascontiguousarray(images, np.float32))
+        return mean, logvar
 
     def encode(self, images, generator=None):
         mean, logvar = self.posterior(images)
