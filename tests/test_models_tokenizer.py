@@ -77,6 +77,8 @@ def test_missing_vocabulary_is_a_clear_error(tmp_path):
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
     with pytest.raises(FileNotFoundError, match="vocab.json and merges.txt, or tokenizer.json"):
         CLIPTokenizer.from_folder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="tokenizer folder not found: .*typo"):
+        CLIPTokenizer.from_folder(tmp_path / "typo")  # e.g. --tokenizer with a wrong path
 
 
 @pytest.mark.parametrize("variant,pad", [("sd1", "<|endoftext|>"), ("sd2", "!")])

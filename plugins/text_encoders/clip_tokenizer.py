@@ -238,6 +238,8 @@ class CLIPTokenizer:
 def _read_vocab_and_merges(folder: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """From vocab.json + merges.txt (what SD folders hold), else from the tokenizer.json that
     transformers 5 writes alone (its merges are "a b" strings or [a, b] pairs)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"tokenizer folder not found: {folder}")
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
         vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
         lines = (folder / "merges.txt").read_text(encoding="utf-8").split("\n")
