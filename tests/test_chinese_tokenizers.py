@@ -98,3 +98,12 @@ def test_added_tokens_are_refused_and_an_empty_list_is_fine(tmp_path):
     (folder / "added_tokens.json").write_text(json.dumps({"<dog>": 711}))
     with pytest.raises(ValueError, match="added tokens are not supported"):
         WordPieceTokenizer.from_folder(folder)
+
+
+def test_a_clip_tokenizer_folder_given_to_bert_is_named_for_what_it_is():
+    # it used to fail on CLIP's <|startoftext|> as an "added token"
+    from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
+
+    clip_folder = Path(__file__).parent / "fixtures" / "sd" / "sd1" / "tokenizer"
+    with pytest.raises(ValueError, match="expected a WordPiece model .* got 'BPE'"):
+        WordPieceTokenizer.from_folder(clip_folder)

@@ -197,8 +197,10 @@ class WordPieceTokenizer:
         specials = [options.get(k, v) for k, v in DEFAULT_SPECIALS.items()]
         if (folder / "tokenizer.json").is_file():
             data = read_json(folder / "tokenizer.json")
+            # the model type first: a CLIP or XLM-R folder given by mistake should say so
+            tokenizer = cls._from_tokenizer_json(folder / "tokenizer.json", data, options)
             refuse_added_tokens(folder, specials, data)
-            return cls._from_tokenizer_json(folder / "tokenizer.json", data, options)
+            return tokenizer
         refuse_added_tokens(folder, specials)
         vocab_file = folder / "vocab.txt"
         if not vocab_file.is_file():
