@@ -355,3 +355,21 @@ def test_static_full_size_sd15_matches_dynamic(tmp_path):
     _assert_static_matches(unet, lambda _: unet(latents, 500.0, context), [None], cache)
     vae = AutoencoderKL.from_pretrained(Path(folder) / "vae")
     _assert_static_matches(vae, lambda _: vae.decode(latents[:1]), [None], cache)
+
+
+def test_generate_command_passes_the_execution_mode_to_the_loader(monkeypatch, tmp_path):
+    import paddiff
+    import paddiff.pipeline
+    from paddiff.cli import main
+
+    seen = {}
+
+    def load(location=None, safety_filters=None, **options):
+        seen.update(options)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(paddiff.pipeline, "load_pipeline", load)
+    monkeypatch.setitem(vars(paddiff), "load_pipeline", load)
+    args = ["generate", "a cat", "--model", str(FIXTURES / "sd1"), "-o", str(tmp_path)]
+    assert main([*args, "--execution", "static"]) == 1
+    assert seen["execution"] == "static"
