@@ -104,6 +104,7 @@ def embedded(mode: str, repeats: int, extra: dict) -> list[float] | None:
         return w.time_it(components_image(folder, mode, cache_dir), repeats)
     extra["through"] = "load_pipeline"
     pipeline = load_pipeline(folder, execution=mode, cache_dir=cache_dir, safety_filters=[])
+    extra["image_size"] = list(pipeline.native_size())
     return w.time_it(lambda: pipeline.text_to_image(PROMPT, steps=8, seed=0), repeats)
 
 

@@ -69,6 +69,13 @@ def add_common_arguments(parser, strength_default: float | None = None) -> None:
         "shipped prompt term lists plus the model's own image checker if it has one; "
         '{"enabled": false} turns them off',
     )
+    parser.add_argument(
+        "--execution",
+        choices=("auto", "static", "dynamic"),
+        help="static: exported programs run by Paddle Inference (exported on first use into "
+        "$PADDIFF_CACHE_DIR); dynamic: Paddle's dynamic graph; default auto (static where it "
+        "works) or $PADDIFF_EXECUTION; see docs/performance.md",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     if strength_default is not None:
         parser.add_argument(
@@ -133,7 +140,7 @@ def run_generation(args, generate) -> int:
         loader_options = {
             name: value
             for name, value in vars(args).items()
-            if name in ("variant", "tokenizer", "config") and value is not None
+            if name in ("variant", "tokenizer", "config", "execution") and value is not None
         }
         pipeline = paddiff.load_pipeline(args.model, safety_filters=filters, **loader_options)
         if args.max_pixels is not None:
