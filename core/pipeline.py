@@ -251,6 +251,7 @@ class Pipeline:
         """Repaint `image` guided by the prompt; `strength` 0 keeps it, 1 replaces it entirely
         (it is the fraction of the steps that are run, starting from that much noise)."""
         check.check_strength(strength)
+        check.check_strength_leaves_a_step(strength, steps)
         picture = imageio.load_image(image, "image")
         width, height = self._size_for(picture, width, height)
         request = self._validate(
@@ -305,6 +306,7 @@ class Pipeline:
         latents noised to the current timestep.
         """
         check.check_strength(strength)
+        check.check_strength_leaves_a_step(strength, steps)
         picture = imageio.load_image(image, "image")
         mask = imageio.load_image(mask_image, "mask_image")
         if mask.size != picture.size:

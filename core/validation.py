@@ -62,6 +62,17 @@ def check_strength(strength) -> None:
         raise ValidationError(f"strength must be a number in [0, 1], got {strength!r}")
 
 
+def check_strength_leaves_a_step(strength: float, steps) -> None:
+    """A strength above 0 must run at least one step: with steps * strength < 1 the image would
+    only pass through the VAE, which is not what anyone asking for a change means."""
+    if _is_int(steps) and steps > 0 and strength > 0 and int(steps * strength) < 1:
+        raise ValidationError(
+            f"strength {strength} of {steps} steps runs no denoising step "
+            f"(steps x strength = {steps * strength:g}); raise steps to at least "
+            f"{math.ceil(1 / strength)} or strength to at least {1 / steps:g}"
+        )
+
+
 def check_eta(eta) -> None:
     if not _is_real(eta) or not math.isfinite(eta) or eta < 0:
         raise ValidationError(f"eta must be a number >= 0, got {eta!r}")

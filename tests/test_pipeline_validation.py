@@ -82,6 +82,12 @@ def test_validation_error_is_a_value_error():
 IMAGE_CASES = {
     "strength above 1": ("img2img", dict(strength=1.5), "strength must be a number in [0, 1]"),
     "strength below 0": ("inpaint", dict(strength=-0.1), "strength must be a number in [0, 1]"),
+    "strength runs no step": (
+        "img2img",
+        dict(strength=0.1, steps=5),
+        "strength 0.1 of 5 steps runs no denoising step (steps x strength = 0.5); "
+        "raise steps to at least 10 or strength to at least 0.2",
+    ),
     "missing file": ("img2img", dict(image="/nonexistent/cat.png"), "image file not found"),
     "mask size": (
         "inpaint",
