@@ -77,11 +77,23 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
     return _merge(fragments)
 
 
+#: Largest emphasis accepted: far beyond any useful value, small enough that the weighted
+#: embeddings stay finite in float32.
+MAX_WEIGHT = 100.0
+
+
 def _number(text: str) -> float:
     try:
-        return float(text)
+        weight = float(text)
     except ValueError:
         return 1.0
+    if not abs(weight) <= MAX_WEIGHT:  # also catches nan and inf
+        from paddiff.validation import ValidationError
+
+        raise ValidationError(
+            f"emphasis weight {text!r} is outside [-{MAX_WEIGHT:g}, {MAX_WEIGHT:g}]"
+        )
+    return weight
 
 
 def _merge(fragments: list[list]) -> list[tuple]:

@@ -27,6 +27,12 @@ def test_parse_weights(text, expected):
     assert parse_weights(text) == expected
 
 
+@pytest.mark.parametrize("weight", ["1e41", "inf", "nan", "-101"])
+def test_weights_that_would_overflow_are_refused(weight):
+    with pytest.raises(paddiff.ValidationError, match="emphasis weight .* is outside"):
+        parse_weights(f"a (cat:{weight})")
+
+
 def test_break_starts_a_new_chunk():
     encoder = ToyTextEncoder()
     assert encode_weighted(encoder, "a cat BREAK a dog").shape == (1, 16, 4)
