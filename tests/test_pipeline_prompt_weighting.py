@@ -27,7 +27,7 @@ def test_parse_weights(text, expected):
     assert parse_weights(text) == expected
 
 
-@pytest.mark.parametrize("weight", ["1e41", "inf", "nan", "-101"])
+@pytest.mark.parametrize("weight", ["1" + "0" * 41, "101", "-101"])
 def test_weights_that_would_overflow_are_refused(weight):
     with pytest.raises(paddiff.ValidationError, match="emphasis weight .* is outside"):
         parse_weights(f"a (cat:{weight})")
