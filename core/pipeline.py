@@ -730,8 +730,9 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
     folder; with no location, the embedded default model.
 
     `scheduler` (a name such as "dpm++2m-karras", or an instance) replaces the model's own;
-    other keyword arguments (`text_encoder=`, `denoiser=`, `vae=`, `variant=`, ...) are passed
-    to the loader, which uses given components instead of loading them.
+    other keyword arguments (`text_encoder=`, `denoiser=`, `vae=`, `variant=`, `execution=`,
+    `cache_dir=`, ...) are passed to the loader, which uses given components instead of loading
+    them. The execution mode applies to the image safety checker too.
     """
     if location is None:
         location = embedded_model_path()
@@ -742,7 +743,7 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
                 "folder or checkpoint file: load_pipeline('path/to/model'), or --model PATH "
                 "on the command line"
             )
-    from paddiff.loader import load_components
+    from paddiff.loader import load_components, set_execution
 
     components = load_components(location, **component_overrides)
     pipeline = Pipeline(
@@ -750,6 +751,10 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
         safety_filters=safety_filters,
         model_name=Path(location).stem,
         model_path=location,
+    )
+    image_checkers = {str(i): f for i, f in enumerate(pipeline.safety.image_filters)}
+    set_execution(
+        image_checkers, component_overrides.get("execution"), component_overrides.get("cache_dir")
     )
     if scheduler is not None:
         pipeline = pipeline.with_components(scheduler=scheduler)

@@ -373,3 +373,32 @@ def test_generate_command_passes_the_execution_mode_to_the_loader(monkeypatch, t
     args = ["generate", "a cat", "--model", str(FIXTURES / "sd1"), "-o", str(tmp_path)]
     assert main([*args, "--execution", "static"]) == 1
     assert seen["execution"] == "static"
+
+
+def test_static_safety_checker_scores_match_dynamic(tmp_path):
+    from paddiff.plugins.safety.image_checker import StableDiffusionSafetyChecker
+    from PIL import Image
+
+    safety = Path(__file__).parent / "fixtures" / "safety"
+    checker = StableDiffusionSafetyChecker.from_pretrained(
+        safety / "tiny_checker" / "safety_checker"
+    )
+    images = [Image.open(f) for f in sorted((safety / "images").glob("*.png"))[:3]]
+    expected = checker.scores(images)
+    checker.use_execution("static", ExportCache(tmp_path))
+    for got, want in zip(checker.scores(images), expected, strict=True):
+        for key in ("special_scores", "concept_scores"):
+            np.testing.assert_allclose(got[key], want[key], atol=1e-4, rtol=0)
+        assert got["bad_concepts"] == want["bad_concepts"]
+
+
+def test_load_pipeline_switches_the_image_checker_too(tmp_path):
+    from paddiff.pipeline import load_pipeline
+    from paddiff.plugins.safety.image_checker import StableDiffusionSafetyChecker
+
+    safety = Path(__file__).parent / "fixtures" / "safety" / "tiny_checker" / "safety_checker"
+    checker = StableDiffusionSafetyChecker.from_pretrained(safety)
+    pipeline = load_pipeline(
+        FIXTURES / "sd1", safety_filters=[checker], execution="static", cache_dir=tmp_path
+    )
+    assert checker.runner.mode == pipeline.denoiser.runner.mode == "static"

@@ -54,8 +54,8 @@ CLIP_TEXT = {
 # (in the order they run: the ones with targets first, in case a run must be cut short)
 WORKLOADS = {
     "unet32": ("UNet step, 4x32x32 latents, batch 2 (256x256 with CFG)", 5),
-    "e2e256": ("end to end: text + 20 DDIM steps with CFG + VAE decode, 256x256", 3),
     "embedded8": ("paddiff's embedded model end to end, one image, 8 steps (paddiff only)", 5),
+    "e2e256": ("end to end: text + 20 DDIM steps with CFG + VAE decode, 256x256", 3),
     "text": ("text encoding, 2 prompts x 77 tokens", 10),
     "vae256": ("VAE decode to 256x256, batch 1", 5),
     "unet64": ("UNet step, 4x64x64 latents, batch 2 (512x512 with CFG)", 3),

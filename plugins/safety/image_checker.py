@@ -186,6 +186,14 @@ class StableDiffusionSafetyChecker(SafetyFilter):
         self.settings = settings or ClipImageSettings()
         self.replacement = replacement
         self.adjustment = float(adjustment)
+        # Dynamic graph unless switched (use_execution); any number of images per call.
+        from paddiff.plugins.inference.export import InputSpec
+        from paddiff.plugins.inference.runner import GraphRunner
+
+        size = (self.settings.crop_height, self.settings.crop_width)
+        self.runner = GraphRunner(
+            network, "safety_checker", [InputSpec("pixel_values", (None, 3, *size))]
+        )
 
     @classmethod
     def from_pretrained(
@@ -243,16 +251,23 @@ class StableDiffusionSafetyChecker(SafetyFilter):
         pil_images = _as_pil(images)
         if not pil_images:
             return []
-        pixel_values = paddle.to_tensor(preprocess(pil_images, self.settings))
-        with paddle.no_grad():
-            special, concept = self.network(pixel_values)
+        # the thresholds (the *_weights) are not inputs of the network, so an exported program
+        # does not take them from the Layer
+        special, concept = self.runner(preprocess(pil_images, self.settings))
         return judge(
-            special.numpy(),
-            concept.numpy(),
+            special,
+            concept,
             self.network.special_care_embeds_weights.numpy(),
             self.network.concept_embeds_weights.numpy(),
             self.adjustment,
         )
+
+    def use_execution(self, mode: str, cache=None) -> None:
+        """ "static" runs the checker as an exported program (exported on first use into
+        `cache`), "dynamic" in Paddle's dynamic graph, "auto" static unless the export fails."""
+        from paddiff.plugins.inference.runner import set_execution
+
+        set_execution([self.runner], mode, cache)
 
     def check_prompt(self, text: str) -> Verdict:
         return Verdict(allowed=True, filter=self.name)
