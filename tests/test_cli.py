@@ -21,7 +21,7 @@ def test_plugins_list_shows_third_party_and_broken_plugins(plugin_site):
     result = run_cli("plugins", "list", "--kind", "schedulers", extra_path=plugin_site)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["KIND", "NAME", "DISTRIBUTION", "STATUS", "ERROR"]
+    assert lines[0].split() == ["KIND", "NAME", "DISTRIBUTION", "STATUS", "ALIASES", "ERROR"]
     example = next(line for line in lines if "paddiff-example-scheduler" in line)
     assert example.split()[:5] == [
         "schedulers",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from paddiff import registry
+from paddiff.scheduler_names import aliases_for
 
 HELP = "list the installed components (plugins) and their status"
 
@@ -42,21 +43,30 @@ def run_list(args) -> int:
     if args.json:
         print(json.dumps([_as_dict(r) for r in records], indent=2, ensure_ascii=False))
         return 0
-    rows = [("KIND", "NAME", "DISTRIBUTION", "STATUS", "ERROR")]
+    # Schedulers also answer to short and WebUI names (`euler-a`, `dpm++2m-karras`, ...).
+    with_aliases = any(r.kind == "schedulers" for r in records)
+    header = ("KIND", "NAME", "DISTRIBUTION", "STATUS") + (("ALIASES",) if with_aliases else ())
+    rows = [header + ("ERROR",)]
     for r in records:
         status = f"shadowed by {r.shadowed_by}" if r.status == "shadowed" else r.status
         dist = f"{r.distribution} {r.version}".strip()
-        rows.append((r.kind, r.name, dist, status, r.error or ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        aliases = (",".join(_aliases(r)),) if with_aliases else ()
+        rows.append((r.kind, r.name, dist, status, *aliases, r.error or ""))
+    columns = len(header)
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
     for row in rows:
-        print(
-            "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True))
-            + "  "
-            + row[4]
-        )
+        cells = zip(row[:columns], widths, strict=True)
+        print("  ".join(cell.ljust(w) for cell, w in cells) + "  " + row[columns])
     if len(rows) == 1:
         print("(no plugins installed)")
     return 0
+
+
+def _aliases(record: registry.PluginRecord) -> list[str]:
+    """Aliases of built-in schedulers (a third-party plugin that shadows one inherits none)."""
+    if record.kind != "schedulers" or record.distribution != registry.OWN_DISTRIBUTION:
+        return []
+    return aliases_for(record.name)
 
 
 def _as_dict(record: registry.PluginRecord) -> dict:
@@ -69,4 +79,5 @@ def _as_dict(record: registry.PluginRecord) -> dict:
         "status": record.status,
         "shadowed_by": record.shadowed_by,
         "error": record.error,
+        "aliases": _aliases(record),
     }

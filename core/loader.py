@@ -1,0 +1,244 @@
+"""A model location -> component instances: `load_components` and its inverse `save_components`.
+
+Locations:
+- a folder with `model_index.json`: diffusers, ppdiffusers (`model_state.pdparams`, Paddle
+  layout) or paddiff's own `save_components` output. The index names each component's class
+  (`["diffusers", "UNet2DConditionModel"]`); the class is looked up in the registry by that name.
+- a single-file checkpoint (`.safetensors`, `.ckpt`, ...) in the original CompVis / A1111 layout,
+  converted in memory by `paddiff.plugins.convert.original_sd`.
+
+Component classes are built with `from_state_dict(config, state, source=..., **options)` when
+they have it (weights then come from `paddiff.weights`, in any format or variant), otherwise
+with `from_pretrained(folder, **options)`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from paddiff.registry import Registry, default_registry
+from paddiff.weights import (
+    PICKLE_SUFFIXES,
+    load_component_weights,
+    load_state_dict,
+    save_state_dict,
+)
+
+#: returned key -> (diffusers sub-folder, registry kind)
+COMPONENTS = {
+    "denoiser": ("unet", "denoisers"),
+    "vae": ("vae", "vaes"),
+    "text_encoder": ("text_encoder", "text_encoders"),
+}
+SCHEDULER = ("scheduler", "schedulers")
+CHECKPOINT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
+# the class a single-file checkpoint's part is loaded with, unless overridden
+SINGLE_FILE_CLASSES = {
+    "denoiser": "UNet2DConditionModel",
+    "vae": "AutoencoderKL",
+    "text_encoder": "CLIPTextModel",
+}
+LIBRARIES = {"text_encoder": "transformers"}  # for model_index.json; the rest are "diffusers"
+
+
+def load_components(
+    location: str | Path,
+    variant: str | None = None,
+    *,
+    config: dict | str | Path | None = None,
+    tokenizer: str | Path | None = None,
+    registry: Registry | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """{"denoiser", "vae", "text_encoder", "scheduler"} instances for a model folder or file.
+
+    variant:   weights variant to load from a folder ("fp16": `*.fp16.safetensors`).
+    overrides: `denoiser=`, `vae=`, `text_encoder=`, `scheduler=`: an instance, used as is, or a
+               registry name, whose class replaces the one the model names (a scheduler swap:
+               `scheduler="EulerDiscreteScheduler"` keeps the model's scheduler config).
+    config:    single files only: config entries replacing the inferred ones, per component
+               ({"denoiser": {"attention_head_dim": 8}}), or a diffusers folder whose
+               component configs to use instead.
+    tokenizer: the tokenizer folder (single files carry none; folders default to `tokenizer/`).
+    """
+    location = Path(location)
+    registry = registry or default_registry()
+    unknown = set(overrides) - set(COMPONENTS) - {"scheduler"}
+    if unknown:
+        raise TypeError(f"unknown component overrides: {', '.join(sorted(unknown))}")
+    if location.is_dir():
+        if config is not None:
+            raise ValueError(
+                "config= applies to single-file checkpoints; edit the folder's configs"
+            )
+        return _from_folder(location, variant, tokenizer, registry, overrides)
+    if location.is_file() and location.suffix in CHECKPOINT_SUFFIXES:
+        if variant is not None:
+            raise ValueError(f"{location}: variant= applies to model folders, not single files")
+        return _from_single_file(location, config, tokenizer, registry, overrides)
+    if location.exists():
+        raise ValueError(
+            f"{location} is neither a model folder (with model_index.json) nor a checkpoint file "
+            f"({', '.join(CHECKPOINT_SUFFIXES)})"
+        )
+    raise FileNotFoundError(f"model not found: {location}")
+
+
+# -- folders ---------------------------------------------------------------------------------------
+
+
+def _from_folder(folder, variant, tokenizer, registry, overrides) -> dict[str, Any]:
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise FileNotFoundError(
+            f"{folder} has no model_index.json: not a diffusers / ppdiffusers / paddiff model "
+            "folder (for a single component, use the component class's from_pretrained)"
+        )
+    index = _read_json(index_path)
+    scheduler_config = _read_json(folder / SCHEDULER[0] / "scheduler_config.json")
+    components = {}
+    for name, (sub, kind) in COMPONENTS.items():
+        override = overrides.get(name)
+        if override is not None and not isinstance(override, str):
+            components[name] = override
+            continue
+        entry = index.get(sub)
+        if not override and not (isinstance(entry, list) and len(entry) == 2 and entry[1]):
+            raise ValueError(f"{index_path} names no class for {sub!r} (got {entry!r})")
+        cls = registry.get(kind, override or entry[1])
+        if not (folder / sub).is_dir():
+            raise FileNotFoundError(
+                f"component folder missing: {folder / sub} (named in {index_path})"
+            )
+        options = _options(name, folder, tokenizer, scheduler_config)
+        components[name] = _build_from_folder(cls, folder / sub, variant, options)
+    components["scheduler"] = _scheduler(overrides.get("scheduler"), scheduler_config, registry)
+    return components
+
+
+def _build_from_folder(cls, folder: Path, variant, options):
+    if hasattr(cls, "from_state_dict"):
+        config = _read_json(folder / "config.json")
+        state = load_component_weights(folder, variant)
+        source = ", ".join(str(f) for f in state.files)
+        return cls.from_state_dict(config, state, source=source, **options)
+    if variant is not None:
+        raise ValueError(
+            f"{cls.__name__} has no from_state_dict, so paddiff cannot give it variant "
+            f"{variant!r} weights from {folder}"
+        )
+    return cls.from_pretrained(folder, **options)
+
+
+def _options(name: str, folder: Path | None, tokenizer, scheduler_config: dict) -> dict:
+    if name == "denoiser":
+        return {"prediction_type": scheduler_config.get("prediction_type", "epsilon")}
+    if name == "text_encoder":
+        path = Path(tokenizer) if tokenizer else (folder / "tokenizer" if folder else None)
+        return {"tokenizer_path": path}
+    return {}
+
+
+def _scheduler(override, config: dict, registry: Registry):
+    if override is not None and not isinstance(override, str):
+        return override
+    name = override or config.get("_class_name")
+    if not name:
+        raise ValueError("the scheduler config names no _class_name; pass scheduler=<name>")
+    # the config records the name the scheduler was created under, which save_components writes
+    return registry.get(SCHEDULER[1], name).from_config({**config, "_class_name": name})
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
+# -- single files ----------------------------------------------------------------------------------
+
+
+def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str, Any]:
+    from paddiff.plugins.convert.original_sd import convert_checkpoint
+
+    config_folder = Path(config) if isinstance(config, (str, Path)) else None
+    parts = convert_checkpoint(load_state_dict(path), None if config_folder else config)
+    if config_folder:
+        _replace_configs(parts, config_folder)
+    scheduler_config = parts["scheduler"].config
+    components = {}
+    for name, (sub, kind) in COMPONENTS.items():
+        override = overrides.get(name)
+        if override is not None and not isinstance(override, str):
+            components[name] = override
+            continue
+        if name not in parts:
+            raise ValueError(f"{path} holds no {sub} weights; pass {name}=<a loaded component>")
+        if name == "text_encoder" and tokenizer is None:
+            raise ValueError(
+                f"{path} is a single-file checkpoint, which holds no tokenizer: pass tokenizer="
+                "<folder with vocab.json and merges.txt> (any SD 1.x / 2.x tokenizer/ folder)"
+            )
+        cls = registry.get(kind, override or SINGLE_FILE_CLASSES[name])
+        options = _options(name, None, tokenizer, scheduler_config)
+        components[name] = _build_from_state(
+            cls, parts[name].config, parts[name].state, path, options
+        )
+    components["scheduler"] = _scheduler(overrides.get("scheduler"), scheduler_config, registry)
+    return components
+
+
+def _replace_configs(parts, folder: Path) -> None:
+    for name, (sub, _) in [*COMPONENTS.items(), ("scheduler", SCHEDULER)]:
+        file = "scheduler_config.json" if name == "scheduler" else "config.json"
+        if name in parts and (folder / sub / file).is_file():
+            parts[name].config = _read_json(folder / sub / file)
+
+
+def _build_from_state(cls, config: dict, state, path: Path, options: dict):
+    if hasattr(cls, "from_state_dict"):
+        return cls.from_state_dict(config, state, source=str(path), **options)
+    # A plugin that only reads folders: give it one (written tensor by tensor, then removed).
+    with tempfile.TemporaryDirectory(prefix="paddiff-convert-") as tmp:
+        folder = Path(tmp) / "component"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
+        save_state_dict(state, folder / "diffusion_pytorch_model.safetensors")
+        return cls.from_pretrained(folder, **options)
+
+
+# -- saving ----------------------------------------------------------------------------------------
+
+
+def save_components(components: dict[str, Any], folder: str | Path) -> None:
+    """Write components as a diffusers-layout folder that `load_components` reads back exactly.
+
+    Each model component writes itself (`save_pretrained`); the scheduler's config goes to
+    `scheduler/scheduler_config.json`, the text encoder's tokenizer to `tokenizer/` when the
+    tokenizer can save itself, and `model_index.json` names every class.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    index: dict[str, Any] = {"_class_name": "StableDiffusionPipeline", "_paddiff": True}
+    for name, (sub, _) in COMPONENTS.items():
+        component = components[name]
+        if not hasattr(component, "save_pretrained"):
+            raise TypeError(f"{name} ({type(component).__name__}) cannot save itself")
+        component.save_pretrained(folder / sub)
+        index[sub] = [LIBRARIES.get(name, "diffusers"), type(component).__name__]
+    scheduler = components["scheduler"]
+    config = {"_class_name": type(scheduler).__name__, **scheduler.config}
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(config, indent=2))
+    index["scheduler"] = ["diffusers", config["_class_name"]]
+    tokenizer = getattr(components["text_encoder"], "tokenizer", None)
+    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(folder / "tokenizer")
+        index["tokenizer"] = ["transformers", "CLIPTokenizer"]
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))

@@ -1,0 +1,271 @@
+"""UNet2DConditionModel: the Stable Diffusion 1.x / 2.x denoiser, driven by diffusers' config.json.
+
+`UNet2DConditionModel.net` is a `paddle.nn.Layer` whose state-dict keys are diffusers' keys
+(Linear weights transposed), so training and static export use it directly; the class itself is
+the NumPy-in, NumPy-out `Denoiser` the pipeline calls.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from paddiff.interfaces import Denoiser
+from paddiff.plugins.denoisers.unet_blocks import BlockSettings, DownBlock, MidBlock, UpBlock
+from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
+from paddiff.plugins.nn.layers import TimestepEmbedding, timestep_embedding
+from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
+from paddle import nn
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
+# diffusers' defaults for the fields this network reads (they describe SD 1.x, except
+# cross_attention_dim). Every SD config.json sets the important ones explicitly anyway.
+DEFAULTS = {
+    "in_channels": 4,  # 9 for inpainting: latents + mask + masked-image latents
+    "out_channels": 4,
+    "center_input_sample": False,
+    "flip_sin_to_cos": True,  # timestep embedding order: [cos, sin] when True
+    "freq_shift": 0,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "layers_per_block": 2,
+    "downsample_padding": 1,
+    "mid_block_scale_factor": 1.0,
+    "norm_num_groups": 32,
+    "norm_eps": 1e-5,
+    "cross_attention_dim": 1280,
+    "transformer_layers_per_block": 1,
+    # Despite its name, diffusers uses this as the number of heads when num_attention_heads is
+    # unset (a historical naming slip that every SD config depends on).
+    "attention_head_dim": 8,
+    "num_attention_heads": None,
+    "use_linear_projection": False,  # SD 2.x: Linear instead of 1x1-conv projections
+    "upcast_attention": False,  # SD 2.1: attention in fp32; a no-op here, everything is fp32
+    "conv_in_kernel": 3,
+    "conv_out_kernel": 3,
+    "time_embedding_dim": None,
+}
+
+# Config values other than these select architecture variants (SDXL's added embeddings, class
+# conditioning, ...) that this network does not implement; loading such a model must fail loudly.
+SUPPORTED_VALUES = {
+    "act_fn": ("silu",),
+    "class_embed_type": (None,),
+    "addition_embed_type": (None,),
+    "time_cond_proj_dim": (None,),
+    "encoder_hid_dim": (None,),
+    "encoder_hid_dim_type": (None,),
+    "dual_cross_attention": (False,),
+    "only_cross_attention": (False,),
+    "resnet_time_scale_shift": ("default",),
+    "time_embedding_type": ("positional",),
+    "time_embedding_act_fn": (None,),
+    "timestep_post_act": (None,),
+    "attention_type": ("default",),
+    "cross_attention_norm": (None,),
+    "resnet_skip_time_act": (False,),
+    "resnet_out_scale_factor": (1.0,),
+    "mid_block_type": ("UNetMidBlock2DCrossAttn",),
+    "reverse_transformer_layers_per_block": (None,),
+}
+DOWN_TYPES = {"CrossAttnDownBlock2D": True, "DownBlock2D": False}  # name -> has attention
+UP_TYPES = {"CrossAttnUpBlock2D": True, "UpBlock2D": False}
+
+
+def check_supported(config: dict) -> None:
+    problems = [
+        f"{key}={config[key]!r} (supported: {', '.join(map(repr, allowed))})"
+        for key, allowed in SUPPORTED_VALUES.items()
+        if key in config and config[key] not in allowed
+    ]
+    for key, known in (("down_block_types", DOWN_TYPES), ("up_block_types", UP_TYPES)):
+        unknown = [t for t in config[key] if t not in known]
+        if unknown:
+            problems.append(f"{key} contains {unknown} (supported: {', '.join(known)})")
+    if problems:
+        raise ValueError("unsupported UNet2DConditionModel config: " + "; ".join(problems))
+
+
+def per_block(value, blocks: int, name: str) -> list:
+    """An int applies to every block; a list gives one value per block."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != blocks:
+            raise ValueError(f"{name} has {len(value)} entries for {blocks} blocks")
+        return list(value)
+    return [value] * blocks
+
+
+class UNetNetwork(nn.Layer):
+    """The Paddle network; attribute names are diffusers' module names."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        check_supported(config)
+        self.config = config
+        channels = list(config["block_out_channels"])
+        n = len(channels)
+        heads = per_block(
+            config["num_attention_heads"] or config["attention_head_dim"], n, "attention heads"
+        )
+        depth = per_block(config["transformer_layers_per_block"], n, "transformer_layers_per_block")
+        self.time_channels = channels[0]
+        temb = config["time_embedding_dim"] or channels[0] * 4
+        s = BlockSettings(
+            temb,
+            config["norm_num_groups"],
+            config["norm_eps"],
+            config["cross_attention_dim"],
+            config["use_linear_projection"],
+        )
+        k_in, k_out = config["conv_in_kernel"], config["conv_out_kernel"]
+        self.conv_in = nn.Conv2D(config["in_channels"], channels[0], k_in, padding=(k_in - 1) // 2)
+        self.time_embedding = TimestepEmbedding(channels[0], temb)
+
+        down = []
+        for i, block_type in enumerate(config["down_block_types"]):
+            in_ch = channels[max(i - 1, 0)]
+            has_attention = DOWN_TYPES[block_type]
+            down.append(
+                DownBlock(
+                    s,
+                    in_ch,
+                    channels[i],
+                    config["layers_per_block"],
+                    heads[i] if has_attention else None,
+                    depth[i],
+                    downsample=i < n - 1,
+                    pad=config["downsample_padding"],
+                )
+            )
+        self.down_blocks = nn.LayerList(down)
+        self.mid_block = MidBlock(
+            s, channels[-1], heads[-1], depth[-1], config["mid_block_scale_factor"]
+        )
+
+        up = []
+        rev_channels, rev_heads, rev_depth = channels[::-1], heads[::-1], depth[::-1]
+        for i, block_type in enumerate(config["up_block_types"]):
+            has_attention = UP_TYPES[block_type]
+            up.append(
+                UpBlock(
+                    s,
+                    in_ch=rev_channels[min(i + 1, n - 1)],
+                    prev_ch=rev_channels[max(i - 1, 0)],
+                    out_ch=rev_channels[i],
+                    num_layers=config["layers_per_block"] + 1,
+                    heads=rev_heads[i] if has_attention else None,
+                    transformer_layers=rev_depth[i],
+                    upsample=i < n - 1,
+                )
+            )
+        self.up_blocks = nn.LayerList(up)
+        self.conv_norm_out = nn.GroupNorm(
+            config["norm_num_groups"], channels[0], epsilon=config["norm_eps"]
+        )
+        self.conv_out = nn.Conv2D(
+            channels[0], config["out_channels"], k_out, padding=(k_out - 1) // 2
+        )
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        """sample (B, C, H, W), timestep (B,) float, encoder_hidden_states (B, L, D)."""
+        if self.config["center_input_sample"]:
+            sample = 2 * sample - 1.0
+        t = timestep_embedding(
+            timestep, self.time_channels, self.config["flip_sin_to_cos"], self.config["freq_shift"]
+        )
+        temb = self.time_embedding(t)
+        x = self.conv_in(sample)
+        skips = [x]
+        for block in self.down_blocks:
+            x, block_skips = block(x, temb, encoder_hidden_states)
+            skips.extend(block_skips)
+        x = self.mid_block(x, temb, encoder_hidden_states)
+        for block in self.up_blocks:
+            consumed = len(block.resnets)
+            block_skips, skips = skips[-consumed:], skips[:-consumed]
+            # Upsample to the size of the skip the next block takes first: exactly 2x unless an
+            # odd size was rounded up on the way down.
+            next_size = skips[-1].shape[2:] if skips else None
+            x = block(x, block_skips, temb, encoder_hidden_states, next_size)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class UNet2DConditionModel(Denoiser):
+    """Denoiser plugin for diffusers' `unet/` folders (SD 1.x, 2.x, inpainting)."""
+
+    def __init__(self, config: dict, prediction_type: str = "epsilon"):
+        self.config = {**DEFAULTS, **config}
+        self.net = UNetNetwork(self.config)
+        self.net.eval()
+        self.in_channels = self.config["in_channels"]
+        self.out_channels = self.config["out_channels"]
+        self.prediction_type = prediction_type
+
+    @classmethod
+    def from_pretrained(cls, path, prediction_type: str | None = None, **options):
+        """Load `path` (a `unet/` folder). The prediction type lives in the sibling
+        `scheduler/scheduler_config.json` in diffusers folders; pass it to override."""
+        config = read_config(path, DEFAULTS)
+        with paddle.LazyGuard():  # no random init: every parameter is set from the file
+            model = cls(config, prediction_type or _prediction_type_next_to(path))
+        state, source = load_component_weights(path)
+        load_state_dict_into(model.net, state, source, consume=True)
+        return model
+
+    @classmethod
+    def from_state_dict(
+        cls, config, state, source="state dict", prediction_type="epsilon", **options
+    ):
+        """Build from a config dict and a state dict (diffusers keys), e.g. a converted
+        single-file checkpoint; `source` is named in loading errors."""
+        model = cls({**DEFAULTS, **config}, prediction_type)
+        load_state_dict_into(model.net, state, source)
+        return model
+
+    def save_pretrained(self, folder) -> None:
+        config = {"_class_name": "UNet2DConditionModel", **self.config}
+        save_component(folder, config, export_state_dict(self.net), WEIGHTS_NAME)
+
+    def __call__(self, latents, timestep, conditioning):
+        latents = np.asarray(latents, dtype=np.float32)
+        conditioning = np.asarray(conditioning, dtype=np.float32)
+        timesteps = self._check_inputs(latents, np.asarray(timestep, np.float32), conditioning)
+        with paddle.no_grad():
+            out = self.net(
+                paddle.to_tensor(latents),
+                paddle.to_tensor(timesteps),
+                paddle.to_tensor(conditioning),
+            )
+        return out.numpy()
+
+    def _check_inputs(self, latents, timestep, conditioning) -> np.ndarray:
+        """Shape errors from deep inside the network are cryptic; name the mismatch here.
+        Returns one timestep per batch entry."""
+        batch = latents.shape[0]
+        if latents.ndim != 4 or latents.shape[1] != self.in_channels:
+            raise ValueError(
+                f"latents of shape {latents.shape} have {latents.shape[1]} channels; this UNet "
+                f"expects 4-D latents with {self.in_channels} channels"
+            )
+        if conditioning.ndim != 3 or conditioning.shape[0] != batch:
+            raise ValueError(
+                f"conditioning batch {conditioning.shape[0]} (shape {conditioning.shape}) does "
+                f"not match latents batch {batch}"
+            )
+        if timestep.ndim > 1 or timestep.size not in (1, batch):
+            raise ValueError(f"{timestep.size} timesteps for a batch of {batch}")
+        return np.ascontiguousarray(np.broadcast_to(timestep.reshape(-1), (batch,)))
+
+
+def _prediction_type_next_to(unet_folder) -> str:
+    scheduler_config = Path(unet_folder).parent / "scheduler" / "scheduler_config.json"
+    if scheduler_config.is_file():
+        config = json.loads(scheduler_config.read_text(encoding="utf-8"))
+        return config.get("prediction_type", "epsilon")
+    return "epsilon"

@@ -1,0 +1,151 @@
+"""Noise schedules as small pure functions (NumPy only).
+
+Notation (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models"):
+the forward process at training step t is x_t = alpha_t * x_0 + s_t * noise with
+alpha_t = sqrt(alphas_cumprod[t]) and s_t = sqrt(1 - alphas_cumprod[t]); dividing by alpha_t gives
+the variance-exploding form x_0 + sigma_t * noise with sigma_t = s_t / alpha_t. Samplers in the
+k-diffusion family step in sigma; DDIM-like ones step in alphas_cumprod; both come from here.
+
+Schedules are computed in float64 and stored in float32, the precision diffusers keeps them in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+
+
+def make_betas(
+    beta_schedule: str,
+    num_train_timesteps: int,
+    beta_start: float,
+    beta_end: float,
+    trained_betas=None,
+) -> np.ndarray:
+    """Per-step noise variances beta_t, float32 as diffusers keeps them."""
+    n = num_train_timesteps
+    if trained_betas is not None:
+        return np.asarray(trained_betas, dtype=np.float32)
+    if beta_schedule == "linear":  # DDPM (Ho et al. 2020)
+        return np.linspace(beta_start, beta_end, n).astype(np.float32)
+    if beta_schedule == "scaled_linear":  # Stable Diffusion: linear in sqrt(beta)
+        return np.linspace(beta_start**0.5, beta_end**0.5, n).astype(np.float32) ** 2
+    if beta_schedule == "squaredcos_cap_v2":  # Nichol & Dhariwal 2021, eq. 17, beta capped at 0.999
+        t = np.arange(n + 1) / n
+        alpha_bar = np.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+        return np.minimum(1 - alpha_bar[1:] / alpha_bar[:-1], 0.999).astype(np.float32)
+    raise ValueError(
+        f"unknown beta_schedule {beta_schedule!r}; expected one of {', '.join(BETA_SCHEDULES)}"
+    )
+
+
+def rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Shift and scale sqrt(alphas_cumprod) so the last step is pure noise (Lin et al. 2023,
+    "Common Diffusion Noise Schedules and Sample Steps are Flawed", Algorithm 1)."""
+    root = np.sqrt(np.cumprod(1.0 - betas.astype(np.float64)))
+    first, last = root[0], root[-1]
+    root = (root - last) * first / (first - last)
+    alphas_cumprod = root**2
+    alphas = np.concatenate([alphas_cumprod[:1], alphas_cumprod[1:] / alphas_cumprod[:-1]])
+    return (1.0 - alphas).astype(np.float32)
+
+
+def alphas_cumprod_from_config(config: dict) -> np.ndarray:
+    """alphas_cumprod (float32) for a scheduler config's beta options."""
+    betas = make_betas(
+        config["beta_schedule"],
+        config["num_train_timesteps"],
+        config["beta_start"],
+        config["beta_end"],
+        config.get("trained_betas"),
+    )
+    if config.get("rescale_betas_zero_snr"):
+        betas = rescale_zero_terminal_snr(betas)
+    # 1 - beta in float32, the product accumulated in float64 (as torch.cumprod does on CPU)
+    return np.cumprod((1 - betas).astype(np.float64)).astype(np.float32)
+
+
+def sigmas_from_alphas_cumprod(alphas_cumprod: np.ndarray) -> np.ndarray:
+    """sigma_t = sqrt((1 - abar_t) / abar_t), ascending with t (float32)."""
+    a = alphas_cumprod.astype(np.float64)
+    with np.errstate(divide="ignore"):  # abar = 0 (zero terminal SNR) means sigma = inf
+        return np.sqrt((1 - a) / a).astype(np.float32)
+
+
+def spaced_timesteps(
+    spacing: str, num_steps: int, num_train_timesteps: int, steps_offset: int = 0
+) -> np.ndarray:
+    """Descending training timesteps to visit (float64, possibly fractional for "linspace").
+
+    leading:  0, k, 2k, ... counted from 0 (k = T // n), then `steps_offset` added (SD used 1);
+    trailing: counted down from T - 1 in steps of T / n (Lin et al. 2023, Table 2);
+    linspace: n evenly spaced points from T - 1 down to 0, not rounded.
+    """
+    T, n = num_train_timesteps, num_steps
+    if spacing == "linspace":
+        return np.linspace(0, T - 1, n)[::-1].copy()
+    if spacing == "leading":
+        return (np.arange(n) * (T // n)).round()[::-1] + steps_offset
+    if spacing == "trailing":
+        return np.arange(T, 0, -T / n).round() - 1
+    raise ValueError(
+        f"unknown timestep_spacing {spacing!r}; expected one of {', '.join(TIMESTEP_SPACINGS)}"
+    )
+
+
+def solver_timesteps(
+    spacing: str, num_steps: int, num_train_timesteps: int, steps_offset: int = 0, last: int = 0
+) -> np.ndarray:
+    """Integer timesteps for the multistep ODE solvers (DPM-Solver, UniPC, DEIS): n + 1 points
+    with the final one (t = 0) dropped, so the solver ends on a sigma given separately.
+    `last` is the largest usable timestep + 1 (less than T when lambda_min_clipped cuts the end)."""
+    T, n = num_train_timesteps, num_steps
+    last = last or T
+    if spacing == "linspace":
+        return np.linspace(0, last - 1, n + 1).round()[::-1][:-1].astype(np.int64)
+    if spacing == "leading":
+        ratio = last // (n + 1)
+        return (np.arange(n + 1) * ratio).round()[::-1][:-1].astype(np.int64) + steps_offset
+    if spacing == "trailing":
+        return np.arange(last, 0, -T / n).round().astype(np.int64) - 1
+    raise ValueError(
+        f"unknown timestep_spacing {spacing!r}; expected one of {', '.join(TIMESTEP_SPACINGS)}"
+    )
+
+
+def interpolate_sigmas(timesteps: np.ndarray, train_sigmas: np.ndarray) -> np.ndarray:
+    """sigma at (possibly fractional) timesteps, linear between training steps (float64)."""
+    return np.interp(timesteps, np.arange(len(train_sigmas)), train_sigmas.astype(np.float64))
+
+
+def sigma_to_timestep(sigmas: np.ndarray, train_sigmas: np.ndarray) -> np.ndarray:
+    """The inverse: fractional timesteps whose log-sigma interpolates to `sigmas` (float64)."""
+    # log in float32, as diffusers takes it, so fractional timesteps agree to the last digit
+    log_train = np.log(train_sigmas.astype(np.float32)).astype(np.float64)
+    log_sigma = np.log(np.maximum(np.asarray(sigmas, dtype=np.float64), 1e-10))
+    # index of the last training sigma not above each sigma, kept off the final interval
+    low = np.clip(np.searchsorted(log_train, log_sigma, side="right") - 1, 0, len(log_train) - 2)
+    w = np.clip((log_train[low] - log_sigma) / (log_train[low] - log_train[low + 1]), 0, 1)
+    return (1 - w) * low + w * (low + 1)
+
+
+def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) -> np.ndarray:
+    """Karras et al. 2022, eq. 5: sigmas evenly spaced in sigma^(1/rho)."""
+    ramp = np.linspace(0, 1, n)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+def exponential_sigmas(sigma_min: float, sigma_max: float, n: int) -> np.ndarray:
+    """Sigmas evenly spaced in log sigma."""
+    return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), n))
+
+
+def alpha_sigma(sigma):
+    """VP coefficients for a VE sigma: alpha = 1 / sqrt(sigma^2 + 1), s = sigma * alpha."""
+    alpha = 1 / np.sqrt(sigma**2 + 1)
+    return alpha, sigma * alpha

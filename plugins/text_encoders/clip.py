@@ -1,0 +1,220 @@
+"""CLIPTextModel: the text encoder of Stable Diffusion 1.x / 2.x (Radford et al. 2021).
+
+A pre-norm causal transformer over CLIP BPE tokens. The conditioning is its last hidden state
+after the final LayerNorm, as diffusers' pipelines use it (SD 2.x's checkpoints simply have 23
+of OpenCLIP's 24 layers). `CLIPTextModel.net` has transformers' state-dict keys
+(`text_model.embeddings.token_embedding.weight`, ...).
+
+paddlenlp 2.8.1 has a CLIPTextModel too, but importing it costs about 4 s and its parameter
+names differ from transformers'; this compact network loads SD folders directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import paddle
+import paddle.nn.functional as F
+from paddiff.interfaces import TextEncoder
+from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
+from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
+from paddiff.plugins.text_encoders.clip_tokenizer import CLIPTokenizer
+from paddle import nn
+
+WEIGHTS_NAME = "model.safetensors"
+PREFIX = "text_model."
+# Older transformers saved the position ids as a buffer; they are always 0..76 and not weights.
+IGNORED_KEYS = {"text_model.embeddings.position_ids"}
+DEFAULTS = {  # transformers' CLIPTextConfig defaults (the OpenAI ViT-B text tower)
+    "vocab_size": 49408,
+    "hidden_size": 512,
+    "intermediate_size": 2048,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 8,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",  # SD 1.x (OpenAI CLIP); SD 2.x (OpenCLIP) uses "gelu"
+    "layer_norm_eps": 1e-5,
+}
+ACTIVATIONS = {
+    "quick_gelu": lambda x: x * F.sigmoid(1.702 * x),  # CLIP's sigmoid approximation of GELU
+    "gelu": lambda x: F.gelu(x),
+    "gelu_new": lambda x: F.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate=True),
+}
+
+
+class Embeddings(nn.Layer):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.token_embedding = nn.Embedding(config["vocab_size"], config["hidden_size"])
+        self.position_embedding = nn.Embedding(
+            config["max_position_embeddings"], config["hidden_size"]
+        )
+
+    def forward(self, input_ids):
+        positions = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0)
+        return self.token_embedding(input_ids) + self.position_embedding(positions)
+
+
+class SelfAttention(nn.Layer):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x, causal_mask):
+        b, n, dim = x.shape
+        d = dim // self.heads
+
+        def split(t):
+            return t.reshape([b, n, self.heads, d]).transpose([0, 2, 1, 3])
+
+        scores = paddle.matmul(split(self.q_proj(x)), split(self.k_proj(x)), transpose_y=True)
+        weights = F.softmax(scores * (d**-0.5) + causal_mask, axis=-1)
+        out = paddle.matmul(weights, split(self.v_proj(x)))
+        return self.out_proj(out.transpose([0, 2, 1, 3]).reshape([b, n, dim]))
+
+
+class MLP(nn.Layer):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.activation = ACTIVATIONS[config["hidden_act"]]
+        self.fc1 = nn.Linear(config["hidden_size"], config["intermediate_size"])
+        self.fc2 = nn.Linear(config["intermediate_size"], config["hidden_size"])
+
+    def forward(self, x):
+        return self.fc2(self.activation(self.fc1(x)))
+
+
+class EncoderLayer(nn.Layer):
+    def __init__(self, config: dict):
+        super().__init__()
+        eps = config["layer_norm_eps"]
+        self.layer_norm1 = nn.LayerNorm(config["hidden_size"], epsilon=eps)
+        self.self_attn = SelfAttention(config["hidden_size"], config["num_attention_heads"])
+        self.layer_norm2 = nn.LayerNorm(config["hidden_size"], epsilon=eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x, causal_mask):
+        x = x + self.self_attn(self.layer_norm1(x), causal_mask)
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class Encoder(nn.Layer):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.layers = nn.LayerList(
+            [EncoderLayer(config) for _ in range(config["num_hidden_layers"])]
+        )
+
+
+class TextTransformer(nn.Layer):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.embeddings = Embeddings(config)
+        self.encoder = Encoder(config)
+        self.final_layer_norm = nn.LayerNorm(
+            config["hidden_size"], epsilon=config["layer_norm_eps"]
+        )
+
+
+class CLIPTextNetwork(nn.Layer):
+    """ids (B, L) int64 -> hidden states (B, L, hidden_size)."""
+
+    def __init__(self, config: dict, clip_skip: int | None = None):
+        super().__init__()
+        unknown = config["hidden_act"] not in ACTIVATIONS
+        if unknown:
+            raise ValueError(
+                f"unsupported CLIP hidden_act {config['hidden_act']!r} "
+                f"(supported: {', '.join(ACTIVATIONS)})"
+            )
+        self.text_model = TextTransformer(config)
+        # diffusers' clip_skip: take the output of an earlier layer (then the final LayerNorm).
+        self.layers_used = config["num_hidden_layers"] - (clip_skip or 0)
+
+    def forward(self, input_ids):
+        x = self.text_model.embeddings(input_ids)
+        n = input_ids.shape[1]
+        # Token i attends to tokens 0..i only: a large negative bias above the diagonal.
+        causal_mask = paddle.triu(paddle.full([n, n], -1e9, dtype=x.dtype), diagonal=1)
+        for layer in self.text_model.encoder.layers[: self.layers_used]:
+            x = layer(x, causal_mask)
+        return self.text_model.final_layer_norm(x)
+
+
+class CLIPTextModel(TextEncoder):
+    """Text-encoder plugin for diffusers' `text_encoder/` + `tokenizer/` folders (SD 1.x, 2.x)."""
+
+    def __init__(self, config: dict, tokenizer: CLIPTokenizer, clip_skip: int | None = None):
+        self.config = {**DEFAULTS, **config}
+        self.tokenizer = tokenizer
+        self.net = CLIPTextNetwork(self.config, clip_skip)
+        self.net.eval()
+        self.max_length = tokenizer.max_length
+        self.hidden_size = int(self.config["hidden_size"])
+
+    @classmethod
+    def from_pretrained(cls, path, tokenizer_path=None, clip_skip: int | None = None, **options):
+        """Load `path` (a `text_encoder/` folder); the tokenizer comes from `tokenizer_path`,
+        by default the sibling `tokenizer/` folder."""
+        path = Path(path)
+        tokenizer = CLIPTokenizer.from_folder(tokenizer_path or path.parent / "tokenizer")
+        with paddle.LazyGuard():  # no random init: every parameter is set from the file
+            model = cls(read_config(path, DEFAULTS), tokenizer, clip_skip)
+        state, source = load_component_weights(path)
+        load_state_dict_into(model.net, to_network_keys(state), source, consume=True)
+        return model
+
+    @classmethod
+    def from_state_dict(
+        cls, config, state, source="state dict", tokenizer_path=None, clip_skip=None, **options
+    ):
+        """Build from a config dict and a state dict (transformers keys); the tokenizer is read
+        from `tokenizer_path` (a folder with vocab.json and merges.txt)."""
+        if tokenizer_path is None:
+            raise ValueError(
+                f"{source}: CLIPTextModel needs tokenizer_path (vocab.json + merges.txt)"
+            )
+        tokenizer = CLIPTokenizer.from_folder(tokenizer_path)
+        model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
+        load_state_dict_into(model.net, to_network_keys(state), source)
+        return model
+
+    def save_pretrained(self, folder) -> None:
+        """config.json + model.safetensors with transformers' (4.x) `text_model.` keys."""
+        config = {
+            "architectures": ["CLIPTextModel"],
+            "model_type": "clip_text_model",
+            **self.config,
+        }
+        save_component(folder, config, export_state_dict(self.net), WEIGHTS_NAME)
+
+    def tokenize(self, prompts):
+        return self.tokenizer(list(prompts))
+
+    def encode(self, prompts):
+        with paddle.no_grad():
+            hidden = self.net(paddle.to_tensor(self.tokenize(prompts)))
+        return hidden.numpy()
+
+
+def to_network_keys(state: dict) -> dict:
+    """transformers 5 saves CLIPTextModel keys without the `text_model.` prefix that 4.x (and
+    so every SD checkpoint) uses; accept both, and drop the stale position_ids buffer."""
+    if hasattr(state, "renamed"):  # a lazy paddiff.weights.StateDict: rename without reading
+        return state.renamed(_network_key)
+    out = {}
+    for key, value in state.items():
+        key = key if key.startswith(PREFIX) else PREFIX + key
+        if key not in IGNORED_KEYS:
+            out[key] = value
+    return out
+
+
+def _network_key(key: str) -> str | None:
+    key = key if key.startswith(PREFIX) else PREFIX + key
+    return None if key in IGNORED_KEYS else key

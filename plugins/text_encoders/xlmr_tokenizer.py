@@ -1,0 +1,240 @@
+"""XLM-RoBERTa's tokenizer (sentencepiece.bpe.model), id for id equal to transformers'.
+
+paddlenlp 2.8.1 has no XLM-R tokenizer. Running the `sentencepiece` library on the model file is
+not enough either: transformers converts the model into its own pipeline, which differs from
+SentencePiece on unusual text (it splits words at every Unicode whitespace character, and its
+normalizer works on whole grapheme clusters). This module reads the model file itself and
+applies transformers' steps:
+
+1. special tokens written in the prompt ("<mask>", "<s>") are kept whole;
+2. normalize with the model's precompiled character map (NFKC-like), grapheme by grapheme;
+3. split at Unicode whitespace; start every word with "▁" and split it again at each "▁";
+4. segment each piece with the unigram model (Viterbi; characters no piece covers are unknown,
+   and a run of unknowns is one <unk>).
+
+Ids follow fairseq, where XLM-R was trained: <s>=0, <pad>=1, </s>=2, <unk>=3, then the model's
+pieces after its first three (<unk>, <s>, </s>), so piece p has id p + 1, and <mask> last.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+from paddiff.plugins.text_encoders._files import read_json, token_text
+
+BOS, PAD, EOS, UNK = 0, 1, 2, 3
+UNKNOWN_PENALTY = 10.0  # an unknown character scores this much below the rarest piece
+# Unicode White_Space (what transformers splits at); Python's str.split() would also split at
+# U+001C..U+001F, which are not White_Space.
+_WHITESPACE = re.compile(
+    "[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
+)
+
+
+# -- the model file -------------------------------------------------------------------------------
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: bytes):
+    """(field number, value) of a protobuf message; length-delimited values as bytes."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        wire = key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 1:
+            value, pos = data[pos : pos + 8], pos + 8
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            value, pos = data[pos : pos + size], pos + size
+        elif wire == 5:
+            value, pos = data[pos : pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield key >> 3, value
+
+
+def read_sentencepiece_model(data: bytes) -> tuple[list[tuple[str, float]], bytes]:
+    """The (piece, score) list and the precompiled character map of a SentencePiece model.
+
+    ModelProto: field 1 = pieces (1: piece, 2: score as float32), field 3 = normalizer spec
+    (2: precompiled_charsmap).
+    """
+    pieces, charsmap = [], b""
+    for number, value in _fields(data):
+        if number == 1:
+            piece, score = "", 0.0
+            for sub, item in _fields(value):
+                if sub == 1:
+                    piece = item.decode("utf-8")
+                elif sub == 2:
+                    score = struct.unpack("<f", item)[0]
+            pieces.append((piece, score))
+        elif number == 3:
+            charsmap = dict(_fields(value)).get(2, b"")
+    return pieces, charsmap
+
+
+class CharsMap:
+    """SentencePiece's precompiled normalization rules: a darts-clone double-array trie from
+    UTF-8 byte strings to offsets of NUL-terminated replacements. Layout: trie size (uint32
+    little-endian), the trie's uint32 units, then the replacement strings."""
+
+    def __init__(self, blob: bytes):
+        if not blob:
+            self.units, self.replacements = [], b""
+            return
+        (size,) = struct.unpack("<I", blob[:4])
+        self.units = np.frombuffer(blob[4 : 4 + size], dtype="<u4").tolist()
+        self.replacements = blob[4 + size :]
+
+    def first_match(self, text: str) -> str | None:
+        """Replacement for the shortest rule that is a prefix of `text` (transformers takes
+        the shortest, and replaces all of `text` with it), or None."""
+        if not self.units:
+            return None
+        units = self.units
+        node = (units[0] >> 10) << ((units[0] & (1 << 9)) >> 6)
+        for byte in text.encode("utf-8"):
+            node ^= byte
+            if node >= len(units):
+                return None
+            unit = units[node]
+            if unit & ((1 << 31) | 0xFF) != byte:  # the unit's label
+                return None
+            node ^= (unit >> 10) << ((unit & (1 << 9)) >> 6)
+            if (unit >> 8) & 1:  # a rule ends here; its value is the replacement's offset
+                start = units[node] & ((1 << 31) - 1)
+                end = self.replacements.index(b"\0", start)
+                return self.replacements[start:end].decode("utf-8")
+        return None
+
+    def normalize(self, text: str) -> str:
+        """Grapheme clusters under 6 bytes are replaced whole when a rule matches their start
+        (transformers' behaviour, which drops the rest of such a cluster); otherwise each
+        character is replaced by its own rule or kept."""
+        import regex
+
+        out = []
+        for cluster in regex.findall(r"\X", text):
+            if len(cluster.encode("utf-8")) < 6:
+                whole = self.first_match(cluster)
+                if whole is not None:
+                    out.append(whole)
+                    continue
+            for char in cluster:
+                replacement = self.first_match(char)
+                out.append(char if replacement is None else replacement)
+        return "".join(out)
+
+
+# -- the tokenizer ---------------------------------------------------------------------------------
+
+
+class XLMRobertaTokenizer:
+    """Text -> ids for XLM-R: <s> text </s> then <pad>s."""
+
+    def __init__(self, model: bytes, special_tokens: dict[str, str] | None = None):
+        pieces, charsmap = read_sentencepiece_model(model)
+        if len(pieces) < 4:
+            raise ValueError("the SentencePiece model has fewer than 4 pieces")
+        self.charsmap = CharsMap(charsmap)
+        names = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>"}
+        names |= {"unk_token": "<unk>", "mask_token": "<mask>"}
+        names |= {k: v for k, v in (special_tokens or {}).items() if k in names}
+        # The fairseq vocabulary, as transformers builds it: specials score 0.
+        vocab = [(names["bos_token"], 0.0), (names["pad_token"], 0.0), (names["eos_token"], 0.0)]
+        vocab += [(names["unk_token"], 0.0), *pieces[3:], (names["mask_token"], 0.0)]
+        self.vocab_size = len(vocab)
+        self.pieces = {piece: (index, score) for index, (piece, score) in enumerate(vocab)}
+        self.longest_piece = max(len(piece) for piece, _ in vocab)
+        self.unknown_score = min(score for _, score in vocab) - UNKNOWN_PENALTY
+        self.special_ids = {
+            names[k]: self.pieces[names[k]][0]
+            for k in ("bos_token", "pad_token", "eos_token", "unk_token", "mask_token")
+        }
+        longest_first = sorted(self.special_ids, key=len, reverse=True)
+        self._special = re.compile("(" + "|".join(map(re.escape, longest_first)) + ")")
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> XLMRobertaTokenizer:
+        folder = Path(folder)
+        model_file = folder / "sentencepiece.bpe.model"
+        if not model_file.is_file():
+            raise FileNotFoundError(
+                f"{folder}: no sentencepiece.bpe.model (an XLM-R tokenizer folder needs one)"
+            )
+        config = read_json(folder / "tokenizer_config.json")
+        specials = {k: token_text(v) for k, v in config.items() if k.endswith("_token")}
+        return cls(model_file.read_bytes(), specials)
+
+    def _segment(self, piece: str) -> list[int]:
+        """Best-scoring split of `piece` into vocabulary pieces (unigram Viterbi).
+
+        Ties go to the split whose last piece starts earliest, as in transformers; a character
+        no piece covers is an unknown, and consecutive unknowns become one <unk>.
+        """
+        best: list[tuple[float, int, int] | None] = [None] * (len(piece) + 1)  # score, start, id
+        best[0] = (0.0, 0, -1)
+        for start in range(len(piece)):
+            so_far = best[start][0]
+            single_char = False
+            for end in range(start + 1, min(len(piece), start + self.longest_piece) + 1):
+                entry = self.pieces.get(piece[start:end])
+                if entry is None:
+                    continue
+                single_char = single_char or end == start + 1
+                score = so_far + entry[1]
+                if best[end] is None or score > best[end][0]:
+                    best[end] = (score, start, entry[0])
+            if not single_char:
+                score = so_far + self.unknown_score
+                if best[start + 1] is None or score > best[start + 1][0]:
+                    best[start + 1] = (score, start, UNK)
+        ids, end = [], len(piece)
+        while end > 0:
+            _, start, token = best[end]
+            if not (token == UNK and ids and ids[-1] == UNK):
+                ids.append(token)
+            end = start
+        return ids[::-1]
+
+    def text_ids(self, text: str) -> list[int]:
+        """Ids of `text` without <s> / </s>."""
+        ids = []
+        # re.split with a capturing group: odd items are the special tokens themselves.
+        for index, part in enumerate(self._special.split(text)):
+            if index % 2:
+                ids.append(self.special_ids[part])
+                continue
+            for word in _WHITESPACE.split(self.charsmap.normalize(part)):
+                if not word:
+                    continue
+                word = word if word.startswith("▁") else "▁" + word
+                for piece in re.findall("▁[^▁]*", word):
+                    ids += self._segment(piece)
+        return ids
+
+    def __call__(self, prompts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, attention mask), int64 (batch, max_length); long text is cut at the end."""
+        ids = np.full((len(prompts), max_length), PAD, dtype=np.int64)
+        mask = np.zeros((len(prompts), max_length), dtype=np.int64)
+        for row, prompt in enumerate(prompts):
+            tokens = [BOS, *self.text_ids(prompt)[: max_length - 2], EOS]
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        return ids, mask

@@ -1,0 +1,76 @@
+"""Token ids of the Chinese text encoders equal transformers' BertTokenizer / XLMRobertaTokenizer.
+
+The corpus (prompts.json: Chinese, English, mixed, emoji, full-width punctuation, very long and
+edge-case prompts), the vocabulary files and the reference ids are made by
+tests/fixtures/chinese/make_reference.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import paddiff
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures" / "chinese"
+
+# (model folder, registry name, key in reference_token_ids.npz)
+TOKENIZERS = [
+    ("taiyi_like", "BertModel", "bert"),
+    ("chinese_clip_like", "ChineseCLIPTextModel", "chinese_clip"),
+    ("altdiffusion_like", "RobertaSeriesModelWithTransformation", "xlm_roberta"),
+]
+
+
+def load_corpus() -> dict[str, list[str]]:
+    with open(FIXTURES / "prompts.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+CORPUS = load_corpus()
+PROMPTS = [prompt for prompts in CORPUS.values() for prompt in prompts]
+REFERENCE = np.load(FIXTURES / "reference_token_ids.npz")
+
+
+@pytest.fixture(scope="module", params=TOKENIZERS, ids=[t[0] for t in TOKENIZERS])
+def case(request):
+    folder, name, key = request.param
+    encoder = paddiff.get("text_encoders", name).from_pretrained(FIXTURES / folder / "text_encoder")
+    return encoder, REFERENCE[key]
+
+
+def test_corpus_covers_the_prompt_kinds_users_write():
+    assert len(PROMPTS) >= 500
+    assert set(CORPUS) >= {"chinese", "english", "mixed", "emoji", "fullwidth", "long", "edge"}
+    assert max(len(p) for p in CORPUS["long"]) > 600  # past Taiyi's 512 tokens
+
+
+def test_token_ids_equal_the_reference_for_every_prompt(case):
+    encoder, reference = case
+    ids = encoder.tokenize(PROMPTS)
+    assert ids.dtype == np.int64 and ids.shape == reference.shape
+    differing = [i for i in range(len(PROMPTS)) if not np.array_equal(ids[i], reference[i])]
+    details = [
+        f"{PROMPTS[i]!r}: {ids[i][:20].tolist()} != {reference[i][:20].tolist()}"
+        for i in differing[:5]
+    ]
+    assert not differing, f"{len(differing)} prompts differ, e.g.\n" + "\n".join(details)
+
+
+def test_long_prompts_are_cut_to_the_window_and_still_end_with_the_end_token(case):
+    encoder, _ = case
+    ids = encoder.tokenize(CORPUS["long"][-1:])
+    end_token = 102 if ids[0, 0] == 101 else 2  # [SEP] in these BERT vocabs, </s> for XLM-R
+    assert ids.shape == (1, encoder.max_length)
+    assert ids[0, -1] == end_token
+
+
+def test_each_chinese_character_is_one_token():
+    encoder = paddiff.get("text_encoders", "BertModel").from_pretrained(
+        FIXTURES / "taiyi_like" / "text_encoder"
+    )
+    ids = encoder.tokenize(["长城，油画"])[0]
+    # [CLS] 长 城 ， 油 画 [SEP] then padding
+    assert (ids != 0).sum() == 7
