@@ -18,6 +18,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 FIXTURES = Path(__file__).parent / "fixtures" / "chinese"
+SD1 = Path(__file__).parent / "fixtures" / "sd" / "sd1"  # the models area's tiny SD 1.x
 FOLDERS = ["taiyi_like", "chinese_clip_like", "altdiffusion_like", "altdiffusion_m9_like"]
 
 with open(FIXTURES / "prompts.json", encoding="utf-8") as f:
@@ -113,10 +114,57 @@ def test_missing_unexpected_and_misshaped_weights_are_named(tmp_path):
         load(model)
     message = str(error.value)
     assert str(weights) in message
-    assert "missing: transformation.bias" in message
-    assert "unexpected: roberta.encoder.layer.0.extra.weight" in message
+    assert "missing keys: transformation.bias" in message
+    assert "unexpected keys: roberta.encoder.layer.0.extra.weight" in message
     assert "wrong shape: roberta.embeddings.word_embeddings.weight" in message
     assert "pooler" not in message
+
+
+@pytest.mark.parametrize("folder", ["taiyi_like", "altdiffusion_m9_like"])
+def test_save_pretrained_round_trips(tmp_path, folder):
+    encoder = load(FIXTURES / folder)
+    encoder.save_pretrained(tmp_path / "text_encoder")
+    encoder.tokenizer.save_pretrained(tmp_path / "tokenizer")
+    again = type(encoder).from_pretrained(tmp_path / "text_encoder")
+    assert again.max_length == encoder.max_length
+    np.testing.assert_array_equal(again.tokenize(SUBSET), encoder.tokenize(SUBSET))
+    np.testing.assert_array_equal(again.encode(SUBSET[:2]), encoder.encode(SUBSET[:2]))
+
+
+def test_taiyi_published_pytorch_bin_loads(tmp_path):
+    # Taiyi's text_encoder/ holds pytorch_model.bin (with the old position_ids buffer).
+    from tests.weights_formats import write_torch_zip
+
+    model = copy_model(tmp_path, "taiyi_like")
+    weights = model / "text_encoder" / "model.safetensors"
+    state = load_file(str(weights))
+    state["embeddings.position_ids"] = np.arange(512, dtype=np.int64)[None]
+    write_torch_zip(state, model / "text_encoder" / "pytorch_model.bin")
+    weights.unlink()
+    out = load(model).encode(SUBSET[:2])
+    np.testing.assert_allclose(out, REFERENCE["taiyi_like"][:2], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "folder, entry",
+    [
+        ("taiyi_like", ["transformers", "BertModel"]),
+        ("altdiffusion_like", ["alt_diffusion", "RobertaSeriesModelWithTransformation"]),
+    ],
+)
+def test_the_loader_picks_the_encoder_from_model_index(tmp_path, folder, entry):
+    # A whole model folder: SD 1.x components from the models fixture, this text encoder.
+    from paddiff.loader import load_components
+
+    model = tmp_path / "model"
+    shutil.copytree(SD1, model, ignore=shutil.ignore_patterns("text_encoder", "tokenizer*"))
+    for part in ("text_encoder", "tokenizer"):
+        shutil.copytree(FIXTURES / folder / part, model / part)
+    index = json.loads((model / "model_index.json").read_text())
+    (model / "model_index.json").write_text(json.dumps({**index, "text_encoder": entry}))
+    encoder = load_components(model)["text_encoder"]
+    assert type(encoder).__name__ == entry[1]
+    np.testing.assert_allclose(encoder.encode(SUBSET), REFERENCE[folder], atol=1e-4, rtol=0)
 
 
 def test_missing_tokenizer_folder_is_reported(tmp_path):

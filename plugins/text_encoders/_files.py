@@ -1,16 +1,10 @@
-"""Reading the files of a diffusers `text_encoder/` + `tokenizer/` pair, and strict loading."""
+"""Small readers shared by the BERT and XLM-R text encoders and their tokenizers."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
-
-import numpy as np
-
-# Weight file names in the order they are preferred. Formats other than safetensors are read by
-# paddiff.weights once it supports them; nothing format-specific happens here.
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def read_json(path: Path, required: bool = False) -> dict:
@@ -38,56 +32,13 @@ def tokenizer_folder(text_encoder_folder: Path, override: str | Path | None) -> 
     return folder
 
 
-def load_weights(folder: Path) -> tuple[Path, dict[str, np.ndarray]]:
-    """The state dict of a component folder (the first of WEIGHT_FILES that exists)."""
-    from paddiff.weights import load_state_dict
+def drop_keys(state, patterns: tuple[str, ...]):
+    """`state` without the keys matching any regex in `patterns` (lazily for paddiff.weights'
+    StateDict, whose tensors stay unread)."""
 
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name, load_state_dict(folder / name)
-    present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    raise FileNotFoundError(
-        f"{folder}: no weights file ({' or '.join(WEIGHT_FILES)}); found {present}"
-    )
+    def keep(key: str) -> str | None:
+        return None if any(re.search(p, key) for p in patterns) else key
 
-
-def load_strict(layer, state: dict[str, np.ndarray], source: Path, ignored: tuple[str, ...] = ()):
-    """Copy `state` (transformers key names, torch layouts) into a Paddle layer.
-
-    Linear weights are transposed: torch stores them [out, in], Paddle [in, out]. Keys matching
-    an `ignored` pattern (weights the pipeline never uses, such as the pooler) are skipped. Any
-    other missing, unexpected or mis-shaped key is an error naming the file and the keys.
-    """
-    import paddle
-
-    params = layer.state_dict()
-    linear_weights = {
-        f"{name}.weight"
-        for name, sub in layer.named_sublayers()
-        if isinstance(sub, paddle.nn.Linear)
-    }
-    state = {k: v for k, v in state.items() if not any(re.search(p, k) for p in ignored)}
-    missing = sorted(set(params) - set(state))
-    unexpected = sorted(set(state) - set(params))
-    wrong_shape = []
-    arrays = {}
-    for key in sorted(set(params) & set(state)):
-        array = state[key].T if key in linear_weights else state[key]
-        if tuple(array.shape) != tuple(params[key].shape):
-            wrong_shape.append(
-                f"{key}: file {tuple(state[key].shape)}, model {tuple(params[key].shape)}"
-            )
-        arrays[key] = np.ascontiguousarray(array, dtype=np.float32)
-    if missing or unexpected or wrong_shape:
-        problems = [
-            f"{label}: {', '.join(keys)}"
-            for label, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("wrong shape", wrong_shape),
-            )
-            if keys
-        ]
-        raise ValueError(f"{source} does not fit {type(layer).__name__}: " + "; ".join(problems))
-    for key, array in arrays.items():
-        params[key].set_value(array)
+    if hasattr(state, "renamed"):
+        return state.renamed(keep)
+    return {key: value for key, value in state.items() if keep(key)}

@@ -5,8 +5,9 @@ The Paddle layers below mirror transformers' module names (`embeddings.LayerNorm
 `encoder.layer.N.attention.self.query`, ...), so a published checkpoint loads with no rename
 table, only the Linear transposes. Why not paddlenlp's BertModel: its layers are Paddle's
 TransformerEncoderLayer (other names: a per-layer rename table), it builds a padding mask from
-`pad_token_id` when none is given (the reference pipeline passes none, so padding must attend),
-and paddlenlp has no XLM-R model at all, which shares this encoder (see xlm_roberta.py).
+`pad_token_id` when none is given (the reference pipeline passes none, so padding must attend:
+1.9 off on the test model; with a rename table and an explicit all-ones mask it matched to 2e-6),
+and paddlenlp 2.8.1 has no XLM-R model at all, which shares this encoder (see xlm_roberta.py).
 
 What the pipeline consumes: diffusers' StableDiffusionPipeline calls
 `text_encoder(ids, attention_mask=mask)[0]`, the last hidden state, with ids padded to the
@@ -19,21 +20,25 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from paddiff.interfaces import TextEncoder
-from paddiff.plugins.text_encoders._files import (
-    load_strict,
-    load_weights,
-    read_json,
-    tokenizer_folder,
-)
+from paddiff.plugins.nn.component_io import load_component_weights, save_component
+from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
+from paddiff.plugins.text_encoders._files import drop_keys, read_json, tokenizer_folder
 from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
 
 # Keys a checkpoint may hold that the pipeline never uses: the [CLS] pooler, the position-id
 # buffer older transformers versions saved, and CLIP's logit scale.
 IGNORED_KEYS = (r"(^|\.)pooler\.", r"position_ids$", r"logit_scale$")
+REQUIRED_CONFIG = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+)
 
 
 def _activation(name: str):
@@ -160,18 +165,13 @@ def bert_layer_class():
     return Bert
 
 
-def check_config(config: dict, source: Path) -> None:
+def check_config(config: dict, source: str) -> None:
     kind = config.get("position_embedding_type", "absolute")
     if kind != "absolute":
         raise ValueError(
             f"{source}: position_embedding_type {kind!r} is not supported (only 'absolute')"
         )
-    missing = [
-        k
-        for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
-        + ("intermediate_size", "max_position_embeddings")
-        if k not in config
-    ]
+    missing = [key for key in REQUIRED_CONFIG if key not in config]
     if missing:
         raise ValueError(f"{source}: config lacks {', '.join(missing)}")
 
@@ -182,59 +182,6 @@ def attention_bias(mask: np.ndarray):
 
     bias = (1.0 - mask[:, None, None, :].astype(np.float32)) * np.finfo(np.float32).min
     return paddle.to_tensor(bias)
-
-
-class BertTextEncoder(TextEncoder):
-    """Taiyi / Chinese-CLIP style text encoder: WordPiece ids -> BERT last hidden state."""
-
-    def __init__(self, config: dict, tokenizer: WordPieceTokenizer, max_length: int):
-        self.config = config
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.hidden_size = config["hidden_size"]
-        # The reference pipelines pass the padding mask only when the config asks for it.
-        self.use_attention_mask = bool(config.get("use_attention_mask", False))
-        self.model = bert_layer_class()(config)
-        self.model.eval()
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **options: Any) -> BertTextEncoder:
-        """Load `text_encoder/` (config.json + weights) and the sibling `tokenizer/` folder.
-
-        Options: tokenizer_path (another tokenizer folder), max_length (tokens per prompt;
-        default the tokenizer's model_max_length, as diffusers' pipelines use).
-        """
-        folder = Path(path)
-        config = read_json(folder / "config.json", required=True)
-        check_config(config, folder / "config.json")
-        tok_folder = tokenizer_folder(folder, options.get("tokenizer_path"))
-        tokenizer = WordPieceTokenizer.from_folder(tok_folder)
-        max_length = window_length(
-            tok_folder, config["max_position_embeddings"], options.get("max_length")
-        )
-        encoder = cls(config, tokenizer, max_length)
-        source, state = load_weights(folder)
-        load_strict(encoder.model, state, source, IGNORED_KEYS)
-        return encoder
-
-    def tokenize(self, prompts: list[str]) -> np.ndarray:
-        return self.tokenizer(list(prompts), self.max_length)[0]
-
-    def _states(self, ids: np.ndarray, mask: np.ndarray | None):
-        import paddle
-
-        positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
-        bias = None if mask is None else attention_bias(mask)
-        with paddle.no_grad():
-            return self.model(paddle.to_tensor(ids), paddle.to_tensor(positions), bias)
-
-    def hidden_states(self, ids: np.ndarray, mask: np.ndarray | None = None) -> list[np.ndarray]:
-        """Every hidden state (embeddings output first) for ids, with an optional padding mask."""
-        return [state.numpy() for state in self._states(ids, mask)]
-
-    def encode(self, prompts: list[str]) -> np.ndarray:
-        ids, mask = self.tokenizer(list(prompts), self.max_length)
-        return self._states(ids, mask if self.use_attention_mask else None)[-1].numpy()
 
 
 def window_length(folder: Path, max_positions: int, requested: int | None = None) -> int:
@@ -252,3 +199,129 @@ def window_length(folder: Path, max_positions: int, requested: int | None = None
             f"{max_positions} positions the text encoder has; pass a smaller max_length="
         )
     return int(value)
+
+
+class BertModel(TextEncoder):
+    """Taiyi-style text encoder: WordPiece ids -> BERT's last hidden state.
+
+    Named after the class Taiyi's model_index.json gives (transformers' BertModel), so that
+    paddiff's loader finds it; `self.net` holds transformers' state-dict keys.
+    """
+
+    architecture = "BertModel"
+    tokenizer_class = WordPieceTokenizer
+    # BertConfig's defaults for the fields a config.json may leave out. BertConfig has no
+    # use_attention_mask, so the reference pipeline passes no mask unless a config adds one.
+    defaults = {
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "type_vocab_size": 2,
+        "use_attention_mask": False,
+    }
+
+    def __init__(self, config: dict, tokenizer, max_length: int):
+        self.config = {**self.defaults, **config}
+        check_config(self.config, f"{self.architecture} config")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.tokenizer.model_max_length = max_length  # what save_pretrained records
+        self.use_attention_mask = bool(self.config["use_attention_mask"])
+        self.hidden_size = int(self._output_width())
+        self.net = self._build_network()
+        self.net.eval()
+
+    # -- what subclasses change ----------------------------------------------------------------
+
+    def _build_network(self):
+        return bert_layer_class()(self.config)
+
+    def _output_width(self) -> int:
+        return self.config["hidden_size"]
+
+    @classmethod
+    def _positions_available(cls, config: dict) -> int:
+        return config["max_position_embeddings"]
+
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
+
+    def _encoder(self):
+        """The BERT / XLM-R part of `self.net`."""
+        return self.net
+
+    def _conditioning(self, states: list, ids, positions, bias):
+        return states[-1]
+
+    # -- loading and saving --------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path, tokenizer_path=None, max_length=None, variant=None, **options):
+        """Load `path` (a `text_encoder/` folder: config.json + weights in any format
+        paddiff.weights reads) and the tokenizer, by default the sibling `tokenizer/` folder.
+
+        max_length: tokens per prompt; default the tokenizer's model_max_length, as diffusers'
+        pipelines use. variant: weights variant ("fp16" reads `model.fp16.safetensors`).
+        """
+        path = Path(path)
+        config = read_json(path / "config.json", required=True)
+        state, source = load_component_weights(path, variant)
+        tokenizer_path = tokenizer_folder(path, tokenizer_path)
+        return cls.from_state_dict(config, state, source, tokenizer_path, max_length)
+
+    @classmethod
+    def from_state_dict(
+        cls, config, state, source="state dict", tokenizer_path=None, max_length=None, **options
+    ):
+        """Build from a config dict and a state dict with transformers' keys; the tokenizer is
+        read from `tokenizer_path`."""
+        import paddle
+
+        if tokenizer_path is None or not Path(tokenizer_path).is_dir():
+            raise FileNotFoundError(
+                f"{source}: {cls.architecture} needs its tokenizer folder (tokenizer_path=), "
+                f"got {tokenizer_path}"
+            )
+        tokenizer = cls.tokenizer_class.from_folder(tokenizer_path)
+        full = {**cls.defaults, **config}
+        check_config(full, source)
+        window = window_length(Path(tokenizer_path), cls._positions_available(full), max_length)
+        with paddle.LazyGuard():  # no random init: every parameter is set from the file
+            model = cls(config, tokenizer, window)
+        load_state_dict_into(model.net, drop_keys(state, IGNORED_KEYS), source, consume=True)
+        return model
+
+    def save_pretrained(self, folder) -> None:
+        """config.json + model.safetensors with transformers' keys; the tokenizer saves itself
+        (`self.tokenizer.save_pretrained(tokenizer_folder)`)."""
+        config = {**self.config, "architectures": [self.architecture]}
+        save_component(folder, config, export_state_dict(self.net), "model.safetensors")
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def tokenize(self, prompts: list[str]) -> np.ndarray:
+        return self.tokenizer(list(prompts), self.max_length)[0]
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray | None, conditioning: bool):
+        import paddle
+
+        positions = paddle.to_tensor(self._positions(ids))
+        ids_t = paddle.to_tensor(ids)
+        bias = None if mask is None else attention_bias(mask)
+        with paddle.no_grad():
+            states = self._encoder()(ids_t, positions, bias)
+            return self._conditioning(states, ids_t, positions, bias) if conditioning else states
+
+    def hidden_states(self, ids: np.ndarray, mask: np.ndarray | None = None) -> list[np.ndarray]:
+        """Every hidden state of the BERT / XLM-R encoder (embeddings output first) for ids,
+        with an optional padding mask."""
+        return [state.numpy() for state in self._run(ids, mask, conditioning=False)]
+
+    def encode(self, prompts: list[str]) -> np.ndarray:
+        ids, mask = self.tokenizer(list(prompts), self.max_length)
+        return self._run(ids, mask if self.use_attention_mask else None, True).numpy()
+
+
+class ChineseCLIPTextModel(BertModel):
+    """Chinese-CLIP's text tower: the same network and keys as BertModel."""
+
+    architecture = "ChineseCLIPTextModel"

@@ -16,6 +16,7 @@ transformers' (Rust) `BertNormalizer` + `BertPreTokenizer` + `WordPiece` apply t
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from pathlib import Path
@@ -140,7 +141,20 @@ class WordPieceTokenizer:
         pad_token: str = "[PAD]",
         mask_token: str = "[MASK]",
     ):
+        self.tokens = list(vocab)
         self.vocab = {token: index for index, token in enumerate(vocab)}
+        self.model_max_length: int | None = None  # the window, set by the text encoder
+        # The options as given, for save_pretrained.
+        self.options = {
+            "do_lower_case": do_lower_case,
+            "strip_accents": strip_accents,
+            "tokenize_chinese_chars": tokenize_chinese_chars,
+            "unk_token": unk_token,
+            "cls_token": cls_token,
+            "sep_token": sep_token,
+            "pad_token": pad_token,
+            "mask_token": mask_token,
+        }
         self.do_lower_case = do_lower_case
         # Accents are stripped when asked, or by default whenever text is lower-cased.
         self.strip_accents = do_lower_case if strip_accents is None else strip_accents
@@ -172,6 +186,17 @@ class WordPieceTokenizer:
             if key in config
         }
         return cls(vocab, **options)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """vocab.txt + tokenizer_config.json, as transformers' BertTokenizer reads them."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vocab.txt").write_text("".join(t + "\n" for t in self.tokens), encoding="utf-8")
+        config = {"tokenizer_class": "BertTokenizer", **self.options}
+        if self.model_max_length is not None:
+            config["model_max_length"] = self.model_max_length
+        text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+        (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
 
     # -- text -> pieces -------------------------------------------------------------------------
 

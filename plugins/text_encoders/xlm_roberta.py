@@ -17,33 +17,10 @@ on where the padding is. The encoder layers are bert.py's, under the same key na
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-from typing import Any
 
 import numpy as np
-from paddiff.interfaces import TextEncoder
-from paddiff.plugins.text_encoders._files import (
-    load_strict,
-    load_weights,
-    read_json,
-    tokenizer_folder,
-)
-from paddiff.plugins.text_encoders.bert import (
-    IGNORED_KEYS,
-    attention_bias,
-    bert_layer_class,
-    check_config,
-    window_length,
-)
+from paddiff.plugins.text_encoders.bert import BertModel, bert_layer_class
 from paddiff.plugins.text_encoders.xlmr_tokenizer import XLMRobertaTokenizer
-
-# RobertaSeriesConfig's defaults, for fields a published config.json may leave out.
-DEFAULTS = {
-    "pad_token_id": 1,
-    "project_dim": 512,
-    "use_attention_mask": True,
-    "layer_norm_eps": 1e-12,
-}
 
 
 def xlmr_positions(ids: np.ndarray, padding_idx: int) -> np.ndarray:
@@ -57,6 +34,8 @@ def series_layer_class():
     from paddle import nn
 
     class RobertaSeries(nn.Layer):
+        """`roberta` (XLM-R, BERT's network) + the Linear projection(s) the pipeline consumes."""
+
         def __init__(self, cfg: dict):
             super().__init__()
             self.roberta = bert_layer_class()(cfg)
@@ -66,65 +45,57 @@ def series_layer_class():
                 self.transformation_pre = nn.Linear(cfg["hidden_size"], cfg["project_dim"])
                 self.pre_LN = nn.LayerNorm(cfg["hidden_size"], epsilon=cfg["layer_norm_eps"])
 
-        def forward(self, input_ids, position_ids, attention_bias=None):
-            states = self.roberta(input_ids, position_ids, attention_bias)
+        def project(self, states: list):
             if self.has_pre_transformation:
                 return self.transformation_pre(self.pre_LN(states[-2]))
             return self.transformation(states[-1])
 
+        def forward(self, input_ids, position_ids, attention_bias=None):
+            return self.project(self.roberta(input_ids, position_ids, attention_bias))
+
     return RobertaSeries
 
 
-class XLMRobertaTextEncoder(TextEncoder):
-    """AltDiffusion-style text encoder: SentencePiece ids -> XLM-R -> projection."""
+class RobertaSeriesModelWithTransformation(BertModel):
+    """AltDiffusion's text encoder: SentencePiece ids -> XLM-R -> projection to project_dim."""
+
+    architecture = "RobertaSeriesModelWithTransformation"
+    tokenizer_class = XLMRobertaTokenizer
+    # RobertaSeriesConfig's defaults (it extends XLMRobertaConfig) for fields a config.json may
+    # leave out; use_attention_mask is true there, so the pipeline passes the padding mask.
+    defaults = {
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "type_vocab_size": 2,
+        "pad_token_id": 1,
+        "project_dim": 512,
+        "use_attention_mask": True,
+    }
 
     def __init__(self, config: dict, tokenizer: XLMRobertaTokenizer, max_length: int):
-        self.config = {**DEFAULTS, **config}
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.hidden_size = self.config["project_dim"]
-        self.use_attention_mask = bool(self.config["use_attention_mask"])
-        self.padding_idx = self.config["pad_token_id"]
-        self.model = series_layer_class()(self.config)
-        self.model.eval()
+        super().__init__(config, tokenizer, max_length)
+        if tokenizer.vocab_size > self.config["vocab_size"]:
+            raise ValueError(
+                f"the tokenizer has {tokenizer.vocab_size} ids but the text encoder only "
+                f"{self.config['vocab_size']} embeddings"
+            )
+
+    def _build_network(self):
+        return series_layer_class()(self.config)
+
+    def _output_width(self) -> int:
+        return self.config["project_dim"]
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **options: Any) -> XLMRobertaTextEncoder:
-        """Load `text_encoder/` (config.json + weights) and the sibling `tokenizer/` folder.
-
-        Options: tokenizer_path (another tokenizer folder), max_length (tokens per prompt;
-        default the tokenizer's model_max_length, 77 for AltDiffusion).
-        """
-        folder = Path(path)
-        config = {**DEFAULTS, **read_json(folder / "config.json", required=True)}
-        check_config(config, folder / "config.json")
-        tok_folder = tokenizer_folder(folder, options.get("tokenizer_path"))
-        tokenizer = XLMRobertaTokenizer.from_folder(tok_folder)
-        if tokenizer.vocab_size > config["vocab_size"]:
-            raise ValueError(
-                f"{tok_folder}: the tokenizer has {tokenizer.vocab_size} ids but the text encoder "
-                f"only {config['vocab_size']} embeddings"
-            )
+    def _positions_available(cls, config: dict) -> int:
         # Positions start after padding_idx, so that many fewer tokens fit.
-        usable = config["max_position_embeddings"] - config["pad_token_id"] - 1
-        max_length = window_length(tok_folder, usable, options.get("max_length"))
-        encoder = cls(config, tokenizer, max_length)
-        source, state = load_weights(folder)
-        load_strict(encoder.model, state, source, IGNORED_KEYS)
-        return encoder
+        return config["max_position_embeddings"] - config["pad_token_id"] - 1
 
-    def tokenize(self, prompts: list[str]) -> np.ndarray:
-        return self.tokenizer(list(prompts), self.max_length)[0]
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
+        return xlmr_positions(ids, self.config["pad_token_id"])
 
-    def project(self, ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """The projected states the pipeline consumes, for ids and an optional padding mask."""
-        import paddle
+    def _encoder(self):
+        return self.net.roberta
 
-        positions = xlmr_positions(ids, self.padding_idx)
-        bias = None if mask is None else attention_bias(mask)
-        with paddle.no_grad():
-            return self.model(paddle.to_tensor(ids), paddle.to_tensor(positions), bias).numpy()
-
-    def encode(self, prompts: list[str]) -> np.ndarray:
-        ids, mask = self.tokenizer(list(prompts), self.max_length)
-        return self.project(ids, mask if self.use_attention_mask else None)
+    def _conditioning(self, states: list, ids, positions, bias):
+        return self.net.project(states)

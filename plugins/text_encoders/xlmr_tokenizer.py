@@ -18,6 +18,7 @@ pieces after its first three (<unk>, <s>, </s>), so piece p has id p + 1, and <m
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from pathlib import Path
@@ -149,6 +150,8 @@ class XLMRobertaTokenizer:
     """Text -> ids for XLM-R: <s> text </s> then <pad>s."""
 
     def __init__(self, model: bytes, special_tokens: dict[str, str] | None = None):
+        self.model = model
+        self.model_max_length: int | None = None  # the window, set by the text encoder
         pieces, charsmap = read_sentencepiece_model(model)
         if len(pieces) < 4:
             raise ValueError("the SentencePiece model has fewer than 4 pieces")
@@ -156,6 +159,7 @@ class XLMRobertaTokenizer:
         names = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>"}
         names |= {"unk_token": "<unk>", "mask_token": "<mask>"}
         names |= {k: v for k, v in (special_tokens or {}).items() if k in names}
+        self.names = names
         # The fairseq vocabulary, as transformers builds it: specials score 0.
         vocab = [(names["bos_token"], 0.0), (names["pad_token"], 0.0), (names["eos_token"], 0.0)]
         vocab += [(names["unk_token"], 0.0), *pieces[3:], (names["mask_token"], 0.0)]
@@ -181,6 +185,17 @@ class XLMRobertaTokenizer:
         config = read_json(folder / "tokenizer_config.json")
         specials = {k: token_text(v) for k, v in config.items() if k.endswith("_token")}
         return cls(model_file.read_bytes(), specials)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """sentencepiece.bpe.model + tokenizer_config.json, as transformers reads them."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "sentencepiece.bpe.model").write_bytes(self.model)
+        config = {"tokenizer_class": "XLMRobertaTokenizer", **self.names}
+        if self.model_max_length is not None:
+            config["model_max_length"] = self.model_max_length
+        text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+        (folder / "tokenizer_config.json").write_text(text, encoding="utf-8")
 
     def _segment(self, piece: str) -> list[int]:
         """Best-scoring split of `piece` into vocabulary pieces (unigram Viterbi).
