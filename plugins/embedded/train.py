@@ -4,7 +4,9 @@
     python -m paddiff.plugins.embedded.train unet   --work /work/embedded-train
     python -m paddiff.plugins.embedded.train export --work /work/embedded-train
 
-Stage 1 (`vae`) fits a small AutoencoderKL (64x64x3 -> 16x16x4) with a reconstruction loss and a
+The networks are paddiff's own plugin classes (AutoencoderKL, UNet2DConditionModel, BertModel),
+trained through their `.net` Paddle layers, so the exported folder is loaded by the same loader and
+pipeline as any Stable Diffusion model. Stage 1 (`vae`) fits a small AutoencoderKL (64x64x3 -> 16x16x4) with a reconstruction loss and a
 small KL term. Stage 2 (`unet`) encodes a fixed set of renderings once, then trains a small
 UNet2DConditionModel and a small BERT text encoder jointly with the DDPM noise-prediction loss
 (Ho et al. 2020, eq. 14) on SD's scaled-linear schedule; 10% of captions are replaced by "" so
@@ -43,7 +45,9 @@ VAE_CONFIG = {
     "layers_per_block": 1,
     "act_fn": "silu",
     "latent_channels": 4,
-    "norm_num_groups": 8,
+    # Several channels per group: with one channel per group (instance norm) a flat image
+    # normalises to zero, and the decoder's last norm would erase the absolute colour.
+    "norm_num_groups": 2,
     "sample_size": dataset.IMAGE_SIZE,
     "scaling_factor": 1.0,  # replaced by 1 / std of the training latents at the end of stage 1
 }
@@ -59,7 +63,7 @@ UNET_CONFIG = {
     "layers_per_block": 1,
     "attention_head_dim": 8,  # diffusers reads this as the number of heads
     "cross_attention_dim": 128,
-    "norm_num_groups": 32,
+    "norm_num_groups": 8,
     "norm_eps": 1e-5,
     "act_fn": "silu",
     "flip_sin_to_cos": True,
@@ -145,24 +149,21 @@ def write_tokenizer(folder: Path) -> None:
     (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
 
 
-class Tokenizer:
-    """paddlenlp's BertTokenizer on the built vocabulary, padded to TEXT_LENGTH (as the pipeline
-    tokenizes prompts), with a cache since captions repeat."""
+def make_text_encoder(tokenizer_folder: Path):
+    """paddiff's BertModel text encoder (random weights) with the built vocabulary: training
+    tokenizes captions exactly as the pipeline will tokenize prompts."""
+    from paddiff.plugins.text_encoders.bert import BertModel
+    from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
 
-    def __init__(self, folder: Path):
-        from paddlenlp.transformers import BertTokenizer
+    tokenizer = WordPieceTokenizer.from_folder(tokenizer_folder)
+    return BertModel({**BERT_CONFIG, "vocab_size": len(tokenizer.tokens)}, tokenizer, TEXT_LENGTH)
 
-        self._tokenizer = BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True)
-        self._cache: dict[str, list[int]] = {}
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        for text in texts:
-            if text not in self._cache:
-                ids = self._tokenizer(
-                    text, max_length=TEXT_LENGTH, padding="max_length", truncation=True
-                )["input_ids"]
-                self._cache[text] = ids
-        return np.array([self._cache[t] for t in texts], dtype=np.int64)
+def text_states(paddle, encoder, captions: list[str]):
+    """The conditioning for captions, differentiable (the plugin's `encode` runs without grad)."""
+    ids = encoder.tokenize(captions)
+    positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
+    return encoder.net(paddle.to_tensor(ids), paddle.to_tensor(positions))[-1]
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -209,12 +210,13 @@ def to_model_range(images: np.ndarray) -> np.ndarray:
 
 def train_vae(args) -> None:
     paddle = setup_paddle(args.threads)
-    from paddiff.plugins.embedded.nets import AutoencoderKLNet
+    from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 
     folder = Path(args.work) / "vae"
     folder.mkdir(parents=True, exist_ok=True)
     paddle.seed(SEED)
-    vae = AutoencoderKLNet(VAE_CONFIG)
+    vae = AutoencoderKL(VAE_CONFIG).net
+    vae.train()
     schedule = paddle.optimizer.lr.LinearWarmup(args.lr, 50, 0.0, args.lr)
     optimizer = paddle.optimizer.Adam(schedule, parameters=vae.parameters())
     step = 0
@@ -228,7 +230,7 @@ def train_vae(args) -> None:
         index = rng.integers(0, 10**9, size=args.batch)
         images = np.stack([dataset.example(SEED + 1, int(i), "train")[1] for i in index])
         x = paddle.to_tensor(to_model_range(images))
-        mean, logvar = vae.encode(x)
+        mean, logvar = vae.moments(x)
         noise = paddle.to_tensor(rng.standard_normal(mean.shape).astype(np.float32))
         z = mean + paddle.exp(0.5 * logvar) * noise
         recon = vae.decode(z)
@@ -257,14 +259,15 @@ def train_vae(args) -> None:
 
 
 def load_vae(paddle, work: Path):
-    from paddiff.plugins.embedded.nets import AutoencoderKLNet
+    """The AutoencoderKL plugin with the newest stage-1 weights, and that checkpoint's folder."""
+    from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 
     checkpoint = latest_checkpoint(work / "vae")
     if checkpoint is None:
         raise FileNotFoundError(f"no VAE checkpoint under {work / 'vae'}; run the vae stage first")
-    vae = AutoencoderKLNet(VAE_CONFIG)
-    vae.set_state_dict(paddle.load(str(checkpoint / "vae.pdparams")))
-    vae.eval()
+    vae = AutoencoderKL(VAE_CONFIG)
+    vae.net.set_state_dict(paddle.load(str(checkpoint / "vae.pdparams")))
+    vae.net.eval()
     return vae, checkpoint
 
 
@@ -282,9 +285,7 @@ def encode_training_set(paddle, work: Path, count: int) -> tuple[list, np.ndarra
             images = np.stack(
                 [dataset.example(SEED + 2, i)[1] for i in range(start, min(count, start + 256))]
             )
-            with paddle.no_grad():
-                mean, _ = vae.encode(paddle.to_tensor(to_model_range(images)))
-            chunks.append(mean.numpy())
+            chunks.append(vae.encode(to_model_range(images)))  # the posterior mean
         latents = np.concatenate(chunks)
         np.savez(cache, latents=latents)
     attrs = [dataset.example(SEED + 2, i)[0] for i in range(count)]
@@ -309,20 +310,22 @@ def scaled_linear_alphas_cumprod() -> np.ndarray:
 
 def train_unet(args) -> None:
     paddle = setup_paddle(args.threads)
-    from paddiff.plugins.embedded.nets import BertNet, UNet2DConditionNet
+    from paddiff.plugins.denoisers.unet import UNet2DConditionModel
 
     work = Path(args.work)
     folder = work / "unet"
     folder.mkdir(parents=True, exist_ok=True)
     write_tokenizer(work / "tokenizer")
-    tokenize = Tokenizer(work / "tokenizer")
     attrs, latents, scaling = encode_training_set(paddle, work, args.images)
     latents = latents * scaling
     alphas_cumprod = scaled_linear_alphas_cumprod()
 
     paddle.seed(SEED + 3)
-    unet = UNet2DConditionNet(UNET_CONFIG)
-    bert = BertNet({**BERT_CONFIG, "vocab_size": len(build_vocabulary())})
+    unet = UNet2DConditionModel(UNET_CONFIG).net
+    text_encoder = make_text_encoder(work / "tokenizer")
+    bert = text_encoder.net
+    unet.train()
+    bert.train()
     unet_ema, bert_ema = copy.deepcopy(unet), copy.deepcopy(bert)
     layers = {
         "unet": unet,
@@ -359,8 +362,8 @@ def train_unet(args) -> None:
         t = rng.integers(0, SCHEDULE["num_train_timesteps"], size=args.batch)
         a = alphas_cumprod[t].astype(np.float32)[:, None, None, None]
         xt = np.sqrt(a) * x0 + np.sqrt(1.0 - a) * noise  # q(x_t | x_0)
-        context = bert(paddle.to_tensor(tokenize(captions)))
-        predicted = unet(paddle.to_tensor(xt), paddle.to_tensor(t), context)
+        context = text_states(paddle, text_encoder, captions)
+        predicted = unet(paddle.to_tensor(xt), paddle.to_tensor(t.astype(np.float32)), context)
         loss = ((predicted - paddle.to_tensor(noise)) ** 2).mean()
         loss.backward()
         optimizer.step()
@@ -401,36 +404,29 @@ def update_ema(paddle, pairs, decay: float) -> None:
 def export(args) -> Path:
     """Write the newest checkpoints as a diffusers-layout model folder."""
     paddle = setup_paddle(args.threads)
-    from paddiff.plugins.embedded.nets import BertNet, UNet2DConditionNet, export_state_dict
-    from safetensors.numpy import save_file
+    from paddiff.plugins.denoisers.unet import UNet2DConditionModel
+    from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 
     work, target = Path(args.work), Path(args.model)
-    vae, _ = load_vae(paddle, work)
+    trained_vae, _ = load_vae(paddle, work)
     _, _, scaling = encode_training_set(paddle, work, args.images)
+    vae = AutoencoderKL({**VAE_CONFIG, "scaling_factor": round(scaling, 5)})
+    vae.net.set_state_dict(trained_vae.net.state_dict())
     checkpoint = latest_checkpoint(work / "unet")
     if checkpoint is None:
         raise FileNotFoundError(f"no UNet checkpoint under {work / 'unet'}")
-    unet = UNet2DConditionNet(UNET_CONFIG)
-    unet.set_state_dict(paddle.load(str(checkpoint / "unet_ema.pdparams")))
-    bert_config = {**BERT_CONFIG, "vocab_size": len(build_vocabulary())}
-    bert = BertNet(bert_config)
-    bert.set_state_dict(paddle.load(str(checkpoint / "text_encoder_ema.pdparams")))
+    unet = UNet2DConditionModel(UNET_CONFIG)
+    unet.net.set_state_dict(paddle.load(str(checkpoint / "unet_ema.pdparams")))
+    write_tokenizer(work / "tokenizer")
+    text_encoder = make_text_encoder(work / "tokenizer")
+    text_encoder.net.set_state_dict(paddle.load(str(checkpoint / "text_encoder_ema.pdparams")))
 
     if target.exists():
         shutil.rmtree(target)
-    parts = {
-        "unet": (unet, UNET_CONFIG, "diffusion_pytorch_model.safetensors"),
-        "vae": (
-            vae,
-            {**VAE_CONFIG, "scaling_factor": scaling},
-            "diffusion_pytorch_model.safetensors",
-        ),
-        "text_encoder": (bert, bert_config, "model.safetensors"),
-    }
-    for name, (net, config, filename) in parts.items():
-        (target / name).mkdir(parents=True)
-        save_file(export_state_dict(net), str(target / name / filename))
-        (target / name / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    # Each plugin writes its own diffusers / transformers layout (config.json + safetensors).
+    unet.save_pretrained(target / "unet")
+    vae.save_pretrained(target / "vae")
+    text_encoder.save_pretrained(target / "text_encoder")
     write_tokenizer(target / "tokenizer")
     (target / "scheduler").mkdir()
     (target / "scheduler" / "scheduler_config.json").write_text(
