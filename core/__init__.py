@@ -25,6 +25,21 @@ from paddiff.registry import (  # noqa: E402
     register,
 )
 
+#: The generation API: name -> module, imported on first use (see __getattr__ below).
+_LAZY = {
+    "load_pipeline": "paddiff.pipeline",
+    "Pipeline": "paddiff.pipeline",
+    "GenerationResult": "paddiff.results",
+    "StepInfo": "paddiff.results",
+    "SafetyBlocked": "paddiff.safety",
+    "GenerationCancelled": "paddiff.results",
+    "ValidationError": "paddiff.validation",
+    "PromptTruncatedWarning": "paddiff.prompts",
+    "PromptCache": "paddiff.prompt_cache",
+    "save_image": "paddiff.png_info",
+    "read_parameters": "paddiff.png_info",
+}
+
 __all__ = [
     "__version__",
     "TextEncoder",
@@ -41,4 +56,18 @@ __all__ = [
     "UnknownPluginError",
     "BrokenPluginError",
     "PluginConformanceError",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    """The generation API, imported on first use (it brings in NumPy and, via the components,
+    Paddle), so that `import paddiff` stays cheap."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'paddiff' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

@@ -15,6 +15,9 @@ import paddiff
 #: sub-command -> module with `add_arguments(parser)`, `run(args) -> int` and a `HELP` line.
 COMMANDS = {
     "plugins": "paddiff.commands.plugins",
+    "generate": "paddiff.commands.generate",
+    "img2img": "paddiff.commands.img2img",
+    "inpaint": "paddiff.commands.inpaint",
 }
 
 

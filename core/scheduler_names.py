@@ -40,18 +40,24 @@ ALIASES: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("dpm2-karras",), "KDPM2DiscreteScheduler", KARRAS),
     (("dpm2-a", "DPM2 a", "dpm2-ancestral"), "KDPM2AncestralDiscreteScheduler", NOT_KARRAS),
     (("dpm2-a-karras", "DPM2 a Karras"), "KDPM2AncestralDiscreteScheduler", KARRAS),
-    (("dpm++2m", "DPM++ 2M", "dpmsolver++", "dpm-solver++"),
-     "DPMSolverMultistepScheduler", {**DPM_2M, **NOT_KARRAS}),
-    (("dpm++2m-karras", "DPM++ 2M Karras"),
-     "DPMSolverMultistepScheduler", {**DPM_2M, **KARRAS}),
-    (("dpm++2m-sde", "DPM++ 2M SDE"),
-     "DPMSolverMultistepScheduler", {**DPM_2M_SDE, **NOT_KARRAS}),
-    (("dpm++2m-sde-karras", "DPM++ 2M SDE Karras"),
-     "DPMSolverMultistepScheduler", {**DPM_2M_SDE, **KARRAS}),
-    (("dpm++3m-sde", "DPM++ 3M SDE"),
-     "DPMSolverMultistepScheduler", {**DPM_3M_SDE, **NOT_KARRAS}),
-    (("dpm++3m-sde-karras", "DPM++ 3M SDE Karras"),
-     "DPMSolverMultistepScheduler", {**DPM_3M_SDE, **KARRAS}),
+    (
+        ("dpm++2m", "DPM++ 2M", "dpmsolver++", "dpm-solver++"),
+        "DPMSolverMultistepScheduler",
+        {**DPM_2M, **NOT_KARRAS},
+    ),
+    (("dpm++2m-karras", "DPM++ 2M Karras"), "DPMSolverMultistepScheduler", {**DPM_2M, **KARRAS}),
+    (("dpm++2m-sde", "DPM++ 2M SDE"), "DPMSolverMultistepScheduler", {**DPM_2M_SDE, **NOT_KARRAS}),
+    (
+        ("dpm++2m-sde-karras", "DPM++ 2M SDE Karras"),
+        "DPMSolverMultistepScheduler",
+        {**DPM_2M_SDE, **KARRAS},
+    ),
+    (("dpm++3m-sde", "DPM++ 3M SDE"), "DPMSolverMultistepScheduler", {**DPM_3M_SDE, **NOT_KARRAS}),
+    (
+        ("dpm++3m-sde-karras", "DPM++ 3M SDE Karras"),
+        "DPMSolverMultistepScheduler",
+        {**DPM_3M_SDE, **KARRAS},
+    ),
     # diffusers' table maps "DPM++ SDE" to its singlestep DPM-Solver++ (not to
     # DPMSolverSDEScheduler, which needs torchsde's Brownian tree)
     (("dpm++sde", "DPM++ SDE", "dpm-singlestep"), "DPMSolverSinglestepScheduler", NOT_KARRAS),
@@ -68,7 +74,9 @@ def normalize(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name.strip().lower())
 
 
-_BY_KEY = {normalize(alias): (target, options) for names, target, options in ALIASES for alias in names}
+_BY_KEY = {
+    normalize(alias): (target, options) for names, target, options in ALIASES for alias in names
+}
 
 
 def aliases_for(registry_name: str) -> list[str]:
