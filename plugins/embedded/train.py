@@ -208,17 +208,25 @@ def to_model_range(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)
 
 
-def train_vae(args) -> None:
+def train_vae(args, decoder_only: bool = False) -> None:
+    """Stage 1, or with decoder_only its continuation: the encoder (and so the latents stage 2
+    learns on) is frozen at the newest `vae` checkpoint, and only the decoder keeps learning."""
     paddle = setup_paddle(args.threads)
     from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 
-    folder = Path(args.work) / "vae"
+    work = Path(args.work)
+    folder = work / ("decoder" if decoder_only else "vae")
     folder.mkdir(parents=True, exist_ok=True)
     paddle.seed(SEED)
     vae = AutoencoderKL(VAE_CONFIG).net
     vae.train()
+    if decoder_only:
+        vae.set_state_dict(load_vae(paddle, work, "vae")[0].net.state_dict())
+        trained = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    else:
+        trained = vae.parameters()
     schedule = paddle.optimizer.lr.LinearWarmup(args.lr, 50, 0.0, args.lr)
-    optimizer = paddle.optimizer.Adam(schedule, parameters=vae.parameters())
+    optimizer = paddle.optimizer.Adam(schedule, parameters=trained)
     step = 0
     checkpoint = latest_checkpoint(folder)
     if checkpoint:
@@ -226,11 +234,15 @@ def train_vae(args) -> None:
         print(f"resumed from {checkpoint}")
     started = time.time()
     while step < args.steps:
-        rng = np.random.default_rng([SEED, 1, step])
+        rng = np.random.default_rng([SEED, 3 if decoder_only else 1, step])
         index = rng.integers(0, 10**9, size=args.batch)
         images = np.stack([dataset.example(SEED + 1, int(i), "train")[1] for i in index])
         x = paddle.to_tensor(to_model_range(images))
-        mean, logvar = vae.moments(x)
+        if decoder_only:
+            with paddle.no_grad():
+                mean, logvar = vae.moments(x)
+        else:
+            mean, logvar = vae.moments(x)
         noise = paddle.to_tensor(rng.standard_normal(mean.shape).astype(np.float32))
         z = mean + paddle.exp(0.5 * logvar) * noise
         recon = vae.decode(z)
@@ -247,7 +259,7 @@ def train_vae(args) -> None:
             log(
                 folder / "log.jsonl",
                 {
-                    "stage": "vae",
+                    "stage": folder.name,
                     "step": step,
                     "l1": round(float(rec_loss), 5),
                     "kl": round(float(kl), 4),
@@ -258,13 +270,14 @@ def train_vae(args) -> None:
             save_checkpoint(paddle, folder, step, {"vae": vae}, optimizer)
 
 
-def load_vae(paddle, work: Path):
-    """The AutoencoderKL plugin with the newest stage-1 weights, and that checkpoint's folder."""
+def load_vae(paddle, work: Path, part: str = "vae", checkpoint: Path | None = None):
+    """The AutoencoderKL plugin with stage-1 weights (part "vae") or with the decoder-only
+    continuation's (part "decoder"), from `checkpoint` or the newest, and that checkpoint."""
     from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 
-    checkpoint = latest_checkpoint(work / "vae")
+    checkpoint = checkpoint or latest_checkpoint(work / part)
     if checkpoint is None:
-        raise FileNotFoundError(f"no VAE checkpoint under {work / 'vae'}; run the vae stage first")
+        raise FileNotFoundError(f"no VAE checkpoint under {work / part}; run the {part} stage")
     vae = AutoencoderKL(VAE_CONFIG)
     vae.net.set_state_dict(paddle.load(str(checkpoint / "vae.pdparams")))
     vae.net.eval()
@@ -273,8 +286,17 @@ def load_vae(paddle, work: Path):
 
 def encode_training_set(paddle, work: Path, count: int) -> tuple[list, np.ndarray, float]:
     """Latent means of `count` training renderings, cached in the work folder, and the scaling
-    factor 1 / std that brings them to unit variance (as SD's 0.18215 does for its VAE)."""
-    vae, checkpoint = load_vae(paddle, work)
+    factor 1 / std that brings them to unit variance (as SD's 0.18215 does for its VAE).
+
+    The first call pins the VAE checkpoint in `unet/vae-checkpoint.txt`: stage 2 and the export
+    keep using that encoder even if stage 1 later writes newer checkpoints."""
+    pin = work / "unet" / "vae-checkpoint.txt"
+    if pin.exists():
+        vae, checkpoint = load_vae(paddle, work, checkpoint=work / "vae" / pin.read_text().strip())
+    else:
+        vae, checkpoint = load_vae(paddle, work)
+        pin.parent.mkdir(parents=True, exist_ok=True)
+        pin.write_text(checkpoint.name)
     cache = work / f"latents-{checkpoint.name}-{count}.npz"
     if cache.exists():
         data = np.load(cache, allow_pickle=False)
@@ -408,8 +430,10 @@ def export(args) -> Path:
     from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 
     work, target = Path(args.work), Path(args.model)
-    trained_vae, _ = load_vae(paddle, work)
     _, _, scaling = encode_training_set(paddle, work, args.images)
+    # The decoder-only continuation, when it has run, has the better decoder (same encoder).
+    part = "decoder" if latest_checkpoint(work / "decoder") else "vae"
+    trained_vae, vae_checkpoint = load_vae(paddle, work, part)
     vae = AutoencoderKL({**VAE_CONFIG, "scaling_factor": round(scaling, 5)})
     vae.net.set_state_dict(trained_vae.net.state_dict())
     checkpoint = latest_checkpoint(work / "unet")
@@ -434,7 +458,11 @@ def export(args) -> Path:
     )
     model_index = {
         "_class_name": "StableDiffusionPipeline",
-        "_paddiff_embedded": {"trained_from": checkpoint.name, "seed": SEED},
+        "_paddiff_embedded": {
+            "unet_and_text_encoder": checkpoint.name,
+            "vae": f"{part}/{vae_checkpoint.name}",
+            "seed": SEED,
+        },
         "text_encoder": ["transformers", "BertModel"],
         "tokenizer": ["transformers", "BertTokenizer"],
         "unet": ["diffusers", "UNet2DConditionModel"],
@@ -452,7 +480,7 @@ def export(args) -> Path:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m paddiff.plugins.embedded.train")
-    parser.add_argument("stage", choices=["vae", "unet", "export"])
+    parser.add_argument("stage", choices=["vae", "unet", "decoder", "export"])
     parser.add_argument("--work", default="/work/embedded-train", help="checkpoints and logs")
     parser.add_argument("--model", default=str(MODEL_DIR), help="export target folder")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -462,15 +490,26 @@ def main(argv=None) -> None:
     parser.add_argument("--kl-weight", type=float, default=1e-4)
     parser.add_argument("--images", type=int, default=24000, help="renderings for stage 2")
     parser.add_argument("--caption-dropout", type=float, default=0.1)
-    parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of exported weights")
+    parser.add_argument("--ema", type=float, default=0.995, help="EMA decay of exported weights")
     parser.add_argument("--checkpoint-every", type=int, default=250)
     args = parser.parse_args(argv)
-    defaults = {"vae": (800, 8, 2e-3), "unet": (8000, 32, 1e-3), "export": (0, 0, 0)}
+    defaults = {
+        "vae": (800, 8, 2e-3),
+        "decoder": (1500, 8, 1e-3),
+        "unet": (8000, 16, 6e-4),
+        "export": (0, 0, 0),
+    }
     steps, batch, lr = defaults[args.stage]
     args.steps = args.steps or steps
     args.batch = args.batch or batch
     args.lr = args.lr or lr
-    {"vae": train_vae, "unet": train_unet, "export": export}[args.stage](args)
+    stages = {
+        "vae": train_vae,
+        "decoder": lambda a: train_vae(a, decoder_only=True),
+        "unet": train_unet,
+        "export": export,
+    }
+    stages[args.stage](args)
 
 
 if __name__ == "__main__":
