@@ -488,7 +488,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--kl-weight", type=float, default=1e-4)
-    parser.add_argument("--images", type=int, default=24000, help="renderings for stage 2")
+    parser.add_argument("--images", type=int, default=8000, help="renderings for stage 2")
     parser.add_argument("--caption-dropout", type=float, default=0.1)
     parser.add_argument("--ema", type=float, default=0.995, help="EMA decay of exported weights")
     parser.add_argument("--checkpoint-every", type=int, default=250)
