@@ -136,6 +136,7 @@ def main(argv=None) -> None:
     parser.add_argument("--scheduler", default=None, help="a scheduler name (default: model's)")
     parser.add_argument("--seen", type=int, default=130)
     parser.add_argument("--held-out-repeats", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="evenly spaced subset of items")
     parser.add_argument("--out", default=None, help="write the JSON report here")
     args = parser.parse_args(argv)
 
@@ -146,6 +147,8 @@ def main(argv=None) -> None:
     else:
         generate = preview_generator(args.model, args.steps, args.guidance)
     items = evaluation_items(args.seen, args.held_out_repeats)
+    if args.limit:  # a quick look, e.g. at a training checkpoint
+        items = [items[i] for i in np.linspace(0, len(items) - 1, args.limit).round().astype(int)]
     report = run(generate, items, classifier)
     report["settings"] = {**vars(args), "elapsed_s": round(time.time() - started, 1)}
     report["classifier"] = classifier_report
