@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LINTED := core plugins tests examples hub_module benchmarks
 
 .PHONY: setup run test test-slow lint
 
@@ -19,10 +20,12 @@ run: setup
 	$(BIN)/paddiff plugins list
 
 test: setup
+	$(BIN)/python -m ruff check $(LINTED)
 	$(BIN)/python -m pytest -q
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
 lint: setup
-	$(BIN)/ruff check core plugins tests examples hub_module
+	$(BIN)/python -m ruff check $(LINTED)
+	$(BIN)/python -m ruff format --check $(LINTED)

@@ -1,6 +1,6 @@
 """Time paddiff's Chinese text encoders at published sizes (random weights; nothing downloaded).
 
-    .venv/bin/python benchmarks/chinese_text_encoders.py            # paddiff (Paddle, dynamic graph)
+    .venv/bin/python benchmarks/chinese_text_encoders.py    # paddiff: dynamic graph, then exported
     /work/venv-ref/bin/python benchmarks/chinese_text_encoders.py --torch   # transformers, same shapes
 
 Shapes: Taiyi's BERT (hidden 768, 12 layers, 512 tokens) and AltDiffusion's XLM-R large (hidden
@@ -63,27 +63,42 @@ def ids(length: int, pad: int, vocab: int = 1000) -> np.ndarray:
 
 
 def paddiff_times() -> None:
-    from paddiff.plugins.text_encoders.bert import BertModel
+    import tempfile
+
+    from paddiff.plugins.inference.cache import ExportCache
+    from paddiff.plugins.text_encoders.bert import BertModel, attention_bias
     from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
     from paddiff.plugins.text_encoders.xlm_roberta import RobertaSeriesModelWithTransformation
     from paddiff.plugins.text_encoders.xlmr_tokenizer import XLMRobertaTokenizer
 
     bert = BertModel(TAIYI, WordPieceTokenizer.from_folder(FIXTURES / "taiyi_like/tokenizer"), 512)
-    taiyi_ids = ids(512, 0)
-    print(
-        f"Taiyi BERT, 2 x 512 tokens, no mask: {median_seconds(lambda: bert._run(taiyi_ids, None, True)):.3f} s"
-    )
     tokenizer = XLMRobertaTokenizer.from_folder(FIXTURES / "altdiffusion_like/tokenizer")
     alt = RobertaSeriesModelWithTransformation(ALT, tokenizer, 77)
-    alt_ids = ids(77, 1)
-    mask = (alt_ids != 1).astype(np.int64)
-    print(
-        f"AltDiffusion XLM-R large, 2 x 77 tokens: {median_seconds(lambda: alt._run(alt_ids, mask, True)):.3f} s"
+    taiyi_ids, alt_ids = ids(512, 0), ids(77, 1)
+    taiyi_inputs = (
+        taiyi_ids,
+        np.ascontiguousarray(bert._positions(taiyi_ids)),
+        attention_bias(None, taiyi_ids),
     )
+    alt_mask = (alt_ids != 1).astype(np.int64)
+    alt_inputs = (alt_ids, alt._positions(alt_ids), attention_bias(alt_mask, alt_ids))
+    with tempfile.TemporaryDirectory() as cache_dir:
+        for mode in ("dynamic", "static"):
+            if mode == "static":
+                bert.runner.use_static(ExportCache(cache_dir, threads=2))
+                alt.runner.use_static(ExportCache(cache_dir, threads=2))
+            print(
+                f"{mode}: Taiyi BERT, 2 x 512 tokens, no mask: "
+                f"{median_seconds(lambda: bert.runner(*taiyi_inputs)):.3f} s"
+            )
+            print(
+                f"{mode}: AltDiffusion XLM-R large, 2 x 77 tokens: "
+                f"{median_seconds(lambda: alt.runner(*alt_inputs)):.3f} s"
+            )
 
     model = synthetic_sentencepiece(250_000)
     start = time.perf_counter()
-    big = XLMRobertaTokenizer(model)
+    big = XLMRobertaTokenizer.from_sentencepiece(model)
     print(f"load a 250,002-piece SentencePiece model: {time.perf_counter() - start:.2f} s")
     prompt = "一只可爱的小猫，高清，油画, a cute cat, highly detailed, trending on artstation " * 3
     print(

@@ -6,6 +6,10 @@ by the components that need them, the first time they are used.
 
 __version__ = "0.1.0"
 
+from paddiff import hub_import  # noqa: E402
+
+hub_import.install()  # PaddleHub's module folder is also named `paddiff`: see hub_import.py
+
 from paddiff.interfaces import (  # noqa: E402
     VAE,
     Denoiser,

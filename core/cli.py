@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 import paddiff
@@ -45,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     except paddiff.PluginError as exc:
         print(f"paddiff: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `paddiff plugins list | head`: the reader left early. Point stdout at /dev/null so
+        # Python's final flush does not raise again, and exit quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,16 @@ if TYPE_CHECKING:  # NumPy and Pillow are not imported at run time here, to keep
 
 
 class Component(ABC):  # noqa: B024 (a marker base; the interfaces below are abstract)
-    """Common base: each interface lists the members a plugin must define."""
+    """Common base: each interface lists the members a plugin must define.
+
+    Optional for model components (TextEncoder, Denoiser, VAE): a classmethod
+    `from_state_dict(config, state, source="...", **options)` building the component from a config
+    dict and a `paddiff.weights.StateDict` (diffusers / transformers keys; `state.layout` says
+    whether Linear weights are stored torch- or Paddle-style). `paddiff.loader` uses it when
+    present, so the plugin gets every weight format, fp16 variants and converted single-file
+    checkpoints for free; otherwise it calls `from_pretrained(folder, **options)`. Options the
+    loader passes: `prediction_type` (denoisers), `tokenizer_path` (text encoders).
+    """
 
     #: Methods the registry checks for when it loads a plugin of this kind.
     required_methods: ClassVar[tuple[str, ...]] = ()

@@ -58,7 +58,8 @@ def load_components(
     variant:   weights variant to load from a folder ("fp16": `*.fp16.safetensors`).
     overrides: `denoiser=`, `vae=`, `text_encoder=`, `scheduler=`: an instance, used as is, or a
                registry name, whose class replaces the one the model names (a scheduler swap:
-               `scheduler="EulerDiscreteScheduler"` keeps the model's scheduler config).
+               `scheduler="EulerDiscreteScheduler"` or an alias such as "dpm++2m-karras" keeps
+               the model's scheduler config).
     config:    single files only: config entries replacing the inferred ones, per component
                ({"denoiser": {"attention_head_dim": 8}}), or a diffusers folder whose
                component configs to use instead.
@@ -121,8 +122,10 @@ def _from_folder(folder, variant, tokenizer, registry, overrides) -> dict[str, A
 
 def _build_from_folder(cls, folder: Path, variant, options):
     if hasattr(cls, "from_state_dict"):
+        from paddiff.plugins.convert.legacy_names import modernize_keys
+
         config = _read_json(folder / "config.json")
-        state = load_component_weights(folder, variant)
+        state = modernize_keys(load_component_weights(folder, variant))
         source = ", ".join(str(f) for f in state.files)
         return cls.from_state_dict(config, state, source=source, **options)
     if variant is not None:
@@ -143,13 +146,19 @@ def _options(name: str, folder: Path | None, tokenizer, scheduler_config: dict) 
 
 
 def _scheduler(override, config: dict, registry: Registry):
+    """The scheduler: an instance as given, else the class named by `override` (any name
+    `paddiff.scheduler_names` accepts, e.g. "dpm++2m-karras", with the options it implies) or by
+    the config's `_class_name`, built from the model's scheduler config."""
+    from paddiff.scheduler_names import resolve_scheduler_name
+
     if override is not None and not isinstance(override, str):
         return override
     name = override or config.get("_class_name")
     if not name:
         raise ValueError("the scheduler config names no _class_name; pass scheduler=<name>")
+    name, options = resolve_scheduler_name(name, registry.names(SCHEDULER[1]))
     # the config records the name the scheduler was created under, which save_components writes
-    return registry.get(SCHEDULER[1], name).from_config({**config, "_class_name": name})
+    return registry.get(SCHEDULER[1], name).from_config({**config, **options, "_class_name": name})
 
 
 def _read_json(path: Path) -> dict:
@@ -168,7 +177,8 @@ def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str,
     from paddiff.plugins.convert.original_sd import convert_checkpoint
 
     config_folder = Path(config) if isinstance(config, (str, Path)) else None
-    parts = convert_checkpoint(load_state_dict(path), None if config_folder else config)
+    state = load_state_dict(path, dtype="float32")  # fp16 / bf16 files into float32 models
+    parts = convert_checkpoint(state, None if config_folder else config)
     if config_folder:
         _replace_configs(parts, config_folder)
     scheduler_config = parts["scheduler"].config

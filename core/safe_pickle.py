@@ -46,8 +46,16 @@ class CheckpointFormatError(ValueError):
 BFLOAT16 = "bfloat16"  # NumPy has no bfloat16; its bits are the top half of a float32
 
 
+class _NoBuild:
+    """Objects a pickle can reach but must not modify: its BUILD opcode would call
+    `__setstate__`, or else write `__dict__` directly, bypassing `frozen`."""
+
+    def __setstate__(self, state):
+        raise UnsafeCheckpointError(f"checkpoint tries to modify {self!r}")
+
+
 @dataclass(frozen=True)
-class StorageType:
+class StorageType(_NoBuild):
     """What `torch.FloatStorage` and friends stand for here: an element dtype."""
 
     dtype: str  # a NumPy dtype name, or BFLOAT16
@@ -58,7 +66,7 @@ class StorageType:
 
 
 @dataclass(frozen=True)
-class Storage:
+class Storage(_NoBuild):
     """A flat run of `numel` elements at byte `offset` of a file (or bytes already in memory)."""
 
     type: StorageType
@@ -81,7 +89,7 @@ class Storage:
 
 
 @dataclass(frozen=True)
-class TensorRef:
+class TensorRef(_NoBuild):
     """A tensor as the pickle describes it; `read()` loads its values."""
 
     storage: Storage
@@ -180,6 +188,11 @@ def _reconstruct_ndarray(cls, shape, typecode):
     return np.ndarray.__new__(np.ndarray, shape, typecode)  # filled by ndarray.__setstate__
 
 
+def _frombuffer(buffer, dtype, shape, order):
+    # protocol-5 pickles of arrays: numpy._core.numeric._frombuffer(bytearray, dtype, shape, order)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order).copy()
+
+
 def _numpy_scalar(dtype, data=None):
     return np.frombuffer(data, dtype=dtype)[0] if data is not None else dtype.type()
 
@@ -226,6 +239,8 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
         ("numpy", "dtype"): np.dtype,
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct_ndarray,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct_ndarray,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
         ("numpy.core.multiarray", "scalar"): _numpy_scalar,
         ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     }
@@ -273,6 +288,18 @@ class RestrictedUnpickler(pickle.Unpickler):
 # -- file formats ----------------------------------------------------------------------------------
 
 
+# what a damaged or malformed pickle raises inside the unpickler
+_DAMAGED = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    IndexError,
+)
+
+
 def load_pickled_tensors(path: Path) -> dict[str, TensorRef | np.ndarray]:
     """The tensors of a pickled checkpoint, by key: `TensorRef`s (PyTorch) or arrays (Paddle).
 
@@ -286,11 +313,18 @@ def load_pickled_tensors(path: Path) -> dict[str, TensorRef | np.ndarray]:
             obj = _load_torch_zip(path)
         else:
             obj = _load_plain_or_legacy(path)
-    except (UnsafeCheckpointError, CheckpointFormatError):
+    except UnsafeCheckpointError as exc:
+        if str(path) in str(exc):
+            raise
+        raise UnsafeCheckpointError(f"{path}: refusing to load this checkpoint: {exc}") from None
+    except CheckpointFormatError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError) as exc:
+    except _DAMAGED as exc:
         raise CheckpointFormatError(f"{path}: not a readable checkpoint ({exc})") from exc
     return _tensors_of(obj, path)
+
+
+_ARRAYS = (TensorRef, np.ndarray)
 
 
 def _tensors_of(obj, path: Path) -> dict[str, TensorRef | np.ndarray]:
@@ -300,17 +334,21 @@ def _tensors_of(obj, path: Path) -> dict[str, TensorRef | np.ndarray]:
         raise CheckpointFormatError(f"{path}: holds a {type(obj).__name__}, not a state dict")
     tensors: dict[str, TensorRef | np.ndarray] = {}
     for key, value in obj.items():
-        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], np.ndarray):
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], _ARRAYS):
             value = value[1]  # paddle.save's (name, array) form of a tensor
-        if isinstance(value, (TensorRef, np.ndarray)):
+        if isinstance(value, _ARRAYS):
             tensors[str(key)] = value
     return _join_paddle_slices(obj, tensors)
+
+
+def _array(value) -> np.ndarray:
+    return value.read() if isinstance(value, TensorRef) else value
 
 
 def _join_paddle_slices(obj: dict, tensors: dict) -> dict:
     # paddle.save with protocol < 4 splits arrays over 1 GB into "key@@.0", "key@@.1", ...
     for key, info in (obj.get("UnpackBigParamInfor@@") or {}).items():
-        parts = [tensors.pop(part) for part in info["slices"]]
+        parts = [_array(tensors.pop(part)) for part in info["slices"]]
         tensors[key] = np.concatenate([p.ravel() for p in parts]).reshape(info["OriginShape"])
     return tensors
 
@@ -373,10 +411,15 @@ def _file_reader(path: Path, base: int):
 
 def _load_plain_or_legacy(path: Path):
     storages: dict[str, tuple[StorageType, int, tuple | None]] = {}
+    from paddiff.lazy_pickle import scan_pickle
+
+    located = scan_pickle(path)  # paddle.save's pickles, with the arrays left in the file
+    if located is not None and located != TORCH_LEGACY_MAGIC:
+        return located
     with open(path, "rb") as f:
         first = RestrictedUnpickler(f, path).load()
         if first != TORCH_LEGACY_MAGIC:
-            return first  # a plain pickle, as paddle.save writes
+            return first  # a plain pickle beyond what scan_pickle follows
         RestrictedUnpickler(f, path).load()  # protocol version
         RestrictedUnpickler(f, path).load()  # sys info
         refs: dict[str, Storage] = {}
@@ -401,7 +444,7 @@ def _load_plain_or_legacy(path: Path):
 
 
 @dataclass(frozen=True)
-class _LegacyStorage:
+class _LegacyStorage(_NoBuild):
     key: str
     type: StorageType
     refs: dict

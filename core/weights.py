@@ -140,6 +140,9 @@ class StateDict(Mapping):
             files = ", ".join(str(f) for f in self.files) or "an empty state dict"
             raise KeyError(f"no tensor {key!r} in {files}") from None
 
+    def __contains__(self, key) -> bool:  # Mapping's default would read the tensor
+        return key in self._entries
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
@@ -220,9 +223,11 @@ def read_safetensors_header(path: Path) -> tuple[dict, dict, int]:
             )
         raw = f.read(length)
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WeightsFormatError(f"{path}: safetensors header is not valid JSON ({exc})") from None
+    except KeyError as exc:
+        raise WeightsFormatError(f"{path}: safetensors header lists {exc} twice") from None
     if not isinstance(header, dict):
         raise WeightsFormatError(f"{path}: safetensors header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -230,6 +235,15 @@ def read_safetensors_header(path: Path) -> tuple[dict, dict, int]:
     for key, entry in header.items():
         _check_entry(path, key, entry, size - data_start)
     return header, metadata, data_start
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise KeyError(key)
+        seen[key] = value
+    return seen
 
 
 def _check_entry(path: Path, key: str, entry, data_size: int) -> None:
@@ -356,6 +370,11 @@ WEIGHT_FILE_FAMILIES = [
 
 def find_component_weights(folder: str | Path, variant: str | None = None) -> list[Path]:
     """The weight files of a component folder, in the first family present: [file] or shards."""
+    return _locate(folder, variant)[0]
+
+
+def _locate(folder: str | Path, variant: str | None) -> tuple[list[Path], dict | None]:
+    """(files, the shard index's weight map or None)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"component folder not found: {folder}")
@@ -363,7 +382,7 @@ def find_component_weights(folder: str | Path, variant: str | None = None) -> li
     for stem, suffix in WEIGHT_FILE_FAMILIES:
         single = folder / f"{stem}{tag}{suffix}"
         if single.is_file():
-            return [single]
+            return [single], None
         index = folder / f"{stem}{suffix}.index{tag}.json"
         if index.is_file():
             return _shards(index)
@@ -377,16 +396,29 @@ def find_component_weights(folder: str | Path, variant: str | None = None) -> li
     raise FileNotFoundError(message)
 
 
-def _shards(index: Path) -> list[Path]:
+def _shards(index: Path) -> tuple[list[Path], dict]:
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        shards = [index.parent / name for name in dict.fromkeys(weight_map.values())]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise WeightsFormatError(f"{index}: not a shard index ({exc})") from None
-    shards = [index.parent / name for name in dict.fromkeys(weight_map.values())]
     missing = [str(s) for s in shards if not s.is_file()]
     if missing:
         raise FileNotFoundError(f"{index} names shards that do not exist: {', '.join(missing)}")
-    return shards
+    return shards, {key: index.parent / name for key, name in weight_map.items()}
+
+
+def _check_shards(state: StateDict, weight_map: dict[str, Path]) -> None:
+    """Every key is in the shard the index names, and the index names every key."""
+    misplaced = [k for k, f in weight_map.items() if k not in state or state.info(k).file != f]
+    unlisted = [k for k in state if k not in weight_map]
+    if misplaced or unlisted:
+        some = ", ".join((misplaced + unlisted)[:8])
+        raise WeightsFormatError(
+            f"shard index of {state.files[0].parent} does not match its shards "
+            f"({len(misplaced)} keys missing from their shard, {len(unlisted)} not in the index: "
+            f"{some})"
+        )
 
 
 def load_component_weights(
@@ -409,9 +441,9 @@ def load_component_weights(
     - Errors: FileNotFoundError (folder or files missing, naming what is there), WeightsFormatError
       (a ValueError; damaged file, named), UnsafeCheckpointError (a pickle that would run code).
     """
-    files = find_component_weights(folder, variant)
+    files, weight_map = _locate(folder, variant)
     parts = [load_state_dict(f, dtype) for f in files]
-    if len(parts) == 1:
+    if weight_map is None:
         return parts[0]
     layouts = {p.layout for p in parts}
     if len(layouts) > 1:
@@ -420,4 +452,5 @@ def load_component_weights(
     for part in parts:
         for key in part:
             merged.add(key, part.info(key), part.reader(key))
+    _check_shards(merged, weight_map)
     return merged

@@ -26,6 +26,65 @@ SD_CONFIG = {
     "clip_sample": False,
 }
 
+#: Other model folders' scheduler_config.json files, as published (SD 2.1 768-v, SDXL base,
+#: an LCM-distilled SD 1.5).
+MODEL_CONFIGS = {
+    "sd15": SD_CONFIG,
+    "sd21-v": {
+        "_class_name": "DDIMScheduler",
+        "_diffusers_version": "0.8.0",
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "clip_sample": False,
+        "num_train_timesteps": 1000,
+        "prediction_type": "v_prediction",
+        "set_alpha_to_one": False,
+        "skip_prk_steps": True,
+        "steps_offset": 1,
+        "trained_betas": None,
+    },
+    "sdxl": {
+        "_class_name": "EulerDiscreteScheduler",
+        "_diffusers_version": "0.19.0.dev0",
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "clip_sample": False,
+        "interpolation_type": "linear",
+        "num_train_timesteps": 1000,
+        "prediction_type": "epsilon",
+        "sample_max_value": 1.0,
+        "set_alpha_to_one": False,
+        "skip_prk_steps": True,
+        "steps_offset": 1,
+        "timestep_spacing": "leading",
+        "trained_betas": None,
+        "use_karras_sigmas": False,
+    },
+    "lcm": {
+        "_class_name": "LCMScheduler",
+        "_diffusers_version": "0.22.0.dev0",
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "dynamic_thresholding_ratio": 0.995,
+        "num_train_timesteps": 1000,
+        "original_inference_steps": 50,
+        "prediction_type": "epsilon",
+        "rescale_betas_zero_snr": False,
+        "sample_max_value": 1.0,
+        "set_alpha_to_one": True,
+        "steps_offset": 1,
+        "thresholding": False,
+        "timestep_scaling": 10.0,
+        "timestep_spacing": "leading",
+        "trained_betas": None,
+    },
+}
+
 
 def stand_in_model(sample: np.ndarray, t: float) -> np.ndarray:
     """A smooth, deterministic fake denoiser output; the same function make_reference.py uses."""
@@ -54,3 +113,30 @@ def reference(class_name: str):
 
 def reference_classes() -> list[str]:
     return sorted(path.stem for path in FIXTURES.glob("*.npz"))
+
+
+_SD_ABAR = np.cumprod(1 - np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2)
+
+
+def gaussian_data_denoiser(model_input: np.ndarray, t: float) -> np.ndarray:
+    """The exact noise prediction for data drawn from N(0, I) on SD's schedule: the VP input
+    x_t = alpha x0 + s eps has unit variance, and E[eps | x_t] = s * x_t."""
+    s = math.sqrt(1 - np.interp(t, np.arange(1000), _SD_ABAR))
+    return (s * np.asarray(model_input, dtype=np.float64)).astype(np.float32)
+
+
+_SD_SIGMAS = np.sqrt((1 - _SD_ABAR) / _SD_ABAR)
+
+
+def point_mass_denoiser(clean: np.ndarray):
+    """The exact noise prediction when all data is the single sample `clean`: from the VP input
+    x_t = alpha x0 + s eps, eps = (x_t - alpha * clean) / s, with the noise level at t taken as
+    the schedulers take it (sigma interpolated linearly between training steps)."""
+
+    def model(model_input: np.ndarray, t: float) -> np.ndarray:
+        sigma = np.interp(t, np.arange(1000), _SD_SIGMAS)
+        alpha = 1 / math.sqrt(sigma**2 + 1)
+        eps = (np.asarray(model_input, np.float64) - alpha * clean) / (sigma * alpha)
+        return eps.astype(np.float32)
+
+    return model

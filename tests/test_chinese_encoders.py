@@ -67,11 +67,22 @@ def test_window_lengths_and_widths_come_from_the_folder():
     alt = load(FIXTURES / "altdiffusion_like")
     assert (taiyi.max_length, taiyi.hidden_size, taiyi.use_attention_mask) == (512, 32, False)
     # AltDiffusion conditions on the projection (project_dim), with the padding mask.
-    assert (alt.max_length, alt.hidden_size, alt.use_attention_mask) == (77, 24, True)
+    assert (alt.max_length, alt.hidden_size, alt.use_attention_mask) == (77, 32, True)
     assert load(FIXTURES / "taiyi_like", max_length=77).encode(["猫"]).shape == (1, 77, 32)
     # XLM-R positions start after padding_idx: 80 position rows leave 78 tokens.
     with pytest.raises(ValueError, match="78 positions"):
         load(FIXTURES / "altdiffusion_like", max_length=79)
+
+
+@pytest.mark.parametrize("folder", ["taiyi_like", "altdiffusion_m9_like"])
+def test_exported_program_matches_the_reference(tmp_path, folder):
+    # Static execution (jit.save + Paddle Inference), as the UNet and VAE offer it.
+    from paddiff.plugins.inference.cache import ExportCache
+
+    encoder = load(FIXTURES / folder)
+    encoder.runner.use_static(ExportCache(tmp_path, threads=1))
+    out = encoder.encode(SUBSET[:3])
+    np.testing.assert_allclose(out, REFERENCE[folder][:3], atol=1e-4, rtol=0)
 
 
 def test_unconditional_embedding_is_the_empty_prompt():

@@ -8,6 +8,7 @@ tests/fixtures/chinese/make_reference.py.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,15 @@ def test_token_ids_equal_the_reference_for_every_prompt(case):
     assert not differing, f"{len(differing)} prompts differ, e.g.\n" + "\n".join(details)
 
 
+@pytest.mark.parametrize("folder, name, key", TOKENIZERS, ids=[t[0] for t in TOKENIZERS])
+def test_tokenizer_json_folders_give_the_same_ids(folder, name, key):
+    # What transformers 5 writes when it re-saves a tokenizer: tokenizer.json only.
+    encoder = paddiff.get("text_encoders", name).from_pretrained(
+        FIXTURES / folder / "text_encoder", tokenizer_path=FIXTURES / "tokenizer_json" / key
+    )
+    np.testing.assert_array_equal(encoder.tokenize(PROMPTS), REFERENCE[key])
+
+
 def test_long_prompts_are_cut_to_the_window_and_still_end_with_the_end_token(case):
     encoder, _ = case
     ids = encoder.tokenize(CORPUS["long"][-1:])
@@ -74,3 +84,17 @@ def test_each_chinese_character_is_one_token():
     ids = encoder.tokenize(["长城，油画"])[0]
     # [CLS] 长 城 ， 油 画 [SEP] then padding
     assert (ids != 0).sum() == 7
+
+
+def test_added_tokens_are_refused_and_an_empty_list_is_fine(tmp_path):
+    from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
+
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(FIXTURES / "taiyi_like" / "tokenizer", folder)
+    (folder / "added_tokens.json").write_text("{}")  # what Taiyi publishes
+    ids, _ = WordPieceTokenizer.from_folder(folder)(PROMPTS[:50], 512)
+    np.testing.assert_array_equal(ids, REFERENCE["bert"][:50])
+    # transformers would match an added token before WordPiece; paddiff refuses instead.
+    (folder / "added_tokens.json").write_text(json.dumps({"<dog>": 711}))
+    with pytest.raises(ValueError, match="added tokens are not supported"):
+        WordPieceTokenizer.from_folder(folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import paddle
@@ -98,3 +99,34 @@ def test_fingerprint_changes_with_weights(layer):
 def test_missing_program_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no exported program"):
         Predictor(tmp_path / "nothing")
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sd"
+
+
+@pytest.mark.parametrize("fixture", ["sd1", "sd2_v"])
+def test_static_unet_component_matches_dynamic(fixture, tmp_path):
+    from paddiff.plugins.denoisers.unet import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / fixture / "unet")
+    rng = np.random.default_rng(0)
+    for batch in (2, 1):  # one exported program serves both batch sizes
+        latents = rng.standard_normal((batch, unet.in_channels, 8, 8), dtype=np.float32)
+        context = rng.standard_normal(
+            (batch, 77, unet.config["cross_attention_dim"]), dtype=np.float32
+        )
+        unet.runner.use_dynamic()
+        expected = unet(latents, 500.0, context)
+        unet.runner.use_static(ExportCache(tmp_path))
+        np.testing.assert_allclose(unet(latents, 500.0, context), expected, atol=1e-4, rtol=0)
+    assert len(list(tmp_path.rglob("*.pdiparams"))) == 1
+
+
+def test_static_vae_decoder_matches_dynamic(tmp_path):
+    from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(FIXTURES / "sd1" / "vae")
+    latents = np.random.default_rng(1).standard_normal((2, 4, 8, 8), dtype=np.float32)
+    expected = vae.decode(latents)
+    vae.runner.use_static(ExportCache(tmp_path))
+    np.testing.assert_allclose(vae.decode(latents), expected, atol=1e-4, rtol=0)

@@ -20,7 +20,8 @@ def run_exported(layer, inputs: dict[str, np.ndarray], folder: Path) -> np.ndarr
     from paddle import inference
     from paddle.static import InputSpec
 
-    specs = [InputSpec(list(a.shape), str(a.dtype), name) for name, a in inputs.items()]
+    # The batch is left dynamic, as paddiff's GraphRunner exports it.
+    specs = [InputSpec([None, *a.shape[1:]], str(a.dtype), name) for name, a in inputs.items()]
     paddle.jit.save(
         paddle.jit.to_static(layer, input_spec=specs, full_graph=True), str(folder / "m")
     )
@@ -57,6 +58,25 @@ def test_exported_vae_decoder_matches_diffusers_under_onednn(tmp_path):
     out = run_exported(vae.net, {"latents": ref["vae_latents"]}, tmp_path)
     assert out.shape == ref["vae_decoded"].shape
     assert np.abs(out - ref["vae_decoded"]).max() <= 1e-4
+
+
+def test_attention_in_query_chunks_is_exact_and_exports(tmp_path, monkeypatch):
+    """Large images split attention into query chunks; force that on the tiny UNet."""
+    from paddiff.plugins.denoisers.unet import UNet2DConditionModel
+    from paddiff.plugins.nn import layers
+
+    ref = np.load(FIXTURES / "sd1" / "reference.npz")
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / "sd1" / "unet")
+    inputs = {
+        "sample": ref["unet_odd_latents"],
+        "timestep": ref["unet_odd_timesteps"],
+        "encoder_hidden_states": ref["unet_odd_context"],
+    }
+    monkeypatch.setattr(layers, "MAX_SCORES_PER_SAMPLE", 4 * 77 * 10)  # 10 query rows a chunk
+    chunked = unet(*inputs.values())
+    assert np.abs(chunked - ref["unet_odd_output"]).max() <= 1e-4
+    exported = run_exported(unet.net, inputs, tmp_path)
+    assert np.abs(exported - ref["unet_odd_output"]).max() <= 1e-4
 
 
 @pytest.mark.parametrize("variant", ["sd1"])

@@ -103,6 +103,27 @@ def test_unsupported_unet_config_is_refused(tmp_path):
         UNet2DConditionModel.from_pretrained(folder)
 
 
+def test_per_block_flags_with_supported_values_are_accepted(tmp_path):
+    folder = copy_component(tmp_path, "unet")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(only_cross_attention=[False, False, False])
+    (folder / "config.json").write_text(json.dumps(config))
+    UNet2DConditionModel.from_pretrained(folder)
+    config.update(only_cross_attention=[True, False, False])
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="only_cross_attention=\\[True, False, False\\]"):
+        UNet2DConditionModel.from_pretrained(folder)
+
+
+def test_unsupported_vae_config_is_refused(tmp_path):
+    folder = copy_component(tmp_path, "vae")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(up_block_types=["UpDecoderBlock2D"])  # one block for two levels
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="up_block_types=.*supported: 2 x 'UpDecoderBlock2D'"):
+        AutoencoderKL.from_pretrained(folder)
+
+
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     folder = copy_component(tmp_path, "vae")
     (folder / "diffusion_pytorch_model.safetensors").unlink()
@@ -137,3 +158,15 @@ def test_tiled_decode_of_the_real_network_stays_close():
     assert tiled.shape == whole.shape
     # GroupNorm statistics differ per tile, so only closeness is expected (as in diffusers).
     assert np.abs(tiled - whole).mean() < 0.25 * np.abs(whole).mean()
+
+
+def test_consume_empties_a_plain_dict_and_loads_the_same_weights():
+    from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
+
+    vae = AutoencoderKL.from_pretrained(SD1 / "vae")
+    state = load_file(str(SD1 / "vae" / "diffusion_pytorch_model.safetensors"))
+    expected = {key: value.copy() for key, value in state.items()}
+    load_state_dict_into(vae.net, state, "in memory", consume=True)
+    assert state == {}
+    exported = export_state_dict(vae.net)
+    assert all(np.array_equal(exported[key], value) for key, value in expected.items())

@@ -133,26 +133,71 @@ def test_plugins_conform_to_their_interfaces(component):
     assert check_conformance(KIND_OF[component], cls) == []
 
 
-@pytest.mark.slow
-def test_full_size_sd15_unet_matches_diffusers():
-    """The real SD 1.5 UNet configuration (random weights), one forward at 32x32, batch 2.
-
-    Needs the output of `make_reference.py --full-size DIR` (about 3.4 GB) and
-    PADDIFF_FULLSIZE_DIR=DIR.
-    """
+@pytest.fixture(scope="module")
+def fullsize() -> Path:
+    """The folder written by `make_reference.py --full-size DIR` (about 4 GB), from
+    PADDIFF_FULLSIZE_DIR: SD 1.5's UNet, VAE and text encoder with random weights, and the full
+    49,408-token CLIP vocabulary."""
     folder = os.environ.get("PADDIFF_FULLSIZE_DIR")
     if not folder:
         pytest.skip(
             "set PADDIFF_FULLSIZE_DIR to the folder written by "
             "`tests/fixtures/sd/make_reference.py --full-size DIR`"
         )
+    return Path(folder)
+
+
+def timed(label: str, function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    print(f"{label}: {time.perf_counter() - start:.1f} s")
+    return result
+
+
+def report_error(label: str, actual, expected) -> None:
+    print(f"{label}: max abs error {float(np.abs(actual - expected).max()):.3g}")
+    assert_close(actual, expected)
+
+
+@pytest.mark.slow
+def test_full_size_sd15_unet_matches_diffusers(fullsize):
+    """The real SD 1.5 UNet configuration (859.5 M parameters), 32x32 latents, batch 2."""
     from paddiff.plugins.denoisers.unet import UNet2DConditionModel
 
-    ref = np.load(Path(folder) / "reference.npz")
-    unet = UNet2DConditionModel.from_pretrained(Path(folder) / "unet")
-    start = time.perf_counter()
-    out = unet(ref["latents"], ref["timesteps"], ref["context"])
-    seconds = time.perf_counter() - start
-    error = float(np.abs(out - ref["output"]).max())
-    print(f"full-size SD 1.5 UNet: max abs error {error:.3g}, forward {seconds:.1f} s")
-    assert error <= TOLERANCE
+    ref = np.load(fullsize / "reference.npz")
+    unet = timed("load UNet", UNet2DConditionModel.from_pretrained, fullsize / "unet")
+    args = (ref["unet_latents"], ref["unet_timesteps"], ref["unet_context"])
+    report_error("SD 1.5 UNet", timed("UNet forward", unet, *args), ref["unet_output"])
+
+
+@pytest.mark.slow
+def test_full_size_sd15_vae_matches_diffusers(fullsize):
+    from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
+
+    ref = np.load(fullsize / "reference.npz")
+    vae = AutoencoderKL.from_pretrained(fullsize / "vae")
+    assert vae.downsample_factor == 8
+    mean, logvar = timed("VAE encode 128x128", vae.posterior, ref["vae_images"])
+    report_error("SD 1.5 VAE mean", mean, ref["vae_mean"])
+    report_error("SD 1.5 VAE logvar", logvar, ref["vae_logvar"])
+    decoded = timed("VAE decode 32x32 latents", vae.decode, ref["vae_latents"])
+    report_error("SD 1.5 VAE decode", decoded, ref["vae_decoded"])
+
+
+@pytest.mark.slow
+def test_full_size_sd15_text_encoder_and_full_vocabulary_match(fullsize):
+    from paddiff.plugins.text_encoders.clip import CLIPTextModel
+
+    ref = np.load(fullsize / "reference.npz")
+    encoder = CLIPTextModel.from_pretrained(fullsize / "text_encoder")
+    prompts = json.loads((FIXTURES / "prompts.json").read_text(encoding="utf-8"))
+    assert np.array_equal(encoder.tokenize(prompts), ref["token_ids"])
+    report_error("CLIP ViT-L/14 text", encoder.encode(prompts), ref["text_hidden_states"])
+    cases = json.loads((fullsize / "tokenizer_cases.json").read_text(encoding="utf-8"))
+    ids = encoder.tokenize(cases["prompts"])
+    wrong = [
+        p
+        for p, row, want in zip(cases["prompts"], ids, cases["ids"], strict=True)
+        if row[: len(want)].tolist() != want
+    ]
+    assert not wrong, f"{len(wrong)} of {len(ids)} prompts differ, e.g. {wrong[:3]!r}"

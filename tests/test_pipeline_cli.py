@@ -155,3 +155,38 @@ def test_prompts_go_through_the_safety_filters(toy_model, tmp_path, capsys):
     config.write_text('{"enabled": false}')
     args = ["generate", "a nude figure", "-o", str(tmp_path / "out"), "--steps", "1"]
     assert main([*args, "--safety-config", str(config), "--no-progress"]) == 0
+
+
+class FlagEveryImage(paddiff.SafetyFilter):
+    """An image checker that refuses everything, to see what the CLI reports."""
+
+    checks = ("images",)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls()
+
+    def check_prompt(self, text):
+        return paddiff.Verdict(True)
+
+    def check_images(self, images):
+        return [paddiff.Verdict(False, reason="test", category="test-category") for _ in images]
+
+
+def test_cli_reports_what_is_checked_and_flagged_images(toy_model, tmp_path, capsys, monkeypatch):
+    from paddiff.registry import Registry
+
+    registry = Registry(paths=[str(tmp_path)])  # nothing installed: only what we register
+    registry.register("safety_filters", "flag-every-image", FlagEveryImage)
+    monkeypatch.setattr("paddiff.safety.default_registry", lambda: registry)
+    config = tmp_path / "safety.json"
+    config.write_text('{"filters": [{"name": "flag-every-image"}]}')
+    args = ["generate", "a cat", "-o", str(tmp_path / "out"), "--steps", "1", "--no-progress"]
+    assert main([*args, "--safety-config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert "safety: prompt checking: OFF" in err
+    assert "safety: image checking: FlagEveryImage" in err
+    assert "replaced: flagged by the image checker (test-category)" in out
+    (png,) = (tmp_path / "out").glob("*.png")
+    with Image.open(png) as image:
+        assert image.getextrema() == ((0, 0), (0, 0), (0, 0))  # blacked out

@@ -83,6 +83,7 @@ EVASIONS = [
     ("黃片", "sexual"),
     ("淫穢內容", "sexual"),
     ("一张ｎｕｄｅ照片", "sexual"),
+    ("角色情图片", "sexual"),  # leans on an allow entry (角色情感) without being it
     ("兒童色情", "sexual_minors"),
     ("儿 童 色 情", "sexual_minors"),
     ("未成年裸體", "sexual_minors"),

@@ -64,6 +64,41 @@ def test_paddle_pdparams_reads_as_paddle_layout(tmp_path):
     assert state.shape("weight") == (3, 4)  # [in, out], Paddle's layout
 
 
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_pickled_numpy_state_dicts_read_back_exactly(tmp_path, protocol):
+    # paddle.save's format; large arrays are located in the file and memory-mapped on lookup
+    import pickle
+
+    arrays = {
+        "big": np.arange(5000, dtype=np.float32).reshape(50, 100),
+        "fortran": np.asfortranarray(np.arange(3000, dtype=np.float32).reshape(60, 50)),
+        "small": np.array([1.5, 2.5], dtype=np.float16),
+        "ids": np.arange(4, dtype=np.int64),
+    }
+    path = tmp_path / "model_state.pdparams"
+    path.write_bytes(
+        pickle.dumps({**arrays, "StructuredToParameterName@@": {"big": "p0"}}, protocol)
+    )
+    state = load_state_dict(path)
+    assert sorted(state) == sorted(arrays)
+    for key, want in arrays.items():
+        got = state[key]
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want, err_msg=key)
+
+
+def test_large_pdparams_arrays_are_not_held_in_memory(tmp_path):
+    import pickle
+
+    from paddiff.lazy_pickle import scan_pickle
+
+    path = tmp_path / "model_state.pdparams"
+    path.write_bytes(pickle.dumps({"w": np.ones((64, 64), np.float32)}, protocol=4))
+    located = scan_pickle(path)["w"]
+    assert not isinstance(located, np.ndarray)  # a reference into the file, read on demand
+    np.testing.assert_array_equal(located.read(), np.ones((64, 64), np.float32))
+
+
 def test_save_then_load_round_trips_exactly(tmp_path, expected):
     path = tmp_path / "copy.safetensors"
     save_state_dict(load_state_dict(FIXTURES / "tensors_legacy.bin"), path)
@@ -121,6 +156,7 @@ def good_header(**entry) -> bytes:
         (lambda p: write_safetensors(p, good_header(shape=[3]), b"\0" * 8), "8 bytes of data"),
         (lambda p: write_safetensors(p, good_header(shape="2"), b"\0" * 8), "bad shape"),
         (lambda p: write_safetensors(p, b'{"w": {"dtype": "F32"}}'), "lacks dtype, shape"),
+        (lambda p: write_safetensors(p, b'{"w": 1, "w": 2}'), "lists 'w' twice"),
     ],
 )
 def test_damaged_safetensors_fail_naming_the_file(tmp_path, make, message):

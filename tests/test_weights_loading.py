@@ -15,9 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from paddiff.loader import load_components, save_components
+from paddiff.plugins.convert.legacy_names import OLD_VAE_ATTENTION
 from paddiff.plugins.convert.original_sd import convert_checkpoint
 from paddiff.registry import Registry, UnknownPluginError
-from paddiff.weights import WeightsFormatError, load_component_weights, load_state_dict
+from paddiff.weights import (
+    StateDict,
+    WeightsFormatError,
+    load_component_weights,
+    load_state_dict,
+    save_state_dict,
+)
 
 from tests.helpers import ROOT
 from tests.weights_formats import (
@@ -27,6 +34,7 @@ from tests.weights_formats import (
     copy_model,
     replace_weights,
     to_original,
+    to_paddlenlp_names,
     write_torch_zip,
 )
 
@@ -95,14 +103,25 @@ def make_sharded(model: Path, tmp: Path) -> dict:
     return {"location": tmp / "sharded"}
 
 
-def make_ppdiffusers(model: Path, tmp: Path, registry: Registry) -> dict:
-    """Paddle-layout weights as ppdiffusers writes them: paddle.save of each network."""
+def make_ppdiffusers(model: Path, tmp: Path, registry: Registry, safetensors=False) -> dict:
+    """Paddle-layout weights as ppdiffusers writes them: paddle.save of each network (or
+    Paddle-layout safetensors), the text encoder under paddlenlp's module names."""
     target = copy_model(model, tmp / "pp")
     loaded = load_components(model, registry=registry)
     for name, sub in [("denoiser", "unet"), ("vae", "vae"), ("text_encoder", "text_encoder")]:
         for old in (target / sub).glob("*.safetensors"):
             old.unlink()
-        paddle.save(loaded[name].net.state_dict(), str(target / sub / "model_state.pdparams"))
+        state = loaded[name].net.state_dict()
+        if name == "text_encoder":
+            state = to_paddlenlp_names(state)
+        if not safetensors:
+            paddle.save(state, str(target / sub / "model_state.pdparams"))
+            continue
+        arrays = {k: v.numpy() for k, v in state.items()}
+        if name == "text_encoder":  # paddlenlp's name; its "np" metadata marks Paddle layout
+            save_state_dict(arrays, target / sub / "model.safetensors", metadata={"format": "np"})
+        else:
+            save_state_dict(arrays, target / sub / "diffusion_paddle_model.safetensors")
     index = json.loads((target / "model_index.json").read_text())
     index["unet"][0] = index["vae"][0] = "ppdiffusers"
     (target / "model_index.json").write_text(json.dumps(index))
@@ -116,8 +135,6 @@ def make_single(suffix: str):
         if suffix == ".ckpt":
             write_torch_zip(state, path, wrap_lightning=True)
         else:
-            from paddiff.weights import save_state_dict
-
             save_state_dict(state, path)
         return {
             "location": path,
@@ -138,6 +155,9 @@ FORMATS = {
     "bin": make_bin,
     "sharded": make_sharded,
     "ppdiffusers": make_ppdiffusers,
+    "ppdiffusers-safetensors": lambda model, tmp, registry: make_ppdiffusers(
+        model, tmp, registry, safetensors=True
+    ),
     "single.safetensors": make_single(".safetensors"),
     "single.ckpt": make_single(".ckpt"),
     "paddiff-saved": make_saved,
@@ -169,7 +189,7 @@ def assert_matches_reference(components, model: Path):
 def test_every_format_matches_the_reference(name, fmt, tmp_path, registry):
     make = FORMATS[fmt]
     model = SD / name
-    if fmt in ("ppdiffusers", "paddiff-saved"):
+    if fmt in ("ppdiffusers", "ppdiffusers-safetensors", "paddiff-saved"):
         spec = make(model, tmp_path, registry)
     else:
         spec = make(model, tmp_path)
@@ -218,6 +238,49 @@ def test_save_components_round_trips_exactly(tmp_path, registry):
     )
 
 
+def test_paddlenlp_names_mean_what_paddlenlp_computes():
+    # The table is checked against paddlenlp's own CLIPTextModel: same keys and shapes, and with
+    # the fixture's weights under those names it computes the reference hidden states.
+    from paddlenlp.transformers import CLIPTextConfig
+    from paddlenlp.transformers import CLIPTextModel as PaddleNLPCLIP
+
+    config = json.loads((SD / "sd2_v" / "text_encoder" / "config.json").read_text())
+    net = PaddleNLPCLIP(CLIPTextConfig(**config))
+    net.eval()
+    encoder = load_components(SD / "sd2_v", registry=Registry(), scheduler=object())["text_encoder"]
+    state = to_paddlenlp_names(encoder.net.state_dict())
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items() if "position_ids" not in k}
+    assert {k: tuple(v.shape) for k, v in state.items()} == expected
+    net.set_state_dict(state)
+    ref = np.load(SD / "sd2_v" / "reference.npz")
+    with paddle.no_grad():
+        hidden = net(paddle.to_tensor(ref["token_ids"]))[0].numpy()
+    assert_close(hidden, ref["text_hidden_states"], "paddlenlp CLIPTextModel")
+
+
+def test_pre_014_vae_attention_names_load(tmp_path, registry):
+    model = copy_model(SD / "sd1", tmp_path / "old")
+    folder = model / "vae"
+    state = dict(load_component_weights(folder))
+    renamed = {}
+    for key, value in state.items():
+        for new, old in OLD_VAE_ATTENTION:
+            key = key.replace(f"attentions.0.{new}.", f"attentions.0.{old}.")
+        renamed[key] = value
+    assert any(".query." in k for k in renamed)
+    (folder / "diffusion_pytorch_model.safetensors").unlink()
+    save_state_dict(renamed, folder / "diffusion_pytorch_model.safetensors")
+    assert_matches_reference(load_components(model, registry=registry), SD / "sd1")
+
+
+def test_scheduler_aliases_select_the_real_schedulers():
+    components = load_components(SD / "sd1", scheduler="DPM++ 2M Karras")
+    scheduler = components["scheduler"]
+    assert type(scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert scheduler.config["use_karras_sigmas"] is True
+    assert scheduler.config["beta_schedule"] == "scaled_linear"  # from the model's config
+
+
 # -- single files --------------------------------------------------------------------------------
 
 
@@ -263,8 +326,6 @@ def _same(a, b) -> bool:
 
 
 def _original(name):
-    from paddiff.weights import StateDict
-
     return StateDict.from_arrays(to_original(SD / name))
 
 
@@ -288,6 +349,41 @@ def test_sd_sized_head_counts_are_inferred():
     assert unet_config(shapes)["attention_head_dim"] == 8
 
 
+def test_single_file_configs_can_come_from_a_diffusers_folder(registry):
+    model = SD / "inpaint"
+    components = load_components(
+        WEIGHTS / "sd1.ckpt",
+        registry=registry,
+        tokenizer=SD / "sd1" / "tokenizer",
+        config=SD / "sd1",
+    )
+    assert_matches_reference(components, SD / "sd1")
+    assert components["scheduler"].config["_class_name"] == "PNDMScheduler"  # the folder's
+    with pytest.raises(ValueError, match="config= applies to single-file checkpoints"):
+        load_components(model, registry=registry, config=SD / "sd1")
+
+
+def test_fp16_single_files_load_into_float32_networks(tmp_path, registry):
+    # Most single files in the wild are float16.
+    half = {
+        k: v.astype(np.float16) if v.dtype == np.float32 else v
+        for k, v in to_original(SD / "sd1").items()
+    }
+    save_state_dict(half, tmp_path / "half.safetensors")
+    full = load_components(SD / "sd1", registry=registry)
+    loaded = load_components(
+        tmp_path / "half.safetensors",
+        registry=registry,
+        tokenizer=SD / "sd1" / "tokenizer",
+        config=unknowable_config(SD / "sd1"),
+    )
+    for name in ("denoiser", "vae", "text_encoder"):
+        want = net_params(full[name])
+        for key, value in net_params(loaded[name]).items():
+            assert value.dtype == np.float32
+            np.testing.assert_array_equal(value, want[key].astype(np.float16).astype(np.float32))
+
+
 def test_single_file_needs_a_tokenizer(registry):
     with pytest.raises(ValueError, match="holds no tokenizer: pass tokenizer="):
         load_components(WEIGHTS / "sd1.ckpt", registry=registry)
@@ -297,8 +393,6 @@ def test_unknown_keys_in_a_single_file_are_named(tmp_path):
     state = to_original(SD / "sd1")
     state["model.diffusion_model.mystery_head.weight"] = np.zeros(3, np.float32)
     path = tmp_path / "odd.safetensors"
-    from paddiff.weights import save_state_dict
-
     save_state_dict(state, path)
     with pytest.raises(
         WeightsFormatError, match="odd.safetensors: unexpected UNet keys: .*mystery_head"
@@ -346,8 +440,6 @@ def test_missing_and_misshaped_keys_name_the_file_and_keys(tmp_path, registry):
     state["conv_out.bias"] = np.zeros(5, np.float32)
     state["extra.weight"] = np.zeros(1, np.float32)
     (folder / "diffusion_pytorch_model.safetensors").unlink()
-    from paddiff.weights import save_state_dict
-
     save_state_dict(state, folder / "diffusion_pytorch_model.safetensors")
     with pytest.raises(StateDictMismatchError) as info:
         load_components(model, registry=registry)
@@ -359,6 +451,24 @@ def test_missing_and_misshaped_keys_name_the_file_and_keys(tmp_path, registry):
         "conv_out.bias",
     ):
         assert expected in message
+
+
+def test_a_malicious_bin_in_a_model_folder_is_refused(tmp_path, registry):
+    import pickle
+
+    from paddiff.weights import UnsafeCheckpointError
+
+    from tests.test_weights_unsafe import RunsCommand, torch_zip
+
+    model = copy_model(SD / "sd1", tmp_path / "m")
+    (model / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    torch_zip(
+        model / "unet" / "diffusion_pytorch_model.bin", pickle.dumps(RunsCommand(f"touch {marker}"))
+    )
+    with pytest.raises(UnsafeCheckpointError, match="unet/diffusion_pytorch_model.bin: refusing"):
+        load_components(model, registry=registry)
+    assert not marker.exists()
 
 
 def test_corrupt_weights_stop_loading_with_the_file_named(tmp_path, registry):
@@ -378,7 +488,43 @@ def test_overrides_by_instance_and_by_name(registry):
     assert type(again["scheduler"]).__name__ == "StubScheduler"
     assert again["scheduler"].config["steps_offset"] == 1  # the folder's config, another class
     assert again["scheduler"].config["_class_name"] == "DDIMScheduler"
+    assert (
+        load_components(SD / "sd1", registry=registry, scheduler="ddim")["scheduler"].config[
+            "_class_name"
+        ]
+        == "DDIMScheduler"
+    )  # aliases are accepted
     with pytest.raises(UnknownPluginError, match="no vae named 'NoSuchVAE'"):
         load_components(SD / "sd1", registry=registry, vae="NoSuchVAE")
     with pytest.raises(TypeError, match="unknown component overrides: unet"):
         load_components(SD / "sd1", registry=registry, unet=base["denoiser"])
+
+
+def test_sd1_checkpoints_without_text_model_prefix_convert_too():
+    # Checkpoints written with older transformers lack "text_model." under cond_stage_model.
+    state = {
+        k.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."): v
+        for k, v in to_original(SD / "sd1").items()
+    }
+    converted = convert_checkpoint(StateDict.from_arrays(state))["text_encoder"].state
+    want = load_component_weights(SD / "sd1" / "text_encoder")
+    assert sorted(converted) == sorted("text_model." + k.removeprefix("text_model.") for k in want)
+
+
+@pytest.mark.slow
+def test_full_size_loading_stays_near_the_parameters_size():
+    """Peak RSS of loading full-size SD 1.5 (see docs/loading.md); needs PADDIFF_FULLSIZE_SD15
+    pointing at the folder benchmarks/make_fullsize_sd15.py wrote."""
+    import os
+    import subprocess
+    import sys
+
+    folder = os.environ.get("PADDIFF_FULLSIZE_SD15")
+    if not folder:
+        pytest.skip("set PADDIFF_FULLSIZE_SD15 to the folder of benchmarks/make_fullsize_sd15.py")
+    script = ROOT / "benchmarks" / "load_memory.py"
+    out = subprocess.run(
+        [sys.executable, str(script), folder], capture_output=True, text=True, check=True
+    ).stdout
+    overhead = float(out.split("peak overhead over params:")[1].split("GiB")[0])
+    assert overhead < 0.5, out

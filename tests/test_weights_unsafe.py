@@ -28,9 +28,10 @@ class CallsEval:
         return (eval, ("__import__('os').system('true')",))
 
 
-def payload(marker) -> bytes:
+def payload(marker, protocol=None) -> bytes:
     # The attack sits next to a harmless-looking entry, as it would in a real checkpoint.
-    return pickle.dumps(OrderedDict(weight=[1.0, 2.0], evil=RunsCommand(f"touch {marker}")))
+    evil = OrderedDict(weight=[1.0, 2.0], evil=RunsCommand(f"touch {marker}"))
+    return pickle.dumps(evil, protocol=protocol)
 
 
 def torch_zip(path, pickled: bytes):
@@ -54,12 +55,14 @@ def legacy(path, pickled: bytes):
         ("model.ckpt", torch_zip),
         ("old.pt", legacy),
         ("model_state.pdparams", lambda path, data: path.write_bytes(data)),
+        # protocol 0 opcodes are beyond the lazy scanner: the restricted unpickler decides
+        ("protocol0.bin", lambda path, data: path.write_bytes(data)),
     ],
 )
 def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path, name, build):
     marker = tmp_path / "pwned"
     path = tmp_path / name
-    build(path, payload(marker))
+    build(path, payload(marker, protocol=0 if name.startswith("protocol0") else None))
     with pytest.raises(UnsafeCheckpointError) as info:
         load_state_dict(path)
     message = str(info.value)
@@ -91,3 +94,15 @@ def test_allowed_callables_cannot_be_modified_by_the_pickle(tmp_path):
     path = torch_zip(tmp_path / "build.ckpt", data.getvalue())
     with pytest.raises(UnsafeCheckpointError):
         load_state_dict(path)
+
+
+def test_storage_types_cannot_be_altered_for_later_loads(tmp_path):
+    # BUILD on torch.FloatStorage with {"dtype": "float16"} would change how every later file
+    # reads float32 data if it reached the shared object.
+    data = b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x07\x00\x00\x00float16sb."
+    path = torch_zip(tmp_path / "retype.ckpt", data)
+    with pytest.raises(UnsafeCheckpointError, match="retype.ckpt: refusing .* modify StorageType"):
+        load_state_dict(path)
+    from paddiff.safe_pickle import ALLOWED_GLOBALS
+
+    assert ALLOWED_GLOBALS["torch", "FloatStorage"].dtype == "float32"

@@ -1,10 +1,10 @@
 """Writing the tiny SD fixtures in other weight formats, at test time, without torch.
 
-Each writer is checked against something independent: the PyTorch zip writer (also read back by
-`torch.load(..., weights_only=True)` once, by hand)
-against files torch itself wrote (tests/fixtures/weights/tensors_zip.bin, sd1.ckpt), the
-original-layout conversion against files diffusers' `from_single_file` verified
-(tests/fixtures/weights/sd1.ckpt, sd2_v.safetensors).
+What keeps this from being circular: paddiff's pickle reader is tested on files torch itself
+wrote (tests/fixtures/weights/tensors_*.bin, sd1.ckpt), and the zip writer's output was also read
+back with `torch.load(..., weights_only=True)` when it was written; `to_original` is tested
+against single files that diffusers' own `from_single_file` read back identically
+(tests/fixtures/weights/sd1.ckpt, sd2_v.safetensors, made by make_formats.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from paddiff.plugins.convert import original_clip, original_unet, original_vae
+from paddiff.plugins.convert.legacy_names import paddlenlp_clip_keymap
 from paddiff.weights import find_component_weights, load_component_weights, save_state_dict
 
 COMPONENT_FOLDERS = ("unet", "vae", "text_encoder")
@@ -160,3 +161,10 @@ def _openclip(text: dict, layers: int) -> dict[str, np.ndarray]:
     hidden = out["token_embedding.weight"].shape[1]
     out["text_projection"] = np.eye(hidden, dtype=np.float32)
     return {original_clip.OPENCLIP_PREFIX + k: v for k, v in out.items()}
+
+
+def to_paddlenlp_names(state: dict) -> dict:
+    """A CLIPTextModel state dict under paddlenlp's module names (as ppdiffusers folders hold)."""
+    layers = len({k.split(".")[3] for k in state if k.startswith("text_model.encoder.layers.")})
+    keymap = paddlenlp_clip_keymap(layers)
+    return {keymap.to_original(k): v for k, v in state.items()}

@@ -91,6 +91,8 @@ def run_generation(args, generate) -> int:
 
         model_dir = args.model if args.model and Path(args.model).is_dir() else None
         filters = load_filters(args.safety_config, model_dir=model_dir)
+        for line in filters.status().splitlines():  # say plainly what is (not) being checked
+            print(f"safety: {line}", file=sys.stderr)
         pipeline = paddiff.load_pipeline(args.model, safety_filters=filters)
         if args.max_pixels is not None:
             pipeline.max_pixels = args.max_pixels
@@ -102,6 +104,10 @@ def run_generation(args, generate) -> int:
         # and FileNotFoundError naming the file. Anything else is a bug: let it show.
         print(f"paddiff: error: {exc}", file=sys.stderr)
         return 1
-    for path, settings in zip(paths, result.settings, strict=True):
-        print(f"{path}  seed {settings['seed']}")
+    verdicts = result.verdicts or [None] * len(paths)
+    for path, settings, verdict in zip(paths, result.settings, verdicts, strict=True):
+        flagged = ""
+        if verdict is not None and not verdict.allowed:
+            flagged = f"  replaced: flagged by the image checker ({verdict.category or 'unsafe'})"
+        print(f"{path}  seed {settings['seed']}{flagged}")
     return 0

@@ -1,20 +1,202 @@
 """The PaddleHub module `paddiff`: a thin adapter over the `paddiff` library.
 
-This is a placeholder until the serving issue fills it in: it declares the module so that
-`hub install hub_module/paddiff` works, and reports that generation is not available yet.
+    hub.Module(name="paddiff").text_to_image("一只猫", steps=20, seed=1)
+    hub run paddiff --prompt "一只猫" --output_dir out --steps 20 --seed 1
+    hub serving start -m paddiff -p 8866      (POST /predict/paddiff, see docs/serving.md)
+
+The model is the library's embedded default unless `model=` (or PADDIFF_MODEL) names a model folder.
+Request limits for serving come from PADDIFF_MAX_* variables (paddiff.serving.ServingLimits).
 """
 
-from paddlehub.module.module import moduleinfo
+import argparse
+import contextlib
+import os
+import threading
+import time
+
+import paddle
+from paddlehub.module.module import moduleinfo, runnable, serving
+
+import paddiff
+from paddiff import serving as api
+
+
+@contextlib.contextmanager
+def dynamic_graph():
+    """Run paddiff in Paddle's dynamic graph mode even if the caller switched static mode on.
+
+    paddiff's components are dygraph code and fail in static mode. The class below already opts
+    out of PaddleHub's static-mode wrapper; this covers callers (or PaddleHub versions) that turn
+    static mode on some other way. Paddle keeps the mode per thread (framework.GlobalThreadLocal),
+    so switching here affects only the calling thread, and the caller's mode is restored.
+    """
+    was_static = not paddle.in_dynamic_mode()
+    if was_static:
+        paddle.disable_static()
+    try:
+        yield
+    finally:
+        if was_static:
+            paddle.enable_static()
 
 
 @moduleinfo(
     name="paddiff",
     version="0.1.0",
-    summary="Text-to-image diffusion on PaddlePaddle (placeholder module).",
+    summary="Text-to-image, image-to-image and inpainting diffusion on PaddlePaddle.",
     author="paddiff",
     author_email="",
     type="image/text_to_image",
 )
 class Paddiff:
-    def text_to_image(self, *args, **kwargs):
-        raise NotImplementedError("the paddiff PaddleHub module is not implemented yet")
+    # PaddleHub's RunModule.__getattribute__ returns every method of a module class that is not
+    # a paddle.nn.Layer wrapped in `run_in_static_mode`, a leftover for static-graph modules; its
+    # guard does not restore the mode when the method raises, so one bad request would leave the
+    # caller's thread in static mode. paddiff is dygraph code: opt out, plain attribute access.
+    __getattribute__ = object.__getattribute__
+
+    def __init__(self, model=None, scheduler=None, safety_filters=None, **pipeline_options):
+        """`model`: a model folder or checkpoint (default: PADDIFF_MODEL, else the embedded
+        model); `scheduler`: a scheduler name; `safety_filters`: what load_pipeline accepts
+        (default: paddiff.safety.load_filters of the JSON file PADDIFF_SAFETY_CONFIG, or of
+        the shipped defaults, as the `paddiff` CLI does); the rest goes to load_pipeline."""
+        self.model = model or os.environ.get("PADDIFF_MODEL") or None
+        if safety_filters is None:
+            from paddiff.safety import load_filters
+
+            model_dir = self.model if self.model and os.path.isdir(self.model) else None
+            config = os.environ.get("PADDIFF_SAFETY_CONFIG") or None
+            safety_filters = load_filters(config, model_dir=model_dir)
+        self.limits = api.ServingLimits.from_env()
+        # One generation at a time per module object: the pipeline and Paddle's dygraph state are
+        # not meant to be shared by threads. (`hub serving` itself answers one request at a time.)
+        self._lock = threading.Lock()
+        with dynamic_graph():
+            self.pipeline = paddiff.load_pipeline(
+                self.model, scheduler=scheduler, safety_filters=safety_filters, **pipeline_options
+            )
+
+    def text_to_image(self, prompt, negative_prompt=None, output_dir=None, **settings):
+        """Generate images; returns one dict per image: image (PIL), seed, settings, path."""
+        return self._generate("text_to_image", output_dir, prompt, negative_prompt, **settings)
+
+    def image_to_image(self, prompt, image, strength=0.8, output_dir=None, **settings):
+        """`image`: PIL image, NumPy array, file path or base64 text."""
+        image = api.load_image(image, "image")
+        return self._generate("image_to_image", output_dir, prompt, image, strength, **settings)
+
+    def inpaint(self, prompt, image, mask_image, output_dir=None, **settings):
+        """Repaint where `mask_image` is white; images as for image_to_image."""
+        image, mask = api.load_image(image, "image"), api.load_image(mask_image, "mask_image")
+        return self._generate("inpaint", output_dir, prompt, image, mask, **settings)
+
+    def _generate(self, method, output_dir, *args, num_images=1, progress=False, **settings):
+        with self._lock, dynamic_graph():
+            result = getattr(self.pipeline, method)(
+                *args, num_images_per_prompt=num_images, progress=progress, **settings
+            )
+        # Numbered PNGs with a `parameters` chunk, as `paddiff generate` writes them.
+        paths = result.save(output_dir) if output_dir else [None] * len(result.images)
+        verdicts = result.verdicts or [None] * len(result.images)
+        return [
+            {
+                "image": image,
+                "seed": settings["seed"],
+                "settings": settings,
+                "path": path,
+                "verdict": verdict,  # the image safety check's verdict (flagged images are black)
+                "prompt_verdicts": result.prompt_verdicts,
+            }
+            for image, settings, path, verdict in zip(
+                result.images, result.settings, paths, verdicts, strict=True
+            )
+        ]
+
+    @serving
+    def serve(self, **request):
+        """POST /predict/paddiff: JSON fields in, base64 PNGs with their seed and settings out."""
+        _check_body_size(self.limits)
+        try:
+            parsed = api.parse_request(request, self.limits, self.pipeline.native_size())
+            arguments = dict(parsed.arguments)
+            positional = [arguments.pop(name) for name in _POSITIONAL[parsed.method]]
+            started = time.perf_counter()
+            outputs = getattr(self, parsed.method)(*positional, **arguments)
+        except (api.RequestError, paddiff.ValidationError) as exc:
+            raise ValueError(f"invalid request: {exc}") from None
+        except paddiff.SafetyBlocked as exc:  # raised before the model runs
+            # Its message names the category only, never the matched term (docs/safety.md).
+            raise ValueError(str(exc)) from None
+        return {
+            "images": [
+                {
+                    "image": api.encode_png(item["image"]),
+                    "seed": item["seed"],
+                    "settings": api.jsonable(item["settings"]),
+                    "safety": api.verdict_json(item["verdict"]),
+                }
+                for item in outputs
+            ],
+            "prompt_verdicts": [api.verdict_json(v) for v in outputs[0]["prompt_verdicts"]],
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+
+    @runnable
+    def run_cmd(self, argv):
+        """`hub run paddiff --prompt ... --output_dir out`: writes PNGs, returns their paths."""
+        args = _command_parser().parse_args(argv)
+        settings = {
+            name: getattr(args, name)
+            for name in ("negative_prompt", "steps", "guidance_scale", "width", "height", "seed")
+            if getattr(args, name) is not None
+        }
+        settings.update(num_images=args.num_images, scheduler=args.scheduler, progress=True)
+        if args.mask:
+            outputs = self.inpaint(args.prompt, args.image, args.mask, args.output_dir, **settings)
+        elif args.image:
+            outputs = self.image_to_image(
+                args.prompt, args.image, args.strength, args.output_dir, **settings
+            )
+        else:
+            outputs = self.text_to_image(args.prompt, output_dir=args.output_dir, **settings)
+        return [str(item["path"]) for item in outputs]
+
+
+# The leading parameters of the three generation methods, in order.
+_POSITIONAL = {
+    "text_to_image": ("prompt",),
+    "image_to_image": ("prompt", "image"),
+    "inpaint": ("prompt", "image", "mask_image"),
+}
+
+
+def _command_parser():
+    parser = argparse.ArgumentParser(prog="hub run paddiff", description="Generate images.")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative_prompt")
+    parser.add_argument("--output_dir", default="paddiff_output")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--guidance_scale", type=float)
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--height", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--num_images", type=int, default=1)
+    parser.add_argument("--scheduler")
+    parser.add_argument("--image", help="start from this image (image-to-image)")
+    parser.add_argument("--mask", help="repaint where this mask is white (needs --image)")
+    parser.add_argument("--strength", type=float, default=0.8)
+    return parser
+
+
+def _check_body_size(limits):
+    """Refuse an oversized body with a clear message (Flask itself would accept any size)."""
+    import flask
+
+    if not flask.has_request_context():
+        return
+    size = flask.request.content_length or len(flask.request.get_data())
+    if size > limits.max_body_bytes:
+        raise ValueError(
+            f"invalid request: the body is {size} bytes; this server accepts at most "
+            f"{limits.max_body_bytes} (PADDIFF_MAX_BODY_BYTES)"
+        )

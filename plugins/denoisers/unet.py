@@ -15,6 +15,7 @@ import paddle
 import paddle.nn.functional as F
 from paddiff.interfaces import Denoiser
 from paddiff.plugins.denoisers.unet_blocks import BlockSettings, DownBlock, MidBlock, UpBlock
+from paddiff.plugins.inference.runner import GraphRunner
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.layers import TimestepEmbedding, timestep_embedding
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
@@ -62,7 +63,8 @@ SUPPORTED_VALUES = {
     "encoder_hid_dim": (None,),
     "encoder_hid_dim_type": (None,),
     "dual_cross_attention": (False,),
-    "only_cross_attention": (False,),
+    "only_cross_attention": (False,),  # also accepted as one False per block, see below
+    "num_class_embeds": (None,),
     "resnet_time_scale_shift": ("default",),
     "time_embedding_type": ("positional",),
     "time_embedding_act_fn": (None,),
@@ -79,11 +81,17 @@ UP_TYPES = {"CrossAttnUpBlock2D": True, "UpBlock2D": False}
 
 
 def check_supported(config: dict) -> None:
+    def value(key):
+        v = config[key]  # per-block lists of one supported value count as that value
+        return v[0] if isinstance(v, list) and v and all(x == v[0] for x in v) else v
+
     problems = [
         f"{key}={config[key]!r} (supported: {', '.join(map(repr, allowed))})"
         for key, allowed in SUPPORTED_VALUES.items()
-        if key in config and config[key] not in allowed
+        if key in config and value(key) not in allowed
     ]
+    if isinstance(config["cross_attention_dim"], (list, tuple)):
+        problems.append(f"cross_attention_dim={config['cross_attention_dim']!r} (one int only)")
     for key, known in (("down_block_types", DOWN_TYPES), ("up_block_types", UP_TYPES)):
         unknown = [t for t in config[key] if t not in known]
         if unknown:
@@ -203,20 +211,20 @@ class UNet2DConditionModel(Denoiser):
         self.config = {**DEFAULTS, **config}
         self.net = UNetNetwork(self.config)
         self.net.eval()
+        self.runner = GraphRunner(self.net, "unet")  # dynamic graph unless switched to static
         self.in_channels = self.config["in_channels"]
         self.out_channels = self.config["out_channels"]
         self.prediction_type = prediction_type
 
     @classmethod
-    def from_pretrained(cls, path, prediction_type: str | None = None, **options):
+    def from_pretrained(
+        cls, path, prediction_type: str | None = None, variant: str | None = None, **options
+    ):
         """Load `path` (a `unet/` folder). The prediction type lives in the sibling
         `scheduler/scheduler_config.json` in diffusers folders; pass it to override."""
-        config = read_config(path, DEFAULTS)
-        with paddle.LazyGuard():  # no random init: every parameter is set from the file
-            model = cls(config, prediction_type or _prediction_type_next_to(path))
-        state, source = load_component_weights(path)
-        load_state_dict_into(model.net, state, source, consume=True)
-        return model
+        state, source = load_component_weights(path, variant)
+        prediction_type = prediction_type or _prediction_type_next_to(path)
+        return cls.from_state_dict(read_config(path, DEFAULTS), state, source, prediction_type)
 
     @classmethod
     def from_state_dict(
@@ -224,7 +232,8 @@ class UNet2DConditionModel(Denoiser):
     ):
         """Build from a config dict and a state dict (diffusers keys), e.g. a converted
         single-file checkpoint; `source` is named in loading errors."""
-        model = cls({**DEFAULTS, **config}, prediction_type)
+        with paddle.LazyGuard():  # no random init: strict loading sets every parameter
+            model = cls({**DEFAULTS, **config}, prediction_type)
         load_state_dict_into(model.net, state, source)
         return model
 
@@ -236,13 +245,7 @@ class UNet2DConditionModel(Denoiser):
         latents = np.asarray(latents, dtype=np.float32)
         conditioning = np.asarray(conditioning, dtype=np.float32)
         timesteps = self._check_inputs(latents, np.asarray(timestep, np.float32), conditioning)
-        with paddle.no_grad():
-            out = self.net(
-                paddle.to_tensor(latents),
-                paddle.to_tensor(timesteps),
-                paddle.to_tensor(conditioning),
-            )
-        return out.numpy()
+        return self.runner(latents, timesteps, conditioning)
 
     def _check_inputs(self, latents, timestep, conditioning) -> np.ndarray:
         """Shape errors from deep inside the network are cryptic; name the mismatch here.

@@ -129,16 +129,33 @@ class ResnetBlock2D(nn.Layer):
         return (x + h) / self.output_scale_factor
 
 
+# Upper bound on attention scores held at once per batch entry (heads x queries x keys floats):
+# 2**27 floats = 512 MB. SD at 512x512 (4096 tokens, 8 heads) stays in one piece; larger images
+# are processed in query chunks, which gives the same result (each softmax row is independent).
+MAX_SCORES_PER_SAMPLE = 2**27
+
+
 def attention(q, k, v, heads: int):
     """Multi-head softmax(q k^T / sqrt(d)) v on (batch, tokens, heads * d) tensors."""
     b, n, inner = q.shape
-    d = inner // heads
+    m, d = k.shape[1], inner // heads
 
-    def split(t):
-        return t.reshape([b, -1, heads, d]).transpose([0, 2, 1, 3])
+    def split(t, tokens):
+        # Explicit token counts (not -1) keep them static when the batch is dynamic in export.
+        return t.reshape([b, tokens, heads, d]).transpose([0, 2, 1, 3])
 
-    scores = paddle.matmul(split(q), split(k), transpose_y=True) * (d**-0.5)
-    out = paddle.matmul(F.softmax(scores, axis=-1), split(v))
+    def scaled_dot_product(q):
+        scores = paddle.matmul(q, k, transpose_y=True) * (d**-0.5)
+        return paddle.matmul(F.softmax(scores, axis=-1), v)
+
+    q, k, v = split(q, n), split(k, m), split(v, m)
+    # Token counts are ints except in a program traced with dynamic spatial sizes.
+    if not (isinstance(n, int) and isinstance(m, int)) or heads * n * m <= MAX_SCORES_PER_SAMPLE:
+        out = scaled_dot_product(q)
+    else:
+        rows = max(1, MAX_SCORES_PER_SAMPLE // (heads * m))
+        chunks = [scaled_dot_product(q[:, :, i : i + rows]) for i in range(0, n, rows)]
+        out = paddle.concat(chunks, axis=2)
     return out.transpose([0, 2, 1, 3]).reshape([b, n, inner])
 
 

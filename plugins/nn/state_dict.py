@@ -27,15 +27,14 @@ def linear_weight_keys(layer) -> set[str]:
     }
 
 
-def load_state_dict_into(
-    layer, state: dict[str, np.ndarray], source_name: str, consume: bool = False
-) -> None:
+def load_state_dict_into(layer, state, source_name: str, consume: bool = False) -> None:
     """Copy a torch-layout state dict into `layer`; every key must match in name and shape.
 
     `source_name` (usually the weights file) is named in the error, together with every missing,
     unexpected and mis-shaped key, so a wrong file or config is easy to spot. Nothing is copied
-    unless everything fits. With `consume=True` each entry is deleted from `state` once copied,
-    so that peak memory stays near one copy of the weights (3.4 GB for SD 1.5's UNet).
+    unless everything fits. `state` is a dict of arrays or a lazy `paddiff.weights.StateDict`,
+    whose tensors are then read one at a time, once. With `consume=True` a plain dict is emptied
+    as its arrays are copied, so peak memory stays near one copy of the weights.
     """
     params = layer.state_dict()
     # ppdiffusers / paddlenlp files (layout "paddle") already store Linear weights as [in, out]
@@ -48,15 +47,14 @@ def load_state_dict_into(
         expected = tuple(params[key].shape)
         if key in transposed:
             expected = expected[::-1]
-        if tuple(state[key].shape) != expected:
-            wrong_shape.append(f"{key}: file {tuple(state[key].shape)}, network {expected}")
+        stored = _stored_shape(state, key)
+        if stored != expected:
+            wrong_shape.append(f"{key}: file {stored}, network {expected}")
     if missing or unexpected or wrong_shape:
         raise StateDictMismatchError(
             _mismatch_message(source_name, type(layer).__name__, missing, unexpected, wrong_shape)
         )
-    # A lazy StateDict (paddiff.weights) reads each tensor on lookup and holds no copy, so only a
-    # plain dict of arrays needs emptying as we go.
-    consume = consume and isinstance(state, dict)
+    consume = consume and isinstance(state, dict)  # a lazy StateDict holds no copies
     for key, param in params.items():
         value = np.asarray(state.pop(key) if consume else state[key])
         if key in transposed:
@@ -73,6 +71,12 @@ def export_state_dict(layer) -> dict[str, np.ndarray]:
         value = param.numpy()
         out[key] = np.ascontiguousarray(value.T if key in transposed else value)
     return out
+
+
+def _stored_shape(state, key: str) -> tuple[int, ...]:
+    """A lazy StateDict knows shapes from file headers; reading the tensor would cost a copy."""
+    shape = getattr(state, "shape", None)
+    return tuple(shape(key) if callable(shape) else state[key].shape)
 
 
 def _numpy_dtype(param) -> np.dtype:

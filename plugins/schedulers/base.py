@@ -15,9 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from paddiff.interfaces import Scheduler, SchedulerOutput
+from paddiff.plugins.schedulers import schedules
 from paddiff.randomness import Generator
-
-from paddiff.plugins.schedulers import prediction, schedules
 
 F32 = np.float32
 
@@ -32,6 +31,11 @@ BETA_DEFAULTS = {
 }
 
 
+#: diffusers options that paddiff does not implement: a config that switches one on is refused
+#: rather than silently sampled differently.
+NOT_IMPLEMENTED = ("use_beta_sigmas", "use_flow_sigmas", "use_dynamic_shifting", "shift_terminal")
+
+
 class BaseScheduler(Scheduler):
     """Config handling and step bookkeeping; VP (DDPM-style) defaults for the rest."""
 
@@ -44,6 +48,11 @@ class BaseScheduler(Scheduler):
     init_noise_sigma = 1.0
 
     def __init__(self, **config: Any):
+        switched_on = [key for key in NOT_IMPLEMENTED if config.get(key)]
+        if switched_on:
+            raise ValueError(
+                f"{type(self).__name__}: paddiff does not implement {', '.join(switched_on)}"
+            )
         self.config = {**self.DEFAULTS, **{k: v for k, v in config.items() if k in self.DEFAULTS}}
         self._check_options()
         self.alphas_cumprod = schedules.alphas_cumprod_from_config(self.config)
@@ -69,7 +78,10 @@ class BaseScheduler(Scheduler):
                     f"{type(self).__name__}: {key}={self.config[key]!r} is not supported; "
                     f"expected one of {', '.join(map(repr, allowed))}"
                 )
-        if sum(bool(self.config.get(k)) for k in ("use_karras_sigmas", "use_exponential_sigmas")) > 1:
+        if (
+            sum(bool(self.config.get(k)) for k in ("use_karras_sigmas", "use_exponential_sigmas"))
+            > 1
+        ):
             raise ValueError("use_karras_sigmas and use_exponential_sigmas exclude each other")
 
     def _check_steps(self, num_inference_steps: int) -> None:
@@ -164,7 +176,8 @@ class SigmaScheduler(BaseScheduler):
         c = self.config
         timesteps = schedules.spaced_timesteps(
             c["timestep_spacing"], num_inference_steps, c["num_train_timesteps"], c["steps_offset"]
-        ).astype(F32)
+        )
+        timesteps = schedules.check_in_range(timesteps, c).astype(F32)
         sigmas = schedules.interpolate_sigmas(timesteps, self.train_sigmas)
         respace = self._respaced(sigmas, num_inference_steps)
         if respace is not None:
@@ -215,66 +228,4 @@ def integer_timesteps(config: dict, num_inference_steps: int) -> np.ndarray:
         config["num_train_timesteps"],
         config["steps_offset"],
     )
-    return np.round(spaced).astype(np.int64)
-
-
-#: Options shared by the exponential-integrator solvers (DPM-Solver, UniPC, DEIS).
-SOLVER_DEFAULTS = {
-    **BETA_DEFAULTS,
-    "solver_order": 2,
-    "thresholding": False,
-    "dynamic_thresholding_ratio": 0.995,
-    "sample_max_value": 1.0,
-    "lower_order_final": True,
-    "use_karras_sigmas": False,
-    "use_exponential_sigmas": False,
-}
-
-
-class SolverScheduler(BaseScheduler):
-    """Multistep ODE solvers in log-SNR time (DPM-Solver, UniPC, DEIS). They keep the sample in
-    VP form (the model input is the sample itself) and step between the VE `sigmas`, with
-    lambda = log(alpha / s) = -log(sigma) as the integration variable."""
-
-    def __init__(self, **config: Any):
-        super().__init__(**config)
-        if self.config["solver_order"] not in (1, 2, 3):
-            raise ValueError(f"solver_order must be 1, 2 or 3, got {self.config['solver_order']}")
-        floor_zero_terminal_snr(self)
-        self.train_sigmas = schedules.sigmas_from_alphas_cumprod(self.alphas_cumprod)
-        self.sigmas = np.zeros(0, dtype=F32)
-
-    def _respaced(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(sigmas, fractional timesteps) for Karras or exponential sigmas spanning the whole
-        training range, or None when the config asks for neither."""
-        c = self.config
-        lo = c.get("sigma_min") or float(self.train_sigmas[0])
-        hi = c.get("sigma_max") or float(self.train_sigmas[-1])
-        if c["use_karras_sigmas"]:
-            sigmas = schedules.karras_sigmas(lo, hi, n)
-        elif c["use_exponential_sigmas"]:
-            sigmas = schedules.exponential_sigmas(lo, hi, n)
-        else:
-            return None
-        return sigmas, schedules.sigma_to_timestep(sigmas, self.train_sigmas)
-
-    def _final_sigma(self) -> float:
-        return float(self.train_sigmas[0]) if self.config["final_sigmas_type"] == "sigma_min" else 0.0
-
-    def coefficients(self, i: int):
-        """(alpha, s, lambda) of sigmas[i], in float32; lambda is +inf at sigma = 0."""
-        alpha, s = schedules.alpha_sigma(self.sigmas[i])
-        with np.errstate(divide="ignore"):
-            return alpha, s, np.log(alpha) - np.log(s)
-
-    def _x0(self, model_output, sample, i: int):
-        alpha, s, _ = self.coefficients(i)
-        x0 = prediction.to_x0(model_output, sample, alpha, s, self.config["prediction_type"])
-        return prediction.clip_or_threshold(x0, self.config)
-
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
-        """alpha * x0 + s * noise with each timestep's sigma from the current schedule."""
-        index = [self.index_for_timestep(t) for t in np.asarray(timesteps).reshape(-1)]
-        alpha, s = schedules.alpha_sigma(self.sigmas[index])
-        shape = (-1,) + (1,) * (np.ndim(original) - 1)
-        return (alpha.reshape(shape) * as_f32(original) + s.reshape(shape) * as_f32(noise)).astype(F32)
+    return schedules.check_in_range(np.round(spaced).astype(np.int64), config)

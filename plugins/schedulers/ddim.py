@@ -5,7 +5,6 @@ eta = 1 matches DDPM's variance. `eta` is a config option here (diffusers passes
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import (
     BETA_DEFAULTS,

@@ -4,7 +4,6 @@ q(x_{t'} | x_t, x0) given the predicted x0, for the previous timestep t' of the 
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import (
     BETA_DEFAULTS,
@@ -45,7 +44,10 @@ class DDPMScheduler(BaseScheduler):
         beta = 1 - alpha
         sample = as_f32(sample)
         x0 = prediction.to_x0(
-            as_f32(model_output), sample, np.sqrt(abar), np.sqrt(1 - abar),
+            as_f32(model_output),
+            sample,
+            np.sqrt(abar),
+            np.sqrt(1 - abar),
             self.config["prediction_type"],
         )
         x0 = prediction.clip_or_threshold(x0, self.config)

@@ -5,9 +5,9 @@ polynomial in log rho, rho = sigma / alpha, and integrated exactly in rho (order
 from __future__ import annotations
 
 import numpy as np
-
-from paddiff.plugins.schedulers import prediction, schedules
-from paddiff.plugins.schedulers.base import F32, SOLVER_DEFAULTS, SolverScheduler, as_f32
+from paddiff.plugins.schedulers import schedules
+from paddiff.plugins.schedulers.base import F32, as_f32
+from paddiff.plugins.schedulers.solver import SOLVER_DEFAULTS, SolverScheduler
 
 
 def integral_2(t, b, c):

@@ -9,15 +9,9 @@ WebUI names: "DPM++ 2M" (order 2), "DPM++ 2M Karras" (+ use_karras_sigmas), "DPM
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.base import (
-    F32,
-    SOLVER_DEFAULTS,
-    SolverScheduler,
-    as_f32,
-    draw_noise,
-)
+from paddiff.plugins.schedulers.base import F32, as_f32, draw_noise
+from paddiff.plugins.schedulers.solver import SOLVER_DEFAULTS, SolverScheduler
 
 DPM_DEFAULTS = {
     **SOLVER_DEFAULTS,
@@ -32,7 +26,9 @@ DPM_CHOICES = {
 }
 
 
-def exponential_step(x, ratio, alpha_t, sigma_t, h, d0, d1=None, d1_rule="midpoint", d2=None, noise=None):
+def exponential_step(
+    x, ratio, alpha_t, sigma_t, h, d0, d1=None, d1_rule="midpoint", d2=None, noise=None
+):
     """One DPM-Solver++ update to the target (alpha_t, sigma_t) from a start whose s_t / s_start
     is `ratio`, over lambda-distance h, with x0 estimate d0 and difference terms d1, d2.
 
@@ -74,14 +70,12 @@ class DPMSolverMultistepScheduler(SolverScheduler):
     def set_timesteps(self, num_inference_steps: int) -> None:
         self._check_steps(num_inference_steps)
         c, n = self.config, num_inference_steps
-        T = c["num_train_timesteps"]
-        # lambda_min_clipped: skip the noisiest timesteps whose log-SNR is below the limit
-        abar = self.alphas_cumprod.astype(F32)
-        with np.errstate(divide="ignore"):
-            lambdas = np.log(np.sqrt(abar)) - np.log(np.sqrt(1 - abar))
-        clipped = int(np.searchsorted(lambdas[::-1], c["lambda_min_clipped"]))
         timesteps = schedules.solver_timesteps(
-            c["timestep_spacing"], n, T, c["steps_offset"], last=T - clipped
+            c["timestep_spacing"],
+            n,
+            c["num_train_timesteps"],
+            c["steps_offset"],
+            last=self._usable_timesteps(),
         )
         respaced = self._respaced(n)
         if c["use_lu_lambdas"]:  # evenly spaced in log sigma (Lu et al. 2023, "DPM-Solver-v3")
@@ -130,7 +124,9 @@ class DPMSolverMultistepScheduler(SolverScheduler):
             elif order == 2:
                 r0 = (lambda_s0 - self.coefficients(i - 1)[2]) / h
                 d1 = (F32(1.0) / r0) * (m0 - self.x0_history[-2])
-                prev = exponential_step(sample, ratio, alpha_t, sigma_t, h, m0, d1, rule, noise=noise)
+                prev = exponential_step(
+                    sample, ratio, alpha_t, sigma_t, h, m0, d1, rule, noise=noise
+                )
             else:
                 lambda_s1, lambda_s2 = self.coefficients(i - 1)[2], self.coefficients(i - 2)[2]
                 r0, r1 = (lambda_s0 - lambda_s1) / h, (lambda_s1 - lambda_s2) / h

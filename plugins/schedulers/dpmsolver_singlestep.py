@@ -8,14 +8,14 @@ WebUI names: "DPM++ SDE" and "DPM++ SDE Karras" map here, as diffusers' document
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.base import F32, SolverScheduler, as_f32, draw_noise
+from paddiff.plugins.schedulers.base import F32, as_f32, draw_noise
 from paddiff.plugins.schedulers.dpmsolver_multistep import (
     DPM_CHOICES,
     DPM_DEFAULTS,
     exponential_step,
 )
+from paddiff.plugins.schedulers.solver import SolverScheduler
 
 
 def order_list(steps: int, order: int, lower_order_final: bool, final_is_zero: bool) -> list[int]:
@@ -42,12 +42,8 @@ class DPMSolverSinglestepScheduler(SolverScheduler):
     def set_timesteps(self, num_inference_steps: int) -> None:
         self._check_steps(num_inference_steps)
         c, n = self.config, num_inference_steps
-        abar = self.alphas_cumprod.astype(F32)
-        with np.errstate(divide="ignore"):
-            lambdas = np.log(np.sqrt(abar)) - np.log(np.sqrt(1 - abar))
-        clipped = int(np.searchsorted(lambdas[::-1], c["lambda_min_clipped"]))
         T = c["num_train_timesteps"]
-        timesteps = np.linspace(0, T - 1 - clipped, n + 1).round()[::-1][:-1].astype(np.int64)
+        timesteps = schedules.solver_timesteps("linspace", n, T, last=self._usable_timesteps())
         respaced = self._respaced(n)
         if respaced is not None:
             sigmas, timesteps = respaced
@@ -57,7 +53,7 @@ class DPMSolverSinglestepScheduler(SolverScheduler):
             sigmas = schedules.interpolate_sigmas(timesteps, self.train_sigmas)
         self.sigmas = np.append(sigmas, self._final_sigma()).astype(F32)
         self.timesteps = np.asarray(timesteps).astype(np.int64)
-        self.num_inference_steps = n
+        self.num_inference_steps = n = len(self.timesteps)
         # an order that does not divide the step count needs the shortened final group
         lower_final = (
             c["lower_order_final"] or n % c["solver_order"] != 0 or c["final_sigmas_type"] == "zero"
@@ -88,7 +84,9 @@ class DPMSolverSinglestepScheduler(SolverScheduler):
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = sigma_t / sigma_start
             if order == 1:
-                prev = exponential_step(self.group_start, ratio, alpha_t, sigma_t, h, m[-1], noise=noise)
+                prev = exponential_step(
+                    self.group_start, ratio, alpha_t, sigma_t, h, m[-1], noise=noise
+                )
             elif order == 2:
                 r0 = (self.coefficients(i)[2] - lambda_start) / h
                 d1 = (F32(1.0) / r0) * (m[-1] - m[-2])

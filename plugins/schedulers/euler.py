@@ -4,7 +4,6 @@ following the probability-flow ODE dx/dsigma = (x - x0) / sigma."""
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import BETA_DEFAULTS, F32, SigmaScheduler, as_f32
 
@@ -38,6 +37,8 @@ class EulerDiscreteScheduler(SigmaScheduler):
         i = self._index(timestep)
         sigma, sigma_next = self.sigmas[i], self.sigmas[i + 1]
         sample = as_f32(sample)
-        x0 = prediction.ve_to_x0(as_f32(model_output), sample, sigma, self.config["prediction_type"])
+        x0 = prediction.ve_to_x0(
+            as_f32(model_output), sample, sigma, self.config["prediction_type"]
+        )
         derivative = (sample - x0) / sigma
         return self.output(sample + derivative * (sigma_next - sigma), x0)

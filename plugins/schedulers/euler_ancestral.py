@@ -5,7 +5,6 @@ next sigma^2 (eta = 1)."""
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import (
     BETA_DEFAULTS,
@@ -37,9 +36,14 @@ class EulerAncestralDiscreteScheduler(SigmaScheduler):
         i = self._index(timestep)
         sigma, sigma_next = self.sigmas[i], self.sigmas[i + 1]
         sample = as_f32(sample)
-        x0 = prediction.ve_to_x0(as_f32(model_output), sample, sigma, self.config["prediction_type"])
-        sigma_up = np.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
-        sigma_down = np.sqrt(sigma_next**2 - sigma_up**2)
+        x0 = prediction.ve_to_x0(
+            as_f32(model_output), sample, sigma, self.config["prediction_type"]
+        )
+        # sigma_up^2 = next^2 (sigma^2 - next^2) / sigma^2 and sigma_down^2 = next^2 - sigma_up^2
+        # = next^4 / sigma^2; written so that nothing cancels (diffusers subtracts, which rounds
+        # below 0, hence NaN, on the cosine schedule's sigma_max of 2e4)
+        sigma_up = sigma_next * np.sqrt(sigma**2 - sigma_next**2) / sigma
+        sigma_down = sigma_next**2 / sigma
         prev = sample + (sample - x0) / sigma * (sigma_down - sigma)
         prev = prev + draw_noise(generator, sample.shape) * sigma_up
         return self.output(prev, x0)

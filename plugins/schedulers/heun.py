@@ -8,7 +8,6 @@ first, and `sigmas` likewise, as diffusers does; `step` alternates between the t
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import BETA_DEFAULTS, F32, SigmaScheduler, as_f32
 

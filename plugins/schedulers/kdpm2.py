@@ -7,7 +7,6 @@ Two model calls per step: `timesteps` alternates each step's timestep with its m
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction, schedules
 from paddiff.plugins.schedulers.base import BETA_DEFAULTS, F32, SigmaScheduler, as_f32
 

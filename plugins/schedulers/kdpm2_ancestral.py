@@ -4,7 +4,6 @@ at sigma_down instead of the next sigma, then adds fresh noise of size sigma_up,
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction, schedules
 from paddiff.plugins.schedulers.base import F32, as_f32, draw_noise
 from paddiff.plugins.schedulers.kdpm2 import (
@@ -20,8 +19,10 @@ class KDPM2AncestralDiscreteScheduler(KDPM2DiscreteScheduler):
         timesteps, sigmas = self._step_sigmas(num_inference_steps)
         following = np.append(sigmas[1:], 0.0).astype(F32)
         with np.errstate(invalid="ignore", divide="ignore"):  # the final 0/0 is never used
-            sigmas_up = np.sqrt(following**2 * (sigmas**2 - following**2) / sigmas**2)
-            sigmas_down = np.sqrt(following**2 - sigmas_up**2)
+            # up^2 = next^2 (s^2 - next^2) / s^2, down^2 = next^2 - up^2 = next^4 / s^2, written
+            # without the subtraction that cancels (see euler_ancestral.py)
+            sigmas_up = following * np.sqrt(sigmas**2 - following**2) / sigmas
+            sigmas_down = following**2 / sigmas
         sigmas_down[-1] = 0.0
         middle = geometric_midpoints(sigmas, sigmas_down)  # middle[i]: between i and down[i]
         middle[-2:] = 0.0

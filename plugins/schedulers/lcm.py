@@ -6,7 +6,6 @@ grid the model was distilled on."""
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import (
     BETA_DEFAULTS,
@@ -63,7 +62,10 @@ class LCMScheduler(BaseScheduler):
         c_out = scaled_t / np.sqrt(scaled_t**2 + F32(SIGMA_DATA**2))
         sample = as_f32(sample)
         x0 = prediction.to_x0(
-            as_f32(model_output), sample, np.sqrt(abar), np.sqrt(1 - abar),
+            as_f32(model_output),
+            sample,
+            np.sqrt(abar),
+            np.sqrt(1 - abar),
             self.config["prediction_type"],
         )
         x0 = prediction.clip_or_threshold(x0, self.config)

@@ -4,8 +4,9 @@ the next interval (Adams-Bashforth in sigma)."""
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
+import numpy as np
 from paddiff.plugins.schedulers import prediction
 from paddiff.plugins.schedulers.base import BETA_DEFAULTS, F32, SigmaScheduler, as_f32
 
@@ -14,14 +15,18 @@ MAX_ORDER = 4
 
 def lms_coefficient(sigmas: np.ndarray, i: int, order: int, k: int) -> float:
     """Integral from sigmas[i] to sigmas[i+1] of the Lagrange basis polynomial that is 1 at
-    sigmas[i-k] and 0 at the other nodes sigmas[i], ..., sigmas[i-order+1]."""
+    sigmas[i-k] and 0 at the other nodes sigmas[i], ..., sigmas[i-order+1]. The polynomial has
+    degree order - 1 <= 3, so two-point Gauss-Legendre quadrature integrates it exactly."""
     nodes = [float(sigmas[i - j]) for j in range(order) if j != k]
     centre = float(sigmas[i - k])
-    basis = np.polynomial.Polynomial([1.0])
-    for node in nodes:
-        basis = basis * np.polynomial.Polynomial([-node, 1.0]) / (centre - node)
-    antiderivative = basis.integ()
-    return float(antiderivative(float(sigmas[i + 1])) - antiderivative(float(sigmas[i])))
+
+    def basis(tau: float) -> float:
+        return math.prod((tau - node) / (centre - node) for node in nodes)
+
+    a, b = float(sigmas[i]), float(sigmas[i + 1])
+    middle, half = (a + b) / 2, (b - a) / 2
+    offset = half / math.sqrt(3)
+    return half * (basis(middle - offset) + basis(middle + offset))
 
 
 class LMSDiscreteScheduler(SigmaScheduler):
@@ -46,9 +51,11 @@ class LMSDiscreteScheduler(SigmaScheduler):
         i = self._index(timestep)
         sigma = self.sigmas[i]
         sample = as_f32(sample)
-        x0 = prediction.ve_to_x0(as_f32(model_output), sample, sigma, self.config["prediction_type"])
+        x0 = prediction.ve_to_x0(
+            as_f32(model_output), sample, sigma, self.config["prediction_type"]
+        )
         self.slopes = [*self.slopes, (sample - x0) / sigma][-MAX_ORDER:]
-        order = min(i + 1, MAX_ORDER)
+        order = len(self.slopes)  # i + 1 up to 4 in a full run; fewer when started mid-schedule
         prev = sample
         for k, slope in enumerate(reversed(self.slopes[-order:])):
             prev = prev + lms_coefficient(self.sigmas, i, order, k) * slope

@@ -10,8 +10,9 @@ makes depends on how many calls came before it in this run."""
 from __future__ import annotations
 
 import numpy as np
-
+from paddiff.plugins.schedulers import schedules
 from paddiff.plugins.schedulers.base import BETA_DEFAULTS, BaseScheduler, as_f32
+from paddiff.plugins.schedulers.schedules import check_in_range
 
 # Adams-Bashforth weights for 1..4 stored noise predictions, newest first
 PLMS_WEIGHTS = {1: (1,), 2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12)}
@@ -38,7 +39,7 @@ class PNDMScheduler(BaseScheduler):
         elif c["timestep_spacing"] == "leading":
             base = np.arange(n) * (T // n) + c["steps_offset"]
         else:
-            base = (np.round(np.arange(T, 0, -T / n))[::-1] - 1).astype(np.int64)
+            base = (schedules.trailing_points(T, T, n).round()[::-1] - 1).astype(np.int64)
         # base is ascending here
         if c["skip_prk_steps"]:
             # the second timestep is visited twice: the warm-up step's corrector call
@@ -51,7 +52,8 @@ class PNDMScheduler(BaseScheduler):
             prk = np.repeat(base[-4:], 2) + np.tile([0, half], 4)
             self.prk_timesteps = np.repeat(prk[:-1], 2)[1:-1][::-1]
             plms = base[:-3][::-1]
-        self.timesteps = np.concatenate([self.prk_timesteps, plms]).astype(np.int64)
+        timesteps = np.concatenate([self.prk_timesteps, plms]).astype(np.int64)
+        self.timesteps = check_in_range(timesteps, c)
         self.num_inference_steps = n
         self.ets: list[np.ndarray] = []  # stored noise predictions, newest last
         self.counter = 0
@@ -86,10 +88,12 @@ class PNDMScheduler(BaseScheduler):
         return self._transfer(self._start, t, prev_t, eps)
 
     def _step_plms(self, eps, t, sample):
-        """A linear multistep step (Liu et al. eq. 12), or the warm-up's two calls."""
+        """A linear multistep step (Liu et al. eq. 12), or the warm-up's two calls. The warm-up
+        needs the repeated second timestep, so a run started mid-schedule (image-to-image)
+        starts with plain first- and second-order steps instead (diffusers would skip a step)."""
         skip = self.config["num_train_timesteps"] // self.num_inference_steps
         prev_t = t - skip
-        if self.counter == 1 and self.config["skip_prk_steps"]:
+        if self.counter == 1 and self.config["skip_prk_steps"] and self.step_index == 1:
             # warm-up corrector: redo the first step with the mean of its two predictions
             prev_t, t = t, t + skip
             eps = (eps + self.ets[-1]) / 2
@@ -99,9 +103,11 @@ class PNDMScheduler(BaseScheduler):
         if len(self.ets) == 1:
             self._start = sample
         elif len(self.ets) < 4:
-            eps = sum(w * e for w, e in zip(PLMS_WEIGHTS[len(self.ets)], reversed(self.ets)))
+            eps = sum(
+                w * e for w, e in zip(PLMS_WEIGHTS[len(self.ets)], reversed(self.ets), strict=True)
+            )
         else:
-            eps = sum(w * e for w, e in zip(PLMS_WEIGHTS_4, reversed(self.ets))) / 24
+            eps = sum(w * e for w, e in zip(PLMS_WEIGHTS_4, reversed(self.ets), strict=True)) / 24
         return self._transfer(sample, t, prev_t, eps)
 
     def _transfer(self, sample, t, prev_t, eps):

@@ -70,7 +70,9 @@ def dynamic_threshold(x0: np.ndarray, ratio: float, max_value: float) -> np.ndar
 def clip_or_threshold(x0: np.ndarray, config: dict) -> np.ndarray:
     """Apply `thresholding` or `clip_sample` as the config asks (thresholding wins)."""
     if config.get("thresholding"):
-        return dynamic_threshold(x0, config["dynamic_thresholding_ratio"], config["sample_max_value"])
+        return dynamic_threshold(
+            x0, config["dynamic_thresholding_ratio"], config["sample_max_value"]
+        )
     if config.get("clip_sample"):
         limit = config["clip_sample_range"]
         return np.clip(x0, -limit, limit)

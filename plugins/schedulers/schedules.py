@@ -91,10 +91,18 @@ def spaced_timesteps(
     if spacing == "leading":
         return (np.arange(n) * (T // n)).round()[::-1] + steps_offset
     if spacing == "trailing":
-        return np.arange(T, 0, -T / n).round() - 1
+        return trailing_points(T, T, n).round() - 1
     raise ValueError(
         f"unknown timestep_spacing {spacing!r}; expected one of {', '.join(TIMESTEP_SPACINGS)}"
     )
+
+
+def trailing_points(last: int, T: int, n: int) -> np.ndarray:
+    """last, last - T/n, last - 2T/n, ... while above 1/2, the points diffusers takes from
+    np.arange(last, 0, -T / n); that arange can end on a float-noise point just above 0 (for
+    example T = 1000, n = 998), which rounds to timestep -1."""
+    points = last - np.arange(n) * (T / n)
+    return points[points > 0.5]
 
 
 def solver_timesteps(
@@ -102,19 +110,45 @@ def solver_timesteps(
 ) -> np.ndarray:
     """Integer timesteps for the multistep ODE solvers (DPM-Solver, UniPC, DEIS): n + 1 points
     with the final one (t = 0) dropped, so the solver ends on a sigma given separately.
-    `last` is the largest usable timestep + 1 (less than T when lambda_min_clipped cuts the end)."""
+    `last` is the largest usable timestep + 1 (less than T when lambda_min_clipped cuts the end).
+
+    Near n = T the rounded points repeat; a repeated timestep would be a zero-length step that
+    the solvers divide by (diffusers returns NaN there), so repeats are dropped: the solver then
+    takes as many steps as there are distinct timesteps.
+    """
     T, n = num_train_timesteps, num_steps
     last = last or T
     if spacing == "linspace":
-        return np.linspace(0, last - 1, n + 1).round()[::-1][:-1].astype(np.int64)
-    if spacing == "leading":
+        timesteps = np.linspace(0, last - 1, n + 1).round()[::-1][:-1]
+    elif spacing == "leading":
         ratio = last // (n + 1)
-        return (np.arange(n + 1) * ratio).round()[::-1][:-1].astype(np.int64) + steps_offset
-    if spacing == "trailing":
-        return np.arange(last, 0, -T / n).round().astype(np.int64) - 1
-    raise ValueError(
-        f"unknown timestep_spacing {spacing!r}; expected one of {', '.join(TIMESTEP_SPACINGS)}"
+        if ratio == 0:
+            raise ValueError(f"timestep_spacing='leading' allows at most {last - 1} steps here")
+        timesteps = (np.arange(n + 1) * ratio).round()[::-1][:-1] + steps_offset
+    elif spacing == "trailing":
+        timesteps = trailing_points(last, T, n).round() - 1
+    else:
+        raise ValueError(
+            f"unknown timestep_spacing {spacing!r}; expected one of {', '.join(TIMESTEP_SPACINGS)}"
+        )
+    timesteps = np.unique(timesteps.astype(np.int64))[::-1].copy()
+    return check_in_range(
+        timesteps,
+        {"num_train_timesteps": T, "timestep_spacing": spacing, "steps_offset": steps_offset},
     )
+
+
+def check_in_range(timesteps: np.ndarray, config: dict) -> np.ndarray:
+    """Refuse timesteps past the training range (leading spacing plus steps_offset can push the
+    last one to T when every training step is used); diffusers fails later, with an IndexError."""
+    T = config["num_train_timesteps"]
+    if len(timesteps) and timesteps.max() > T - 1:
+        raise ValueError(
+            f"{len(timesteps)} steps with timestep_spacing={config.get('timestep_spacing')!r} "
+            f"and steps_offset={config.get('steps_offset')} reach timestep {timesteps.max()}, "
+            f"past the last training timestep {T - 1}; use fewer steps or steps_offset=0"
+        )
+    return timesteps
 
 
 def interpolate_sigmas(timesteps: np.ndarray, train_sigmas: np.ndarray) -> np.ndarray:

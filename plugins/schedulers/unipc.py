@@ -9,9 +9,9 @@ prediction), otherwise to noise."""
 from __future__ import annotations
 
 import numpy as np
-
 from paddiff.plugins.schedulers import prediction, schedules
-from paddiff.plugins.schedulers.base import F32, SOLVER_DEFAULTS, SolverScheduler, as_f32
+from paddiff.plugins.schedulers.base import F32, as_f32
+from paddiff.plugins.schedulers.solver import SOLVER_DEFAULTS, SolverScheduler
 
 
 class UniPCMultistepScheduler(SolverScheduler):
@@ -102,7 +102,7 @@ class UniPCMultistepScheduler(SolverScheduler):
         x_t, scale = self._base(x, i, i + 1, self.outputs[-1], h_phi_1)
         if d1s:
             rhos = np.array([0.5], F32) if order == 2 else np.linalg.solve(R[:-1, :-1], b[:-1])
-            x_t = x_t - scale * B_h * sum(F32(r) * d for r, d in zip(rhos, d1s))
+            x_t = x_t - scale * B_h * sum(F32(r) * d for r, d in zip(rhos, d1s, strict=True))
         return x_t
 
     def _correct(self, this_output, x, i, order):
@@ -115,7 +115,7 @@ class UniPCMultistepScheduler(SolverScheduler):
         m0 = self.outputs[-1]
         corrected, scale = self._base(x, i - 1, i, m0, h_phi_1)
         rhos = np.array([0.5], F32) if order == 1 else np.linalg.solve(R, b)
-        residual = sum(F32(r) * d for r, d in zip(rhos[:-1], d1s)) if d1s else 0
+        residual = sum(F32(r) * d for r, d in zip(rhos[:-1], d1s, strict=True)) if d1s else 0
         return corrected - scale * B_h * (residual + rhos[-1] * (this_output - m0))
 
     def step(self, model_output, timestep, sample, generator=None):

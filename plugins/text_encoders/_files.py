@@ -21,6 +21,20 @@ def token_text(value):
     return value["content"] if isinstance(value, dict) and "content" in value else value
 
 
+def refuse_added_tokens(folder: Path, specials, tokenizer_json: dict | None = None) -> None:
+    """transformers matches added tokens (added_tokens.json, or non-special entries of
+    tokenizer.json's added_tokens) before its normal tokenization; paddiff's tokenizers do not
+    implement that, so a folder that has any (other than the special tokens) is refused rather
+    than tokenized differently. Taiyi ships an empty added_tokens.json."""
+    added = set(read_json(folder / "added_tokens.json"))
+    added |= {entry["content"] for entry in (tokenizer_json or {}).get("added_tokens", [])}
+    extra = sorted(added - set(specials))
+    if extra:
+        raise ValueError(
+            f"{folder}: added tokens are not supported (found {', '.join(map(repr, extra[:5]))})"
+        )
+
+
 def tokenizer_folder(text_encoder_folder: Path, override: str | Path | None) -> Path:
     """The `tokenizer/` folder next to `text_encoder/` (diffusers layout), unless given."""
     folder = Path(override) if override is not None else text_encoder_folder.parent / "tokenizer"

@@ -91,8 +91,7 @@ def bert_layer_class():
                 for f in (self.query, self.key, self.value)
             )
             scores = paddle.matmul(q, k, transpose_y=True) / math.sqrt(size // self.heads)
-            if bias is not None:
-                scores = scores + bias
+            scores = scores + bias
             out = paddle.matmul(nn.functional.softmax(scores, axis=-1), v)
             return out.transpose([0, 2, 1, 3]).reshape([batch, length, size])
 
@@ -149,18 +148,27 @@ def bert_layer_class():
             self.layer = nn.LayerList([Layer(cfg) for _ in range(cfg["num_hidden_layers"])])
 
     class Bert(nn.Layer):
-        """Embeddings + post-norm transformer layers; returns every hidden state."""
+        """Embeddings + post-norm transformer layers.
+
+        Inputs are all arrays, so that the network exports as it is: ids and positions (batch,
+        length) int64, the additive attention bias (batch, 1, 1, length), zeros for no mask.
+        """
 
         def __init__(self, cfg: dict):
             super().__init__()
             self.embeddings = Embeddings(cfg)
             self.encoder = Encoder(cfg)
 
-        def forward(self, input_ids, position_ids, attention_bias=None):
+        def all_states(self, input_ids, position_ids, attention_bias):
+            """Every hidden state: the embeddings' output, then each layer's."""
             states = [self.embeddings(input_ids, position_ids)]
             for layer in self.encoder.layer:
                 states.append(layer(states[-1], attention_bias))
             return states
+
+        def forward(self, input_ids, position_ids, attention_bias):
+            """The last hidden state (what Taiyi's pipeline consumes)."""
+            return self.all_states(input_ids, position_ids, attention_bias)[-1]
 
     return Bert
 
@@ -176,12 +184,12 @@ def check_config(config: dict, source: str) -> None:
         raise ValueError(f"{source}: config lacks {', '.join(missing)}")
 
 
-def attention_bias(mask: np.ndarray):
-    """Additive attention bias (batch, 1, 1, length): 0 where attended, very negative at padding."""
-    import paddle
-
-    bias = (1.0 - mask[:, None, None, :].astype(np.float32)) * np.finfo(np.float32).min
-    return paddle.to_tensor(bias)
+def attention_bias(mask: np.ndarray | None, ids: np.ndarray) -> np.ndarray:
+    """Additive attention bias (batch, 1, 1, length): 0 where attended, the most negative float
+    at padding; all zeros without a mask (adding 0 changes nothing)."""
+    if mask is None:
+        return np.zeros((ids.shape[0], 1, 1, ids.shape[1]), dtype=np.float32)
+    return (1.0 - mask[:, None, None, :].astype(np.float32)) * np.finfo(np.float32).min
 
 
 def window_length(folder: Path, max_positions: int, requested: int | None = None) -> int:
@@ -229,6 +237,10 @@ class BertModel(TextEncoder):
         self.hidden_size = int(self._output_width())
         self.net = self._build_network()
         self.net.eval()
+        # `net.forward` gives the conditioning; dynamic graph unless switched to static.
+        from paddiff.plugins.inference.runner import GraphRunner
+
+        self.runner = GraphRunner(self.net, "text_encoder")
 
     # -- what subclasses change ----------------------------------------------------------------
 
@@ -248,9 +260,6 @@ class BertModel(TextEncoder):
     def _encoder(self):
         """The BERT / XLM-R part of `self.net`."""
         return self.net
-
-    def _conditioning(self, states: list, ids, positions, bias):
-        return states[-1]
 
     # -- loading and saving --------------------------------------------------------------------
 
@@ -287,7 +296,7 @@ class BertModel(TextEncoder):
         window = window_length(Path(tokenizer_path), cls._positions_available(full), max_length)
         with paddle.LazyGuard():  # no random init: every parameter is set from the file
             model = cls(config, tokenizer, window)
-        load_state_dict_into(model.net, drop_keys(state, IGNORED_KEYS), source, consume=True)
+        load_state_dict_into(model.net, drop_keys(state, IGNORED_KEYS), source)
         return model
 
     def save_pretrained(self, folder) -> None:
@@ -301,24 +310,25 @@ class BertModel(TextEncoder):
     def tokenize(self, prompts: list[str]) -> np.ndarray:
         return self.tokenizer(list(prompts), self.max_length)[0]
 
-    def _run(self, ids: np.ndarray, mask: np.ndarray | None, conditioning: bool):
-        import paddle
-
-        positions = paddle.to_tensor(self._positions(ids))
-        ids_t = paddle.to_tensor(ids)
-        bias = None if mask is None else attention_bias(mask)
-        with paddle.no_grad():
-            states = self._encoder()(ids_t, positions, bias)
-            return self._conditioning(states, ids_t, positions, bias) if conditioning else states
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` without the start and end tokens (the pipeline warns when a prompt
+        has more than fit in the window)."""
+        return len(self.tokenizer.text_ids(text))
 
     def hidden_states(self, ids: np.ndarray, mask: np.ndarray | None = None) -> list[np.ndarray]:
         """Every hidden state of the BERT / XLM-R encoder (embeddings output first) for ids,
-        with an optional padding mask."""
-        return [state.numpy() for state in self._run(ids, mask, conditioning=False)]
+        with an optional padding mask (dynamic graph)."""
+        import paddle
+
+        inputs = (ids, self._positions(ids), attention_bias(mask, ids))
+        with paddle.no_grad():
+            states = self._encoder().all_states(*(paddle.to_tensor(a) for a in inputs))
+        return [state.numpy() for state in states]
 
     def encode(self, prompts: list[str]) -> np.ndarray:
         ids, mask = self.tokenizer(list(prompts), self.max_length)
-        return self._run(ids, mask if self.use_attention_mask else None, True).numpy()
+        bias = attention_bias(mask if self.use_attention_mask else None, ids)
+        return self.runner(ids, np.ascontiguousarray(self._positions(ids)), bias)
 
 
 class ChineseCLIPTextModel(BertModel):

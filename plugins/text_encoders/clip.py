@@ -5,8 +5,9 @@ after the final LayerNorm, as diffusers' pipelines use it (SD 2.x's checkpoints 
 of OpenCLIP's 24 layers). `CLIPTextModel.net` has transformers' state-dict keys
 (`text_model.embeddings.token_embedding.weight`, ...).
 
-paddlenlp 2.8.1 has a CLIPTextModel too, but importing it costs about 4 s and its parameter
-names differ from transformers'; this compact network loads SD folders directly.
+paddlenlp 2.8.1's CLIPTextModel gives the same numbers, but its parameter names differ from
+transformers' and importing it costs seconds; this compact network loads SD folders directly
+(see docs/models.md).
 """
 
 from __future__ import annotations
@@ -158,16 +159,20 @@ class CLIPTextModel(TextEncoder):
         self.hidden_size = int(self.config["hidden_size"])
 
     @classmethod
-    def from_pretrained(cls, path, tokenizer_path=None, clip_skip: int | None = None, **options):
+    def from_pretrained(
+        cls, path, tokenizer_path=None, clip_skip=None, variant: str | None = None, **options
+    ):
         """Load `path` (a `text_encoder/` folder); the tokenizer comes from `tokenizer_path`,
         by default the sibling `tokenizer/` folder."""
         path = Path(path)
-        tokenizer = CLIPTokenizer.from_folder(tokenizer_path or path.parent / "tokenizer")
-        with paddle.LazyGuard():  # no random init: every parameter is set from the file
-            model = cls(read_config(path, DEFAULTS), tokenizer, clip_skip)
-        state, source = load_component_weights(path)
-        load_state_dict_into(model.net, to_network_keys(state), source, consume=True)
-        return model
+        state, source = load_component_weights(path, variant)
+        return cls.from_state_dict(
+            read_config(path, DEFAULTS),
+            state,
+            source,
+            tokenizer_path=tokenizer_path or path.parent / "tokenizer",
+            clip_skip=clip_skip,
+        )
 
     @classmethod
     def from_state_dict(
@@ -180,7 +185,8 @@ class CLIPTextModel(TextEncoder):
                 f"{source}: CLIPTextModel needs tokenizer_path (vocab.json + merges.txt)"
             )
         tokenizer = CLIPTokenizer.from_folder(tokenizer_path)
-        model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
+        with paddle.LazyGuard():  # no random init: strict loading sets every parameter
+            model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
         load_state_dict_into(model.net, to_network_keys(state), source)
         return model
 

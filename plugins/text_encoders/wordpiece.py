@@ -1,14 +1,15 @@
-"""BERT's WordPiece tokenizer (vocab.txt), id for id equal to transformers' BertTokenizer.
+"""BERT's WordPiece tokenizer (vocab.txt or tokenizer.json), id for id equal to transformers'
+BertTokenizer.
 
-Why not paddlenlp's BertTokenizer: on the 540-prompt test corpus it disagreed with transformers on
-50 prompts, all with emoji (it split emoji off the word they were glued to, where BERT keeps the
+Why not paddlenlp's BertTokenizer: on the first 540 prompts of the test corpus it disagreed with
+transformers on 50, all with emoji (it split emoji off the word they were glued to, where BERT keeps the
 run as one word and maps it to a single [UNK]). The rules below are BERT's basic tokenizer as
 transformers' (Rust) `BertNormalizer` + `BertPreTokenizer` + `WordPiece` apply them:
 
 1. special tokens written in the text ("[MASK]") are kept whole and never lower-cased;
 2. clean: drop NUL, U+FFFD and control characters, turn every whitespace character into a space;
 3. put spaces around CJK ideographs, so each one is a word of its own;
-4. lower-case (character by character) and strip accents (NFD, drop combining marks);
+4. strip accents (NFD, drop combining marks), then lower-case character by character;
 5. split on whitespace, then split every punctuation character off as its own word;
 6. WordPiece: greedy longest match from the left, continuation pieces prefixed "##"; a word that
    cannot be covered, or is longer than 100 characters, becomes one [UNK].
@@ -22,9 +23,16 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
-from paddiff.plugins.text_encoders._files import read_json, token_text
+from paddiff.plugins.text_encoders._files import read_json, refuse_added_tokens, token_text
 
 MAX_WORD_CHARS = 100  # transformers' default max_input_chars_per_word
+DEFAULT_SPECIALS = {
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "mask_token": "[MASK]",
+}
 
 # The CJK ideograph blocks BERT isolates (Unified, Ext. A-F, Compatibility and its supplement).
 # Hiragana, Katakana and Hangul are not in them: those stay glued into words.
@@ -140,8 +148,10 @@ class WordPieceTokenizer:
         sep_token: str = "[SEP]",
         pad_token: str = "[PAD]",
         mask_token: str = "[MASK]",
+        max_word_chars: int = MAX_WORD_CHARS,
     ):
         self.tokens = list(vocab)
+        self.max_word_chars = max_word_chars
         self.vocab = {token: index for index, token in enumerate(vocab)}
         self.model_max_length: int | None = None  # the window, set by the text encoder
         # The options as given, for save_pretrained.
@@ -171,13 +181,10 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> WordPieceTokenizer:
-        """Read `vocab.txt` and the options in `tokenizer_config.json` (as published)."""
+        """Read a tokenizer folder as transformers does: `tokenizer.json` when there is one
+        (what transformers 5 saves), else `vocab.txt` with the options in tokenizer_config.json
+        (what Taiyi publishes)."""
         folder = Path(folder)
-        vocab_file = folder / "vocab.txt"
-        if not vocab_file.is_file():
-            raise FileNotFoundError(f"{folder}: no vocab.txt (a BERT tokenizer folder needs one)")
-        with open(vocab_file, encoding="utf-8") as f:
-            vocab = [line.rstrip("\n") for line in f]
         config = read_json(folder / "tokenizer_config.json")
         options = {
             key: token_text(config[key])
@@ -185,7 +192,45 @@ class WordPieceTokenizer:
             + ("unk_token", "cls_token", "sep_token", "pad_token", "mask_token")
             if key in config
         }
+        specials = [options.get(k, v) for k, v in DEFAULT_SPECIALS.items()]
+        if (folder / "tokenizer.json").is_file():
+            data = read_json(folder / "tokenizer.json")
+            refuse_added_tokens(folder, specials, data)
+            return cls._from_tokenizer_json(folder / "tokenizer.json", data, options)
+        refuse_added_tokens(folder, specials)
+        vocab_file = folder / "vocab.txt"
+        if not vocab_file.is_file():
+            raise FileNotFoundError(
+                f"{folder}: neither vocab.txt nor tokenizer.json (a BERT tokenizer needs one)"
+            )
+        with open(vocab_file, encoding="utf-8") as f:
+            vocab = [line.rstrip("\n") for line in f]
         return cls(vocab, **options)
+
+    @classmethod
+    def _from_tokenizer_json(cls, path: Path, data: dict, options: dict) -> WordPieceTokenizer:
+        """The vocabulary and options of a `tokenizers` WordPiece pipeline (BertNormalizer)."""
+        model, normalizer = data.get("model") or {}, data.get("normalizer") or {}
+        if model.get("type") != "WordPiece" or normalizer.get("type") != "BertNormalizer":
+            raise ValueError(
+                f"{path}: expected a WordPiece model with a BertNormalizer, got "
+                f"{model.get('type')!r} with {normalizer.get('type')!r}"
+            )
+        if model.get("continuing_subword_prefix", "##") != "##" or not normalizer.get(
+            "clean_text", True
+        ):
+            raise ValueError(f"{path}: only the '##' prefix with clean_text is supported")
+        by_id = sorted(model["vocab"].items(), key=lambda item: item[1])
+        if [index for _, index in by_id] != list(range(len(by_id))):
+            raise ValueError(f"{path}: the vocabulary ids are not 0..{len(by_id) - 1}")
+        options.update(
+            do_lower_case=normalizer.get("lowercase", True),
+            strip_accents=normalizer.get("strip_accents"),
+            tokenize_chinese_chars=normalizer.get("handle_chinese_chars", True),
+            unk_token=model.get("unk_token", options.get("unk_token", "[UNK]")),
+            max_word_chars=model.get("max_input_chars_per_word", MAX_WORD_CHARS),
+        )
+        return cls([token for token, _ in by_id], **options)
 
     def save_pretrained(self, folder: str | Path) -> None:
         """vocab.txt + tokenizer_config.json, as transformers' BertTokenizer reads them."""
@@ -232,7 +277,7 @@ class WordPieceTokenizer:
 
     def _word_ids(self, word: str) -> list[int]:
         """Step 6: greedy longest-match-first WordPiece."""
-        if len(word) > MAX_WORD_CHARS:
+        if len(word) > self.max_word_chars:
             return [self.unk_id]
         ids, start = [], 0
         while start < len(word):

@@ -50,8 +50,8 @@ def series_layer_class():
                 return self.transformation_pre(self.pre_LN(states[-2]))
             return self.transformation(states[-1])
 
-        def forward(self, input_ids, position_ids, attention_bias=None):
-            return self.project(self.roberta(input_ids, position_ids, attention_bias))
+        def forward(self, input_ids, position_ids, attention_bias):
+            return self.project(self.roberta.all_states(input_ids, position_ids, attention_bias))
 
     return RobertaSeries
 
@@ -96,6 +96,3 @@ class RobertaSeriesModelWithTransformation(BertModel):
 
     def _encoder(self):
         return self.net.roberta
-
-    def _conditioning(self, states: list, ids, positions, bias):
-        return self.net.project(states)

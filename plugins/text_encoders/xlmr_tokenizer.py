@@ -1,10 +1,11 @@
-"""XLM-RoBERTa's tokenizer (sentencepiece.bpe.model), id for id equal to transformers'.
+"""XLM-RoBERTa's tokenizer (sentencepiece.bpe.model or tokenizer.json), id for id equal to
+transformers'.
 
 paddlenlp 2.8.1 has no XLM-R tokenizer. Running the `sentencepiece` library on the model file is
 not enough either: transformers converts the model into its own pipeline, which differs from
 SentencePiece on unusual text (it splits words at every Unicode whitespace character, and its
-normalizer works on whole grapheme clusters). This module reads the model file itself and
-applies transformers' steps:
+normalizer works on whole grapheme clusters). This module reads the model file (or the
+`tokenizer.json` transformers 5 saves instead) itself and applies transformers' steps:
 
 1. special tokens written in the prompt ("<mask>", "<s>") are kept whole;
 2. normalize with the model's precompiled character map (NFKC-like), grapheme by grapheme;
@@ -18,15 +19,24 @@ pieces after its first three (<unk>, <s>, </s>), so piece p has id p + 1, and <m
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import struct
 from pathlib import Path
 
 import numpy as np
-from paddiff.plugins.text_encoders._files import read_json, token_text
+import regex  # grapheme clusters (\X), which the re module lacks
+from paddiff.plugins.text_encoders._files import read_json, refuse_added_tokens, token_text
 
-BOS, PAD, EOS, UNK = 0, 1, 2, 3
+UNK = 3  # fairseq's <unk>
+DEFAULT_SPECIALS = {
+    "bos_token": "<s>",
+    "pad_token": "<pad>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "mask_token": "<mask>",
+}
 UNKNOWN_PENALTY = 10.0  # an unknown character scores this much below the rarest piece
 # Unicode White_Space (what transformers splits at); Python's str.split() would also split at
 # U+001C..U+001F, which are not White_Space.
@@ -128,8 +138,6 @@ class CharsMap:
         """Grapheme clusters under 6 bytes are replaced whole when a rule matches their start
         (transformers' behaviour, which drops the rest of such a cluster); otherwise each
         character is replaced by its own rule or kept."""
-        import regex
-
         out = []
         for cluster in regex.findall(r"\X", text):
             if len(cluster.encode("utf-8")) < 6:
@@ -147,50 +155,108 @@ class CharsMap:
 
 
 class XLMRobertaTokenizer:
-    """Text -> ids for XLM-R: <s> text </s> then <pad>s."""
+    """Text -> ids for XLM-R: <s> text </s> then <pad>s.
 
-    def __init__(self, model: bytes, special_tokens: dict[str, str] | None = None):
-        self.model = model
+    Built from a unigram vocabulary (piece, score) in id order, the precompiled character map,
+    and the special tokens' names; `from_folder` reads them from the files.
+    """
+
+    def __init__(
+        self,
+        vocab: list[tuple[str, float]],
+        charsmap: bytes,
+        special_tokens: dict[str, str] | None = None,
+        unk_id: int = UNK,
+        files: dict[str, bytes] | None = None,
+    ):
+        self.files = files or {}  # the tokenizer files it came from, for save_pretrained
         self.model_max_length: int | None = None  # the window, set by the text encoder
-        pieces, charsmap = read_sentencepiece_model(model)
-        if len(pieces) < 4:
-            raise ValueError("the SentencePiece model has fewer than 4 pieces")
         self.charsmap = CharsMap(charsmap)
-        names = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>"}
-        names |= {"unk_token": "<unk>", "mask_token": "<mask>"}
+        names = dict(DEFAULT_SPECIALS)
         names |= {k: v for k, v in (special_tokens or {}).items() if k in names}
         self.names = names
-        # The fairseq vocabulary, as transformers builds it: specials score 0.
-        vocab = [(names["bos_token"], 0.0), (names["pad_token"], 0.0), (names["eos_token"], 0.0)]
-        vocab += [(names["unk_token"], 0.0), *pieces[3:], (names["mask_token"], 0.0)]
         self.vocab_size = len(vocab)
         self.pieces = {piece: (index, score) for index, (piece, score) in enumerate(vocab)}
         self.longest_piece = max(len(piece) for piece, _ in vocab)
         self.unknown_score = min(score for _, score in vocab) - UNKNOWN_PENALTY
-        self.special_ids = {
-            names[k]: self.pieces[names[k]][0]
-            for k in ("bos_token", "pad_token", "eos_token", "unk_token", "mask_token")
-        }
+        self.unk_id = unk_id
+        missing = [name for name in names.values() if name not in self.pieces]
+        if missing:
+            raise ValueError(f"the vocabulary lacks the special tokens {missing}")
+        self.special_ids = {name: self.pieces[name][0] for name in names.values()}
+        self.bos_id, self.pad_id, self.eos_id = (
+            self.special_ids[names[k]] for k in ("bos_token", "pad_token", "eos_token")
+        )
         longest_first = sorted(self.special_ids, key=len, reverse=True)
         self._special = re.compile("(" + "|".join(map(re.escape, longest_first)) + ")")
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> XLMRobertaTokenizer:
-        folder = Path(folder)
-        model_file = folder / "sentencepiece.bpe.model"
-        if not model_file.is_file():
-            raise FileNotFoundError(
-                f"{folder}: no sentencepiece.bpe.model (an XLM-R tokenizer folder needs one)"
+    def from_sentencepiece(cls, model: bytes, special_tokens: dict | None = None):
+        """From `sentencepiece.bpe.model`, in fairseq's id layout as transformers converts it:
+        <s>, <pad>, </s>, <unk> (score 0), the pieces after the model's first three, <mask>."""
+        pieces, charsmap = read_sentencepiece_model(model)
+        if len(pieces) < 4:
+            raise ValueError("the SentencePiece model has fewer than 4 pieces")
+        names = dict(DEFAULT_SPECIALS)
+        names |= {k: v for k, v in (special_tokens or {}).items() if k in names}
+        vocab = [(names[k], 0.0) for k in ("bos_token", "pad_token", "eos_token", "unk_token")]
+        vocab += [*pieces[3:], (names["mask_token"], 0.0)]
+        return cls(vocab, charsmap, names, UNK, {"sentencepiece.bpe.model": model})
+
+    @classmethod
+    def from_tokenizer_json(cls, raw: bytes, special_tokens: dict | None = None):
+        """From transformers 5's `tokenizer.json`: a Unigram model after a Precompiled
+        normalizer, split by WhitespaceSplit + Metaspace (checked, not assumed)."""
+        data = json.loads(raw)
+        model, normalizer = data.get("model") or {}, data.get("normalizer") or {}
+        pre = json.dumps(data.get("pre_tokenizer"))
+        if (
+            model.get("type") != "Unigram"
+            or normalizer.get("type") != "Precompiled"
+            or "WhitespaceSplit" not in pre
+            or "Metaspace" not in pre
+            or model.get("byte_fallback")
+        ):
+            raise ValueError(
+                "tokenizer.json is not XLM-R's pipeline (Precompiled normalizer, WhitespaceSplit "
+                f"+ Metaspace, Unigram without byte fallback): model {model.get('type')!r}, "
+                f"normalizer {normalizer.get('type')!r}"
             )
+        vocab = [(piece, float(score)) for piece, score in model["vocab"]]
+        charsmap = base64.b64decode(normalizer.get("precompiled_charsmap") or "")
+        unk_id = model.get("unk_id", UNK)
+        return cls(vocab, charsmap, special_tokens, unk_id, {"tokenizer.json": raw})
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> XLMRobertaTokenizer:
+        """Read a tokenizer folder as transformers does: `tokenizer.json` when there is one
+        (what transformers 5 saves), else `sentencepiece.bpe.model` (what AltDiffusion
+        publishes)."""
+        folder = Path(folder)
         config = read_json(folder / "tokenizer_config.json")
-        specials = {k: token_text(v) for k, v in config.items() if k.endswith("_token")}
-        return cls(model_file.read_bytes(), specials)
+        specials = {k: token_text(v) for k, v in config.items() if k in DEFAULT_SPECIALS}
+        names = [specials.get(k, v) for k, v in DEFAULT_SPECIALS.items()]
+        if (folder / "tokenizer.json").is_file():
+            raw = (folder / "tokenizer.json").read_bytes()
+            refuse_added_tokens(folder, names, json.loads(raw))
+            return cls.from_tokenizer_json(raw, specials)
+        refuse_added_tokens(folder, names)
+        if (folder / "sentencepiece.bpe.model").is_file():
+            return cls.from_sentencepiece(
+                (folder / "sentencepiece.bpe.model").read_bytes(), specials
+            )
+        raise FileNotFoundError(
+            f"{folder}: neither sentencepiece.bpe.model nor tokenizer.json (an XLM-R tokenizer "
+            "needs one)"
+        )
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """sentencepiece.bpe.model + tokenizer_config.json, as transformers reads them."""
+        """The tokenizer file it was read from + tokenizer_config.json, as transformers reads
+        them."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "sentencepiece.bpe.model").write_bytes(self.model)
+        for name, data in self.files.items():
+            (folder / name).write_bytes(data)
         config = {"tokenizer_class": "XLMRobertaTokenizer", **self.names}
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
@@ -219,11 +285,11 @@ class XLMRobertaTokenizer:
             if not single_char:
                 score = so_far + self.unknown_score
                 if best[start + 1] is None or score > best[start + 1][0]:
-                    best[start + 1] = (score, start, UNK)
+                    best[start + 1] = (score, start, self.unk_id)
         ids, end = [], len(piece)
         while end > 0:
             _, start, token = best[end]
-            if not (token == UNK and ids and ids[-1] == UNK):
+            if not (token == self.unk_id and ids and ids[-1] == self.unk_id):
                 ids.append(token)
             end = start
         return ids[::-1]
@@ -246,10 +312,10 @@ class XLMRobertaTokenizer:
 
     def __call__(self, prompts: list[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, attention mask), int64 (batch, max_length); long text is cut at the end."""
-        ids = np.full((len(prompts), max_length), PAD, dtype=np.int64)
+        ids = np.full((len(prompts), max_length), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(prompts), max_length), dtype=np.int64)
         for row, prompt in enumerate(prompts):
-            tokens = [BOS, *self.text_ids(prompt)[: max_length - 2], EOS]
+            tokens = [self.bos_id, *self.text_ids(prompt)[: max_length - 2], self.eos_id]
             ids[row, : len(tokens)] = tokens
             mask[row, : len(tokens)] = 1
         return ids, mask

@@ -11,6 +11,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddiff.interfaces import VAE
+from paddiff.plugins.inference.runner import GraphRunner
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.layers import Attention, Downsample2D, ResnetBlock2D, Upsample2D
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
@@ -172,6 +173,13 @@ class AutoencoderKLNetwork(nn.Layer):
             for key, allowed in SUPPORTED_VALUES.items()
             if config.get(key) not in allowed
         ]
+        levels = len(config["block_out_channels"])
+        for key, block in (
+            ("down_block_types", "DownEncoderBlock2D"),
+            ("up_block_types", "UpDecoderBlock2D"),
+        ):
+            if list(config[key]) != [block] * levels:
+                problems.append(f"{key}={config[key]!r} (supported: {levels} x {block!r})")
         if problems:
             raise ValueError("unsupported AutoencoderKL config: " + ", ".join(problems))
         latent = config["latent_channels"]
@@ -212,25 +220,28 @@ class AutoencoderKL(VAE):
         self.config = {**DEFAULTS, **config}
         self.net = AutoencoderKLNetwork(self.config)
         self.net.eval()
+        self.runner = GraphRunner(self.net, "vae_decoder")  # `net.forward` decodes
         self.scaling_factor = float(self.config["scaling_factor"])
         self.latent_channels = int(self.config["latent_channels"])
         self.downsample_factor = 2 ** (len(self.config["block_out_channels"]) - 1)
         self.enable_tiling(tile_size, tile_overlap)
 
     @classmethod
-    def from_pretrained(cls, path, tile_size: int | None = None, tile_overlap: int = 8, **options):
-        with paddle.LazyGuard():  # no random init: every parameter is set from the file
-            model = cls(read_config(path, DEFAULTS), tile_size, tile_overlap)
-        state, source = load_component_weights(path)
-        load_state_dict_into(model.net, state, source, consume=True)
-        return model
+    def from_pretrained(
+        cls, path, tile_size=None, tile_overlap=8, variant: str | None = None, **options
+    ):
+        """Load `path` (a `vae/` folder); tiling as in `enable_tiling`."""
+        state, source = load_component_weights(path, variant)
+        config = read_config(path, DEFAULTS)
+        return cls.from_state_dict(config, state, source, tile_size, tile_overlap)
 
     @classmethod
     def from_state_dict(
         cls, config, state, source="state dict", tile_size=None, tile_overlap=8, **options
     ):
         """Build from a config dict and a state dict (diffusers keys)."""
-        model = cls({**DEFAULTS, **config}, tile_size, tile_overlap)
+        with paddle.LazyGuard():  # no random init: strict loading sets every parameter
+            model = cls({**DEFAULTS, **config}, tile_size, tile_overlap)
         load_state_dict_into(model.net, state, source)
         return model
 
@@ -263,8 +274,7 @@ class AutoencoderKL(VAE):
         return self._decode(latents)
 
     def _decode(self, latents: np.ndarray) -> np.ndarray:
-        with paddle.no_grad():
-            return self.net.decode(paddle.to_tensor(latents)).numpy()
+        return self.runner(np.ascontiguousarray(latents))
 
     def _decode_tiled(self, latents: np.ndarray) -> np.ndarray:
         f, tile, overlap = self.downsample_factor, self.tile_size, self.tile_overlap
