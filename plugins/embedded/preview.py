@@ -25,7 +25,7 @@ class Previewer:
             parts["vae"],
             parts["text_encoder"],
         )
-        self.alphas_cumprod = train.scaled_linear_alphas_cumprod()
+        self.alphas_cumprod = train.training_alphas_cumprod()
 
     def generate(self, prompts, seeds, steps: int = 20, guidance: float = 4.0) -> np.ndarray:
         """uint8 images (N, 64, 64, 3), one per (prompt, seed)."""

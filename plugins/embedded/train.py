@@ -90,10 +90,14 @@ BERT_CONFIG = {
     "pad_token_id": 0,
     "position_embedding_type": "absolute",
 }
-SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012}
+# DDPM's linear betas (Ho et al. 2020), not SD's scaled-linear ones: at t = 999 SD's schedule
+# keeps sqrt(alpha_bar) = 0.068 of the signal, and averaged over a 16x16 latent that leaks the
+# background colour into pure noise; the model then takes the colour from the seed instead of the
+# prompt (seen in a first run). Linear betas keep 0.0064 of it.
+SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02}
 SCHEDULER_CONFIG = {
     "_class_name": "DPMSolverMultistepScheduler",
-    "beta_schedule": "scaled_linear",
+    "beta_schedule": "linear",
     **SCHEDULE,
     "prediction_type": "epsilon",
     "solver_order": 2,
@@ -351,15 +355,10 @@ def encode_training_set(paddle, work: Path, count: int) -> tuple[list, np.ndarra
 # -- stage 2: UNet and text encoder ----------------------------------------------------------
 
 
-def scaled_linear_alphas_cumprod() -> np.ndarray:
-    """SD's schedule: betas linear in sqrt space between beta_start and beta_end."""
-    betas = (
-        np.linspace(
-            SCHEDULE["beta_start"] ** 0.5,
-            SCHEDULE["beta_end"] ** 0.5,
-            SCHEDULE["num_train_timesteps"],
-        )
-        ** 2
+def training_alphas_cumprod() -> np.ndarray:
+    """alpha_bar_t for the linear beta schedule, as the scheduler config describes it."""
+    betas = np.linspace(
+        SCHEDULE["beta_start"], SCHEDULE["beta_end"], SCHEDULE["num_train_timesteps"]
     )
     return np.cumprod(1.0 - betas)
 
@@ -374,7 +373,7 @@ def train_unet(args) -> None:
     write_tokenizer(work / "tokenizer")
     attrs, latents, scaling = encode_training_set(paddle, work, args.images)
     latents = latents * scaling
-    alphas_cumprod = scaled_linear_alphas_cumprod()
+    alphas_cumprod = training_alphas_cumprod()
 
     paddle.seed(SEED + 3)
     unet = UNet2DConditionModel(UNET_CONFIG).net
