@@ -34,7 +34,7 @@ REFERENCE_RGB = {
 SHAPE_NAMES = ("circle", "square", "triangle", "star", "ring", "cross")
 MASK_SIZE = 24  # the foreground mask is resized to this square before classification
 BORDER = 2  # pixels of the image frame read as background
-FOREGROUND_DISTANCE = 80.0  # RGB distance from the background colour that counts as foreground
+FOREGROUND_DISTANCE = 40.0  # RGB distance from the background that may be foreground
 MIN_FOREGROUND_PIXELS = 12
 
 
@@ -51,6 +51,7 @@ class Reading:
     bg: str
     fg: str | None
     mask: np.ndarray  # bool (H, W): pixels taken as foreground
+    soft: np.ndarray | None = None  # float (H, W) in [0, 1]: how far along from bg to fg colour
 
     @property
     def has_foreground(self) -> bool:
@@ -58,23 +59,33 @@ class Reading:
 
 
 def read_colours(image: np.ndarray) -> Reading:
-    """Background and foreground colour of a uint8 (H, W, 3) image."""
+    """Background and foreground colour of a uint8 (H, W, 3) image, and the foreground mask.
+
+    The mask is every pixel nearer the foreground colour than the background one (projection on
+    the line between them past half way), so a soft edge is split where a sharp one would be,
+    whatever the contrast between the two colours.
+    """
     pixels = image.astype(np.float32)
     frame = np.ones(image.shape[:2], bool)
     frame[BORDER:-BORDER, BORDER:-BORDER] = False
     bg_rgb = np.median(pixels[frame], axis=0)
     distance = np.sqrt(((pixels - bg_rgb) ** 2).sum(axis=-1))
-    mask = distance > FOREGROUND_DISTANCE
-    if mask.sum() < MIN_FOREGROUND_PIXELS:
-        return Reading(nearest_colour(bg_rgb), None, mask)
-    # The core of the shape: the farther half of the foreground pixels, away from blended edges.
-    core = mask & (distance >= np.median(distance[mask]))
-    return Reading(nearest_colour(bg_rgb), nearest_colour(np.median(pixels[core], axis=0)), mask)
+    candidates = distance > FOREGROUND_DISTANCE
+    if candidates.sum() < MIN_FOREGROUND_PIXELS:
+        return Reading(nearest_colour(bg_rgb), None, candidates)
+    # The core of the shape: the farthest quarter of the candidate pixels, away from soft edges.
+    core = candidates & (distance >= np.percentile(distance[candidates], 75))
+    fg_rgb = np.median(pixels[core], axis=0)
+    axis = fg_rgb - bg_rgb
+    along = ((pixels - bg_rgb) @ axis) / max(float(axis @ axis), 1e-6)
+    soft = np.clip(along, 0.0, 1.0)
+    return Reading(nearest_colour(bg_rgb), nearest_colour(fg_rgb), along > 0.5, soft)
 
 
 def mask_features(mask: np.ndarray) -> np.ndarray:
-    """The mask cropped to a square around its bounding box (aspect kept), resized, flattened."""
-    ys, xs = np.nonzero(mask)
+    """The mask cropped to a square around its bounding box (aspect kept), resized, flattened.
+    A soft mask (values in [0, 1]) keeps sub-pixel edge positions that thresholding would lose."""
+    ys, xs = np.nonzero(mask > 0.5)
     if len(ys) == 0:
         return np.zeros(MASK_SIZE * MASK_SIZE, np.float32)
     cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
@@ -83,39 +94,50 @@ def mask_features(mask: np.ndarray) -> np.ndarray:
     steps = (np.arange(MASK_SIZE * 4) + 0.5) / (MASK_SIZE * 4) * 2 - 1
     rows = np.clip(np.round(cy + steps * half).astype(int), -1, mask.shape[0])
     cols = np.clip(np.round(cx + steps * half).astype(int), -1, mask.shape[1])
-    padded = np.pad(mask, 1)  # index -1 and H land on the zero padding
+    padded = np.pad(mask.astype(np.float32), 1)  # index -1 and H land on the zero padding
     grid = padded[rows[:, None] + 1, cols[None, :] + 1].astype(np.float32)
     return grid.reshape(MASK_SIZE, 4, MASK_SIZE, 4).mean(axis=(1, 3)).ravel()
 
 
+def shape_mask(reading: Reading) -> np.ndarray:
+    return reading.soft if reading.soft is not None else reading.mask
+
+
+def _box_blur(x: np.ndarray, size: int) -> np.ndarray:
+    pad = size // 2
+    padded = np.pad(x, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    h, w = x.shape[:2]
+    return sum(padded[i : i + h, j : j + w] for i in range(size) for j in range(size)) / size**2
+
+
 def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Soft edges and pixel noise, so the classifier does not rely on crisp renderer edges."""
+    """Soft edges of varying width and pixel noise, so the classifier does not rely on the
+    renderer's crisp edges (a generated image is never that sharp)."""
     x = image.astype(np.float32)
-    if rng.random() < 0.5:  # a 3x3 box blur
-        padded = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
-        x = sum(padded[i : i + x.shape[0], j : j + x.shape[1]] for i in range(3) for j in range(3))
-        x = x / 9
+    blur = rng.choice([1, 3, 3, 5])
+    if blur > 1:
+        x = _box_blur(x, int(blur))
     x = x + rng.normal(0, rng.uniform(0, 12), x.shape)
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
 class ShapeClassifier:
-    """A multinomial logistic regression on `mask_features` (scikit-learn)."""
+    """A support-vector classifier (RBF kernel, scikit-learn) on `mask_features`."""
 
     def __init__(self, seed: int = 0):
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.svm import SVC
 
         self.seed = seed
-        self.model = LogisticRegression(C=1.0, max_iter=2000)
+        self.model = SVC(C=10.0, gamma="scale")
 
     def fit(self, images: np.ndarray, shapes: list[str]) -> ShapeClassifier:
         rng = np.random.default_rng(self.seed)
-        features = [mask_features(read_colours(_augment(im, rng)).mask) for im in images]
+        features = [mask_features(shape_mask(read_colours(_augment(im, rng)))) for im in images]
         self.model.fit(np.stack(features), list(shapes))
         return self
 
     def predict(self, images: np.ndarray) -> list[str]:
-        features = np.stack([mask_features(read_colours(im).mask) for im in images])
+        features = np.stack([mask_features(shape_mask(read_colours(im))) for im in images])
         return list(self.model.predict(features))
 
     def accuracy(self, images: np.ndarray, shapes: list[str]) -> float:
