@@ -1,0 +1,166 @@
+"""The embedded model's prompt-adherence evaluation: generate, score, tabulate.
+
+    python -m paddiff.plugins.embedded.quality [--model DIR] [--seen 130] [--held-out-repeats 2]
+
+For each language the same items are asked for: every held-out (shape, colour, background)
+combination `--held-out-repeats` times (once big, once small) and `--seen` combinations drawn
+from training, each with its own seed and a randomly chosen caption phrasing. Images come from
+`paddiff.load_pipeline` (the product's path: loader, DPM-Solver++ scheduler, guidance); the
+scores from `evaluate`, whose shape classifier is fitted on fresh renderings and whose accuracy
+on renderings it was not fitted on is reported next to the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from paddiff.plugins.embedded import dataset, evaluate
+
+EVAL_SEED = 777  # prompts, phrasings and image seeds; distinct from every training seed
+
+
+def evaluation_items(seen: int, held_out_repeats: int, seed: int = EVAL_SEED) -> list[dict]:
+    """The (attributes, image seed, split) items both languages are evaluated on."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for combo in dataset.HELD_OUT:
+        for r in range(held_out_repeats):
+            items.append({"combo": combo, "size": dataset.SIZES[r % 2], "split": "held_out"})
+    for i in rng.choice(len(dataset.SEEN), size=seen, replace=seen > len(dataset.SEEN)):
+        size = dataset.SIZES[rng.integers(2)]
+        items.append({"combo": dataset.SEEN[i], "size": size, "split": "seen"})
+    for i, item in enumerate(items):
+        item["seed"] = 1000 + i
+    return items
+
+
+def prompts_for(items: list[dict], language: str, seed: int = EVAL_SEED) -> list[str]:
+    rng = np.random.default_rng([seed, dataset.LANGUAGES.index(language)])
+    return [
+        dataset.random_caption(dataset.Attributes(*item["combo"], item["size"]), rng, language)
+        for item in items
+    ]
+
+
+def fit_classifier(
+    count: int = 3000, seed: int = EVAL_SEED
+) -> tuple[evaluate.ShapeClassifier, dict]:
+    """The shape classifier, fitted on `count` training-split renderings, and its accuracy on
+    renderings it has not seen (new seeds; seen and held-out combinations)."""
+    attrs, images = dataset.make_images(seed + 1, count, "train")
+    classifier = evaluate.ShapeClassifier(seed).fit(images, [a.shape for a in attrs])
+    report = {"fitted_on": count}
+    for split in ("train", "held_out"):
+        attrs, images = dataset.make_images(seed + 2, 600, split)
+        report[f"accuracy_{split}_renderings"] = classifier.accuracy(
+            images, [a.shape for a in attrs]
+        )
+    return classifier, report
+
+
+def pipeline_generator(model: str | None, steps: int, guidance: float, scheduler: str | None):
+    import paddiff
+
+    pipe = paddiff.load_pipeline(model, scheduler=scheduler)
+    # A chunk of prompts in one denoiser call: several times faster on CPU, and it changes
+    # pixels only in the last bits (docs/pipeline.md, Reproducibility).
+    pipe.denoiser_batch_size = None
+
+    def generate(prompts: list[str], seeds: list[int]) -> np.ndarray:
+        result = pipe.text_to_image(
+            prompts, steps=steps, guidance_scale=guidance, seed=list(seeds), progress=False
+        )
+        return np.stack([np.asarray(im.convert("RGB")) for im in result.images])
+
+    return generate
+
+
+def preview_generator(model: str, steps: int, guidance: float):
+    from paddiff.plugins.embedded.preview import Previewer
+
+    previewer = Previewer(model)
+    return lambda prompts, seeds: previewer.generate(prompts, seeds, steps, guidance)
+
+
+def run(generate, items, classifier, chunk: int = 16) -> dict:
+    records = []
+    for language in dataset.LANGUAGES:
+        prompts = prompts_for(items, language)
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            images = generate(prompts[start : start + chunk], [it["seed"] for it in part])
+            batch_prompts = prompts[start : start + chunk]
+            for item, prompt, image in zip(part, batch_prompts, images, strict=True):
+                shape, fg, bg = item["combo"]
+                scored = evaluate.score(image, shape, fg, bg, classifier)
+                records.append({**item, "language": language, "prompt": prompt, **scored})
+    return {"table": tabulate(records), "records": records}
+
+
+def tabulate(records: list[dict]) -> dict:
+    """Share of images with all three attributes right (and each one), per language and split."""
+    table = {}
+    for language in dataset.LANGUAGES:
+        for split in ("seen", "held_out"):
+            rows = [r for r in records if r["language"] == language and r["split"] == split]
+            if rows:
+                table[f"{language}/{split}"] = {
+                    "n": len(rows),
+                    **{k: float(np.mean([r[k] for r in rows])) for k in KEYS},
+                }
+    return table
+
+
+KEYS = ("all_ok", "shape_ok", "fg_ok", "bg_ok")
+
+
+def markdown(table: dict) -> str:
+    lines = [
+        "| language | combinations | prompts | all three right | shape | colour | background |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, row in table.items():
+        language, split = key.split("/")
+        cells = " | ".join(f"{100 * row[k]:.1f}%" for k in KEYS)
+        lines.append(f"| {language} | {split.replace('_', '-')} | {row['n']} | {cells} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m paddiff.plugins.embedded.quality")
+    parser.add_argument("--model", default=None, help="model folder (default: the embedded one)")
+    parser.add_argument("--backend", choices=["pipeline", "preview"], default="pipeline")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument("--scheduler", default=None, help="a scheduler name (default: model's)")
+    parser.add_argument("--seen", type=int, default=130)
+    parser.add_argument("--held-out-repeats", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="evenly spaced subset of items")
+    parser.add_argument("--out", default=None, help="write the JSON report here")
+    args = parser.parse_args(argv)
+
+    started = time.time()
+    classifier, classifier_report = fit_classifier()
+    if args.backend == "pipeline":
+        generate = pipeline_generator(args.model, args.steps, args.guidance, args.scheduler)
+    else:
+        generate = preview_generator(args.model, args.steps, args.guidance)
+    items = evaluation_items(args.seen, args.held_out_repeats)
+    if args.limit:  # a quick look, e.g. at a training checkpoint
+        items = [items[i] for i in np.linspace(0, len(items) - 1, args.limit).round().astype(int)]
+    report = run(generate, items, classifier)
+    report["settings"] = {**vars(args), "elapsed_s": round(time.time() - started, 1)}
+    report["classifier"] = classifier_report
+    print(markdown(report["table"]))
+    print(json.dumps(classifier_report))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()

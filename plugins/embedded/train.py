@@ -1,0 +1,554 @@
+"""Train the embedded model from scratch on the procedural dataset, in two stages, then export it.
+
+    python -m paddiff.plugins.embedded.train vae    --work /work/embedded-train
+    python -m paddiff.plugins.embedded.train unet   --work /work/embedded-train
+    python -m paddiff.plugins.embedded.train export --work /work/embedded-train
+
+The networks are paddiff's own plugin classes (AutoencoderKL, UNet2DConditionModel, BertModel),
+trained through their `.net` Paddle layers, so the exported folder is loaded by the same loader and
+pipeline as any Stable Diffusion model. Stage 1 (`vae`) fits a small AutoencoderKL (64x64x3 -> 16x16x4) with a reconstruction loss and a
+small KL term. Stage 2 (`unet`) encodes a fixed set of renderings once, then trains a small
+UNet2DConditionModel and a small BERT text encoder jointly with the DDPM noise-prediction loss
+(Ho et al. 2020, eq. 14) on SD's scaled-linear schedule; 10% of captions are replaced by "" so
+classifier-free guidance has an unconditional model to contrast with. `export` writes the model
+folder in diffusers layout (model_index.json, unet/, vae/, text_encoder/ and tokenizer/ in Taiyi's
+BERT layout, scheduler/).
+
+Every random draw of step k comes from `np.random.default_rng([seed, stage, k])`, so a run that is
+stopped and resumed from a checkpoint sees the same batches as one that never stopped. Running the
+same command again resumes from the newest checkpoint in the work folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from paddiff.plugins.embedded import MODEL_DIR, dataset
+
+SEED = 20261126
+TEXT_LENGTH = 32  # tokens per prompt, [CLS] and [SEP] included; captions use at most 20
+
+VAE_CONFIG = {
+    "_class_name": "AutoencoderKL",
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3,
+    "block_out_channels": [8, 16, 32],  # flat-coloured shapes need little; full-res convs are dear
+    "layers_per_block": 1,
+    "act_fn": "silu",
+    "latent_channels": 4,
+    # Several channels per group: with one channel per group (instance norm) a flat image
+    # normalises to zero, and the decoder's last norm would erase the absolute colour.
+    "norm_num_groups": 2,
+    "sample_size": dataset.IMAGE_SIZE,
+    "scaling_factor": 1.0,  # replaced by 1 / std of the training latents at the end of stage 1
+}
+UNET_CONFIG = {
+    "_class_name": "UNet2DConditionModel",
+    "sample_size": dataset.IMAGE_SIZE // 4,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "mid_block_type": "UNetMidBlock2DCrossAttn",
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "attention_head_dim": 8,  # diffusers reads this as the number of heads
+    "cross_attention_dim": 128,
+    "norm_num_groups": 8,
+    "norm_eps": 1e-5,
+    "act_fn": "silu",
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "center_input_sample": False,
+    "downsample_padding": 1,
+    "use_linear_projection": False,
+}
+BERT_CONFIG = {
+    "architectures": ["BertModel"],
+    "model_type": "bert",
+    "vocab_size": None,  # set from the vocabulary the script builds
+    "hidden_size": 128,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "intermediate_size": 512,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "max_position_embeddings": TEXT_LENGTH,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+    "position_embedding_type": "absolute",
+}
+# DDPM's linear betas (Ho et al. 2020), not SD's scaled-linear ones: at t = 999 SD's schedule
+# keeps sqrt(alpha_bar) = 0.068 of the signal, and averaged over a 16x16 latent that leaks the
+# background colour into pure noise; the model then takes the colour from the seed instead of the
+# prompt (seen in a first run). Linear betas keep 0.0064 of it.
+SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02}
+SCHEDULER_CONFIG = {
+    "_class_name": "DPMSolverMultistepScheduler",
+    "beta_schedule": "linear",
+    **SCHEDULE,
+    "prediction_type": "epsilon",
+    "solver_order": 2,
+    "algorithm_type": "dpmsolver++",
+    "solver_type": "midpoint",
+    "lower_order_final": True,
+    "timestep_spacing": "linspace",
+    "steps_offset": 1,
+    "set_alpha_to_one": False,
+    "clip_sample": False,
+}
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def setup_paddle(threads: int):
+    import paddle
+
+    paddle.base.core.set_num_threads(threads)  # Paddle's CPU kernels default to one thread
+    paddle.set_device("cpu")
+    return paddle
+
+
+# -- vocabulary and tokenizer ----------------------------------------------------------------
+
+
+def build_vocabulary() -> list[str]:
+    """Specials, every Chinese character and English word the captions use, and, so that words
+    outside the captions still tokenize to something, single letters and their ## pieces."""
+    chars, words = dataset.caption_vocabulary()
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    digits = [str(d) for d in range(10)]
+    pieces = ["##" + x for x in letters + digits]
+    vocab = SPECIAL_TOKENS + chars + words
+    return vocab + [x for x in letters + digits + pieces if x not in vocab]
+
+
+def write_tokenizer(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(build_vocabulary()) + "\n", encoding="utf-8")
+    config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": True,
+        "tokenize_chinese_chars": True,
+        "model_max_length": TEXT_LENGTH,
+        "pad_token": "[PAD]",
+        "unk_token": "[UNK]",
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "mask_token": "[MASK]",
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    specials = {k: config[k] for k in ("pad_token", "unk_token", "cls_token", "sep_token")}
+    (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
+
+
+def make_text_encoder(tokenizer_folder: Path):
+    """paddiff's BertModel text encoder (random weights) with the built vocabulary: training
+    tokenizes captions exactly as the pipeline will tokenize prompts."""
+    from paddiff.plugins.text_encoders.bert import BertModel
+    from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
+
+    tokenizer = WordPieceTokenizer.from_folder(tokenizer_folder)
+    return BertModel({**BERT_CONFIG, "vocab_size": len(tokenizer.tokens)}, tokenizer, TEXT_LENGTH)
+
+
+def init_text_encoder(net, seed: int) -> None:
+    """Start the BERT as a near-identity map from words to features: unit-variance word
+    embeddings, small position embeddings, no token-type offset, and Linear weights N(0, 0.02)
+    (BERT's own init) so attention and MLP outputs begin small beside the residual path.
+
+    Paddle's default init instead gives position and token-type embeddings as large as the word
+    embeddings; the last hidden states then hardly depend on the words (measured: mean change
+    7% between unrelated captions), the UNet learns to ignore them, and joint training drives
+    them to a constant (0.4% after 1,000 steps: an unconditional model).
+    """
+    from paddle import nn
+
+    rng = np.random.default_rng(seed)
+    scales = {
+        "embeddings.word_embeddings.weight": 1.0,
+        "embeddings.position_embeddings.weight": 0.1,
+        "embeddings.token_type_embeddings.weight": 0.0,
+    }
+    linear = {name for name, layer in net.named_sublayers() if isinstance(layer, nn.Linear)}
+    for name, param in net.named_parameters():
+        layer = name.rpartition(".")[0]
+        if name in scales:
+            std = scales[name]
+        elif layer in linear:
+            std = 0.02 if name.endswith("weight") else 0.0
+        else:
+            continue  # LayerNorm: ones and zeros already
+        param.set_value(rng.normal(0.0, std, param.shape).astype(np.float32))
+
+
+def text_states(paddle, encoder, captions: list[str]):
+    """The conditioning for captions, differentiable (the plugin's `encode` runs without grad):
+    the last hidden state, with no padding mask, as the pipeline encodes prompts."""
+    from paddiff.plugins.text_encoders.bert import attention_bias
+
+    ids = encoder.tokenize(captions)
+    positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
+    bias = attention_bias(None, ids)
+    return encoder.net(*(paddle.to_tensor(np.ascontiguousarray(a)) for a in (ids, positions, bias)))
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    return found[-1] if found else None
+
+
+def save_checkpoint(paddle, folder: Path, step: int, layers: dict, optimizer, keep: int = 3):
+    target = folder / f"step-{step:06d}"
+    partial = folder / f".partial-{step:06d}"
+    partial.mkdir(parents=True, exist_ok=True)
+    for name, layer in layers.items():
+        paddle.save(layer.state_dict(), str(partial / f"{name}.pdparams"))
+    paddle.save(optimizer.state_dict(), str(partial / "optimizer.pdopt"))
+    (partial / "step.json").write_text(json.dumps({"step": step}))
+    partial.rename(target)  # a checkpoint appears whole or not at all
+    for old in sorted(folder.glob("step-*"))[:-keep]:
+        shutil.rmtree(old)
+
+
+def load_checkpoint(paddle, checkpoint: Path, layers: dict, optimizer) -> int:
+    for name, layer in layers.items():
+        layer.set_state_dict(paddle.load(str(checkpoint / f"{name}.pdparams")))
+    optimizer.set_state_dict(paddle.load(str(checkpoint / "optimizer.pdopt")))
+    return json.loads((checkpoint / "step.json").read_text())["step"]
+
+
+def log(path: Path, record: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+
+
+# -- stage 1: the VAE ------------------------------------------------------------------------
+
+
+def to_model_range(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW in [-1, 1]."""
+    return (images.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)
+
+
+def train_vae(args, decoder_only: bool = False) -> None:
+    """Stage 1, or with decoder_only its continuation: the encoder (and so the latents stage 2
+    learns on) is frozen at the newest `vae` checkpoint, and only the decoder keeps learning."""
+    paddle = setup_paddle(args.threads)
+    from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
+
+    work = Path(args.work)
+    folder = work / ("decoder" if decoder_only else "vae")
+    folder.mkdir(parents=True, exist_ok=True)
+    paddle.seed(SEED)
+    vae = AutoencoderKL(VAE_CONFIG).net
+    vae.train()
+    if decoder_only:
+        vae.set_state_dict(load_vae(paddle, work, "vae")[0].net.state_dict())
+        trained = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    else:
+        trained = vae.parameters()
+    schedule = paddle.optimizer.lr.LinearWarmup(args.lr, 50, 0.0, args.lr)
+    optimizer = paddle.optimizer.Adam(schedule, parameters=trained)
+    step = 0
+    checkpoint = latest_checkpoint(folder)
+    if checkpoint:
+        step = load_checkpoint(paddle, checkpoint, {"vae": vae}, optimizer)
+        print(f"resumed from {checkpoint}")
+    started = time.time()
+    while step < args.steps:
+        rng = np.random.default_rng([SEED, 3 if decoder_only else 1, step])
+        index = rng.integers(0, 10**9, size=args.batch)
+        images = np.stack([dataset.example(SEED + 1, int(i), "train")[1] for i in index])
+        x = paddle.to_tensor(to_model_range(images))
+        if decoder_only:
+            with paddle.no_grad():
+                mean, logvar = vae.moments(x)
+        else:
+            mean, logvar = vae.moments(x)
+        noise = paddle.to_tensor(rng.standard_normal(mean.shape).astype(np.float32))
+        z = mean + paddle.exp(0.5 * logvar) * noise
+        recon = vae.decode(z)
+        # L1 keeps flat colours exact; the KL weight is small: it only keeps latents tame.
+        rec_loss = paddle.abs(recon - x).mean()
+        kl = 0.5 * (mean**2 + paddle.exp(logvar) - 1.0 - logvar).mean()
+        loss = rec_loss + args.kl_weight * kl
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        schedule.step()
+        step += 1
+        if step % 50 == 0 or step == args.steps:
+            log(
+                folder / "log.jsonl",
+                {
+                    "stage": folder.name,
+                    "step": step,
+                    "l1": round(float(rec_loss), 5),
+                    "kl": round(float(kl), 4),
+                    "elapsed_s": round(time.time() - started, 1),
+                },
+            )
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            save_checkpoint(paddle, folder, step, {"vae": vae}, optimizer)
+
+
+def load_vae(paddle, work: Path, part: str = "vae", checkpoint: Path | None = None):
+    """The AutoencoderKL plugin with stage-1 weights (part "vae") or with the decoder-only
+    continuation's (part "decoder"), from `checkpoint` or the newest, and that checkpoint."""
+    from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
+
+    checkpoint = checkpoint or latest_checkpoint(work / part)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no VAE checkpoint under {work / part}; run the {part} stage")
+    vae = AutoencoderKL(VAE_CONFIG)
+    vae.net.set_state_dict(paddle.load(str(checkpoint / "vae.pdparams")))
+    vae.net.eval()
+    return vae, checkpoint
+
+
+def encode_training_set(paddle, work: Path, count: int) -> tuple[list, np.ndarray, float]:
+    """Latent means of `count` training renderings, cached in the work folder, and the scaling
+    factor 1 / std that brings them to unit variance (as SD's 0.18215 does for its VAE).
+
+    The first call pins the VAE checkpoint in `unet/vae-checkpoint.txt`: stage 2 and the export
+    keep using that encoder even if stage 1 later writes newer checkpoints."""
+    pin = work / "unet" / "vae-checkpoint.txt"
+    if pin.exists():
+        vae, checkpoint = load_vae(paddle, work, checkpoint=work / "vae" / pin.read_text().strip())
+    else:
+        vae, checkpoint = load_vae(paddle, work)
+        pin.parent.mkdir(parents=True, exist_ok=True)
+        pin.write_text(checkpoint.name)
+    cache = work / f"latents-{checkpoint.name}-{count}.npz"
+    if cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        latents = data["latents"]
+    else:
+        chunks = []
+        for start in range(0, count, 256):
+            images = np.stack(
+                [dataset.example(SEED + 2, i)[1] for i in range(start, min(count, start + 256))]
+            )
+            chunks.append(vae.encode(to_model_range(images)))  # the posterior mean
+        latents = np.concatenate(chunks)
+        np.savez(cache, latents=latents)
+    attrs = [dataset.example(SEED + 2, i)[0] for i in range(count)]
+    return attrs, latents, float(1.0 / latents.std())
+
+
+# -- stage 2: UNet and text encoder ----------------------------------------------------------
+
+
+def training_alphas_cumprod() -> np.ndarray:
+    """alpha_bar_t for the linear beta schedule, as the scheduler config describes it."""
+    betas = np.linspace(
+        SCHEDULE["beta_start"], SCHEDULE["beta_end"], SCHEDULE["num_train_timesteps"]
+    )
+    return np.cumprod(1.0 - betas)
+
+
+def train_unet(args) -> None:
+    paddle = setup_paddle(args.threads)
+    from paddiff.plugins.denoisers.unet import UNet2DConditionModel
+
+    work = Path(args.work)
+    folder = work / "unet"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tokenizer(work / "tokenizer")
+    attrs, latents, scaling = encode_training_set(paddle, work, args.images)
+    latents = latents * scaling
+    alphas_cumprod = training_alphas_cumprod()
+
+    paddle.seed(SEED + 3)
+    unet = UNet2DConditionModel(UNET_CONFIG).net
+    text_encoder = make_text_encoder(work / "tokenizer")
+    bert = text_encoder.net
+    init_text_encoder(bert, SEED + 4)
+    unet.train()
+    bert.train()
+    unet_ema, bert_ema = copy.deepcopy(unet), copy.deepcopy(bert)
+    layers = {
+        "unet": unet,
+        "text_encoder": bert,
+        "unet_ema": unet_ema,
+        "text_encoder_ema": bert_ema,
+    }
+    pairs = list(zip(parameters_of(unet, bert), parameters_of(unet_ema, bert_ema), strict=True))
+    parameters = unet.parameters() + bert.parameters()
+    # A constant learning rate after warm-up, plus an exponential moving average of the weights
+    # (which is what gets exported): the run can stop at any checkpoint and still give its best.
+    schedule = paddle.optimizer.lr.LinearWarmup(args.lr, 200, 0.0, args.lr)
+    optimizer = paddle.optimizer.AdamW(
+        schedule,
+        parameters=parameters,
+        weight_decay=0.01,
+        grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
+    )
+    step = 0
+    checkpoint = latest_checkpoint(folder)
+    if checkpoint:
+        step = load_checkpoint(paddle, checkpoint, layers, optimizer)  # lr schedule included
+        print(f"resumed from {checkpoint}")
+    started, losses = time.time(), []
+    while step < args.steps:
+        rng = np.random.default_rng([SEED, 2, step])
+        index = rng.integers(0, len(latents), size=args.batch)
+        captions = [
+            "" if rng.random() < args.caption_dropout else dataset.random_caption(attrs[i], rng)
+            for i in index
+        ]
+        x0 = latents[index]
+        noise = rng.standard_normal(x0.shape).astype(np.float32)
+        t = rng.integers(0, SCHEDULE["num_train_timesteps"], size=args.batch)
+        a = alphas_cumprod[t].astype(np.float32)[:, None, None, None]
+        xt = np.sqrt(a) * x0 + np.sqrt(1.0 - a) * noise  # q(x_t | x_0)
+        context = text_states(paddle, text_encoder, captions)
+        predicted = unet(paddle.to_tensor(xt), paddle.to_tensor(t.astype(np.float32)), context)
+        loss = ((predicted - paddle.to_tensor(noise)) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        schedule.step()
+        step += 1
+        update_ema(paddle, pairs, decay=min(args.ema, (1 + step) / (10 + step)))
+        losses.append(float(loss))
+        # How much the conditioning differs between captions (relative spread over the batch):
+        # near zero means the text encoder has collapsed and the model ignores prompts.
+        spread = float(context[:, :12].std(axis=0).mean() / (context.abs().mean() + 1e-8))
+        if step % 50 == 0 or step == args.steps:
+            log(
+                folder / "log.jsonl",
+                {
+                    "stage": "unet",
+                    "step": step,
+                    "loss": round(float(np.mean(losses)), 5),
+                    "text_spread": round(spread, 4),
+                    "lr": round(float(schedule.get_lr()), 7),
+                    "elapsed_s": round(time.time() - started, 1),
+                },
+            )
+            losses = []
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            save_checkpoint(paddle, folder, step, layers, optimizer)
+
+
+def parameters_of(*layers):
+    return [p for layer in layers for p in layer.parameters()]
+
+
+def update_ema(paddle, pairs, decay: float) -> None:
+    with paddle.no_grad():
+        for param, average in pairs:
+            average.set_value(decay * average + (1.0 - decay) * param)
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def export(args) -> Path:
+    """Write the newest checkpoints as a diffusers-layout model folder."""
+    paddle = setup_paddle(args.threads)
+    from paddiff.plugins.denoisers.unet import UNet2DConditionModel
+    from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
+
+    work, target = Path(args.work), Path(args.model)
+    _, _, scaling = encode_training_set(paddle, work, args.images)
+    # The decoder-only continuation, when it has run, has the better decoder (same encoder).
+    part = "decoder" if latest_checkpoint(work / "decoder") else "vae"
+    trained_vae, vae_checkpoint = load_vae(paddle, work, part)
+    vae = AutoencoderKL({**VAE_CONFIG, "scaling_factor": round(scaling, 5)})
+    vae.net.set_state_dict(trained_vae.net.state_dict())
+    checkpoint = latest_checkpoint(work / "unet")
+    if checkpoint is None:
+        raise FileNotFoundError(f"no UNet checkpoint under {work / 'unet'}")
+    unet = UNet2DConditionModel(UNET_CONFIG)
+    unet.net.set_state_dict(paddle.load(str(checkpoint / "unet_ema.pdparams")))
+    write_tokenizer(work / "tokenizer")
+    text_encoder = make_text_encoder(work / "tokenizer")
+    text_encoder.net.set_state_dict(paddle.load(str(checkpoint / "text_encoder_ema.pdparams")))
+
+    if target.exists():
+        shutil.rmtree(target)
+    # Each plugin writes its own diffusers / transformers layout (config.json + safetensors).
+    unet.save_pretrained(target / "unet")
+    vae.save_pretrained(target / "vae")
+    text_encoder.save_pretrained(target / "text_encoder")
+    write_tokenizer(target / "tokenizer")
+    (target / "scheduler").mkdir()
+    (target / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps(SCHEDULER_CONFIG, indent=2) + "\n"
+    )
+    model_index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_paddiff_embedded": {
+            "unet_and_text_encoder": checkpoint.name,
+            "vae": f"{part}/{vae_checkpoint.name}",
+            "seed": SEED,
+        },
+        "text_encoder": ["transformers", "BertModel"],
+        "tokenizer": ["transformers", "BertTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        "scheduler": ["diffusers", "DPMSolverMultistepScheduler"],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    (target / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
+    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+    print(f"exported {checkpoint} to {target} ({size / 1e6:.1f} MB)")
+    return target
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m paddiff.plugins.embedded.train")
+    parser.add_argument("stage", choices=["vae", "unet", "decoder", "export"])
+    parser.add_argument("--work", default="/work/embedded-train", help="checkpoints and logs")
+    parser.add_argument("--model", default=str(MODEL_DIR), help="export target folder")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--kl-weight", type=float, default=1e-4)
+    parser.add_argument("--images", type=int, default=8000, help="renderings for stage 2")
+    parser.add_argument("--caption-dropout", type=float, default=0.1)
+    parser.add_argument("--ema", type=float, default=0.995, help="EMA decay of exported weights")
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    args = parser.parse_args(argv)
+    defaults = {
+        "vae": (800, 8, 2e-3),
+        "decoder": (1500, 8, 1e-3),
+        "unet": (8000, 16, 6e-4),
+        "export": (0, 0, 0),
+    }
+    steps, batch, lr = defaults[args.stage]
+    args.steps = args.steps or steps
+    args.batch = args.batch or batch
+    args.lr = args.lr or lr
+    stages = {
+        "vae": train_vae,
+        "decoder": lambda a: train_vae(a, decoder_only=True),
+        "unet": train_unet,
+        "export": export,
+    }
+    stages[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The embedded model's evaluator: it must read the procedural renderings (ground truth) almost
+perfectly before its verdicts on generated images mean anything."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from paddiff.plugins.embedded import dataset, evaluate, quality
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    attrs, images = dataset.make_images(seed=11, count=600)
+    return evaluate.ShapeClassifier(seed=0).fit(images, [a.shape for a in attrs])
+
+
+@pytest.mark.parametrize("split", ["train", "held_out"])
+def test_ground_truth_renderings_score_almost_perfectly(classifier, split):
+    attrs, images = dataset.make_images(seed=12, count=150, split=split)
+    results = [
+        evaluate.score(im, a.shape, a.fg, a.bg, classifier)
+        for im, a in zip(images, attrs, strict=True)
+    ]
+    assert np.mean([r["fg_ok"] for r in results]) == 1.0
+    assert np.mean([r["bg_ok"] for r in results]) == 1.0
+    assert np.mean([r["all_ok"] for r in results]) >= 0.97
+
+
+def test_wrong_images_are_caught(classifier):
+    rng = np.random.default_rng(0)
+    image = dataset.render(dataset.Attributes("star", "red", "blue", "big"), rng)
+    assert evaluate.score(image, "star", "red", "blue", classifier)["all_ok"]
+    assert not evaluate.score(image, "star", "green", "blue", classifier)["fg_ok"]
+    assert not evaluate.score(image, "star", "red", "yellow", classifier)["bg_ok"]
+    assert not evaluate.score(image, "circle", "red", "blue", classifier)["shape_ok"]
+    blank = np.full((64, 64, 3), 40, np.uint8)  # no shape at all: nothing can be right but bg
+    result = evaluate.score(blank, "circle", "red", "black", classifier)
+    assert result["read"]["fg"] is None and not result["all_ok"] and result["bg_ok"]
+
+
+def test_colour_reading_tolerates_a_shifted_rendition():
+    # The generator's colours will not be the renderer's exactly: shift every channel a little.
+    rng = np.random.default_rng(1)
+    for fg, bg in [("orange", "yellow"), ("purple", "blue"), ("white", "black"), ("red", "green")]:
+        image = dataset.render(dataset.Attributes("square", fg, bg, "big"), rng).astype(int)
+        shifted = np.clip(image + rng.integers(-20, 21, size=3), 0, 255).astype(np.uint8)
+        reading = evaluate.read_colours(shifted)
+        assert (reading.fg, reading.bg) == (fg, bg)
+
+
+def test_evaluation_items_cover_held_out_and_seen_combinations_in_both_languages():
+    items = quality.evaluation_items(seen=10, held_out_repeats=2)
+    assert sum(it["split"] == "held_out" for it in items) == 2 * len(dataset.HELD_OUT)
+    assert all(it["combo"] in dataset.SEEN for it in items if it["split"] == "seen")
+    zh, en = quality.prompts_for(items, "zh"), quality.prompts_for(items, "en")
+    for item, zh_prompt, en_prompt in zip(items, zh, en, strict=True):
+        for prompt in (zh_prompt, en_prompt):
+            parsed = dataset.parse_caption(prompt)
+            assert (parsed["shape"], parsed["fg"], parsed["bg"]) == item["combo"]
