@@ -50,10 +50,9 @@ def test_stopping_and_resuming_gives_the_uninterrupted_weights(vae_work, tmp_pat
 def test_a_resumed_run_refuses_another_objective(vae_work, tmp_path):
     work = copy_of(vae_work, tmp_path)
     train.main(["unet", "--work", str(work), "--steps", "1", "--min-snr-gamma", "5", *TINY])
-    assert json.loads((work / "unet" / "objective.json").read_text()) == {
-        "prediction_type": "v_prediction",
-        "min_snr_gamma": 5.0,
-    }
+    pinned = json.loads((work / "unet" / "objective.json").read_text())
+    assert pinned["prediction_type"] == "v_prediction" and pinned["min_snr_gamma"] == 5.0
+    assert pinned["unet_config"] == train.UNET_CONFIG
     with pytest.raises(SystemExit, match="mix two objectives"):
         train.main(["unet", "--work", str(work), "--steps", "2", "--prediction-type", "epsilon"])
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -65,6 +66,7 @@ UNET_CONFIG = {
     "sample_size": dataset.IMAGE_SIZE // 4,
     "in_channels": 4,
     "out_channels": 4,
+    # No attention at the 16x16 level: there it made a training step 2.5 times as dear.
     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     "mid_block_type": "UNetMidBlock2DCrossAttn",
     "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
@@ -377,7 +379,7 @@ def encode_training_set(paddle, work: Path, count: int) -> tuple[list, np.ndarra
         vae, checkpoint = load_vae(paddle, work)
         pin.parent.mkdir(parents=True, exist_ok=True)
         pin.write_text(checkpoint.name)
-    cache = work / f"latents-{checkpoint.name}-{count}.npz"
+    cache = work / f"latents-{checkpoint.name}-{count}-{dataset_digest()}.npz"
     if cache.exists():
         data = np.load(cache, allow_pickle=False)
         latents = data["latents"]
@@ -392,6 +394,17 @@ def encode_training_set(paddle, work: Path, count: int) -> tuple[list, np.ndarra
         np.savez(cache, latents=latents)
     attrs = [dataset.example(SEED + 2, i)[0] for i in range(count)]
     return attrs, latents, float(1.0 / latents.std())
+
+
+def dataset_digest() -> str:
+    """A short hash of a few renderings and captions: a change to the renderer or the captions
+    gives the latent cache a new name instead of silently reusing stale latents."""
+    digest = hashlib.sha256()
+    for index in range(8):
+        attrs, image = dataset.example(SEED + 2, index)
+        rng = np.random.default_rng(index)
+        digest.update(image.tobytes() + dataset.random_caption(attrs, rng).encode())
+    return digest.hexdigest()[:10]
 
 
 # -- stage 2: UNet and text encoder ----------------------------------------------------------
@@ -420,7 +433,7 @@ def train_unet(args) -> None:
     alphas_cumprod = training_alphas_cumprod()
 
     paddle.seed(SEED + 3)
-    unet = UNet2DConditionModel(UNET_CONFIG).net
+    unet = UNet2DConditionModel(objective["unet_config"]).net
     text_encoder = make_text_encoder(work / "tokenizer")
     bert = text_encoder.net
     init_text_encoder(bert, SEED + 4)
@@ -498,20 +511,22 @@ def train_unet(args) -> None:
 
 
 def pin_objective(folder: Path, args=None) -> dict:
-    """The run's training objective, fixed by its first start in `unet/objective.json`: a resumed
-    run must keep its target and weighting, and the export writes the prediction type into the
-    scheduler config. With `args` None (the export), the pinned objective is only read."""
+    """The run's training objective and UNet configuration, fixed by its first start in
+    `unet/objective.json`: a resumed run must keep its target, weighting and architecture, and
+    the export writes the prediction type into the scheduler config and the UNet config it was
+    trained with. With `args` None (the export), the pinned objective is only read."""
     pin = folder / "objective.json"
     if pin.exists():
         pinned = json.loads(pin.read_text())
-    elif latest_checkpoint(folder):  # runs from before the pin trained plain epsilon
-        pinned = {"prediction_type": "epsilon", "min_snr_gamma": None}
+    elif latest_checkpoint(folder):
+        raise SystemExit(f"{folder} has checkpoints but no objective.json; use a new --work folder")
     elif args is None:
         raise FileNotFoundError(f"no training objective pinned in {folder}; run the unet stage")
     else:
         pinned = {
             "prediction_type": args.prediction_type or "v_prediction",
             "min_snr_gamma": args.min_snr_gamma,
+            "unet_config": UNET_CONFIG,
         }
         folder.mkdir(parents=True, exist_ok=True)
         pin.write_text(json.dumps(pinned) + "\n")
@@ -567,7 +582,7 @@ def export(args) -> Path:
     checkpoint = latest_checkpoint(work / "unet")
     if checkpoint is None:
         raise FileNotFoundError(f"no UNet checkpoint under {work / 'unet'}")
-    unet = UNet2DConditionModel(UNET_CONFIG)
+    unet = UNet2DConditionModel(pin_objective(work / "unet")["unet_config"])
     unet.net.set_state_dict(paddle.load(str(checkpoint / "unet_ema.pdparams")))
     write_tokenizer(work / "tokenizer")
     text_encoder = make_text_encoder(work / "tokenizer")
