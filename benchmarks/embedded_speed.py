@@ -1,6 +1,6 @@
 """Seconds per image for the embedded default model on this machine's CPU cores.
 
-    python benchmarks/embedded_speed.py [--steps 8] [--runs 15] [--threads 2]
+    python benchmarks/embedded_speed.py [--steps 8] [--runs 15] [--threads 2] [--execution MODE]
 
 Each run is one `text_to_image` call for one image with a prompt not seen before (so the text
 encoder runs; the pipeline caches embeddings per prompt), the multistep DPM-Solver++ scheduler,
@@ -25,6 +25,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scheduler", default="DPMSolverMultistepScheduler")
     parser.add_argument("--model", default=None, help="model folder (default: the embedded one)")
+    parser.add_argument("--execution", choices=["auto", "static", "dynamic"], default=None)
     args = parser.parse_args(argv)
 
     import paddle
@@ -34,7 +35,7 @@ def main(argv=None) -> None:
     from paddiff.plugins.embedded import dataset
 
     started = time.perf_counter()
-    pipe = paddiff.load_pipeline(args.model, scheduler=args.scheduler)
+    pipe = paddiff.load_pipeline(args.model, scheduler=args.scheduler, execution=args.execution)
     load_s = time.perf_counter() - started
     rng = np.random.default_rng(0)
     combos = dataset.all_combinations()
@@ -54,6 +55,7 @@ def main(argv=None) -> None:
         "steps": args.steps,
         "scheduler": args.scheduler,
         "threads": args.threads,
+        "execution": args.execution or "default",
         "load_s": round(load_s, 3),
         "first_call_s": round(times[0], 3),
         "median_s": round(float(np.median(times[1:])), 3),

@@ -11,7 +11,12 @@ import pytest
 from paddiff.plugins.inference.cache import ExportCache, fingerprint
 from paddiff.plugins.inference.export import InputSpec
 from paddiff.plugins.inference.predictor import Predictor
-from paddiff.plugins.inference.runner import GraphRunner, resolve_execution
+from paddiff.plugins.inference.runner import (
+    AUTO_STATIC_MIN_PARAMETERS,
+    GraphRunner,
+    resolve_execution,
+    set_execution,
+)
 from paddle import nn
 
 
@@ -157,6 +162,16 @@ def test_auto_falls_back_to_the_dynamic_graph_with_a_warning(tmp_path):
     runner.use_static(ExportCache(tmp_path))  # "static" means static: the error surfaces
     with pytest.raises(NotImplementedError, match="dynamic graph only"):
         runner(x)
+
+
+def test_auto_exports_only_networks_large_enough_to_gain(tmp_path):
+    width = math.isqrt(AUTO_STATIC_MIN_PARAMETERS) + 1  # one Linear just over the threshold
+    large = GraphRunner(nn.Linear(width, width), "large", [InputSpec("x", (None, width))])
+    small = GraphRunner(nn.Linear(3, 3), "small", [InputSpec("x", (None, 3))])
+    set_execution([large, small], "auto", ExportCache(tmp_path))
+    assert (large.mode, small.mode) == ("static", "dynamic")
+    set_execution([small], "static", ExportCache(tmp_path))  # asked for explicitly: exported
+    assert small.mode == "static"
 
 
 def test_execution_mode_from_argument_or_environment(monkeypatch):

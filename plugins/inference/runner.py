@@ -19,8 +19,13 @@ from paddiff.plugins.inference.export import (
 )
 from paddiff.plugins.inference.predictor import Predictor
 
-#: "auto" is static with a fall-back to the dynamic graph when a network cannot be exported.
+#: "auto" is static for networks of at least AUTO_STATIC_MIN_PARAMETERS parameters (with a fall-back
+#: to the dynamic graph when one cannot be exported) and dynamic for smaller ones.
 EXECUTION_MODES = ("auto", "static", "dynamic")
+#: Below this, oneDNN's fixed costs per call outweigh what it saves: the embedded model's UNet
+#: (1.7 M parameters) ran 8 steps in 0.35 s in the dynamic graph against 0.49-0.56 s exported,
+#: while SD 1.5's (860 M) ran 1.7x faster exported (docs/performance.md).
+AUTO_STATIC_MIN_PARAMETERS = 10_000_000
 EXECUTION_ENV = "PADDIFF_EXECUTION"
 
 
@@ -78,6 +83,10 @@ class GraphRunner:
         if cache is not self._cache:
             self._predictor = None
         self.mode, self._cache, self._fallback = "static", cache, fallback
+
+    def parameter_count(self) -> int:
+        """Parameters of the network (counted from shapes: right even once weights are released)."""
+        return sum(int(np.prod(p.shape)) for p in self.layer.parameters())
 
     def export(self, cache: ExportCache) -> Path:
         """Make sure `cache` holds this runner's program (exporting it if not); its prefix."""
@@ -177,7 +186,9 @@ def set_execution(runners: list[GraphRunner], mode: str, cache: ExportCache | No
     """Switch a component's runners to `mode` ("auto", "static" or "dynamic")."""
     mode = resolve_execution(mode)
     for runner in runners:
-        if mode == "dynamic":
+        if mode == "dynamic" or (
+            mode == "auto" and runner.parameter_count() < AUTO_STATIC_MIN_PARAMETERS
+        ):
             runner.use_dynamic()
         else:
             runner.use_static(cache or ExportCache(), fallback=mode == "auto")
