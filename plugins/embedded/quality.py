@@ -79,13 +79,6 @@ def pipeline_generator(model: str | None, steps: int, guidance: float, scheduler
     return generate
 
 
-def preview_generator(model: str, steps: int, guidance: float):
-    from paddiff.plugins.embedded.preview import Previewer
-
-    previewer = Previewer(model)
-    return lambda prompts, seeds: previewer.generate(prompts, seeds, steps, guidance)
-
-
 def run(generate, items, classifier, chunk: int = 16) -> dict:
     records = []
     for language in dataset.LANGUAGES:
@@ -133,7 +126,6 @@ def markdown(table: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m paddiff.plugins.embedded.quality")
     parser.add_argument("--model", default=None, help="model folder (default: the embedded one)")
-    parser.add_argument("--backend", choices=["pipeline", "preview"], default="pipeline")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--scheduler", default=None, help="a scheduler name (default: model's)")
@@ -145,10 +137,7 @@ def main(argv=None) -> None:
 
     started = time.time()
     classifier, classifier_report = fit_classifier()
-    if args.backend == "pipeline":
-        generate = pipeline_generator(args.model, args.steps, args.guidance, args.scheduler)
-    else:
-        generate = preview_generator(args.model, args.steps, args.guidance)
+    generate = pipeline_generator(args.model, args.steps, args.guidance, args.scheduler)
     items = evaluation_items(args.seen, args.held_out_repeats)
     if args.limit:  # a quick look, e.g. at a training checkpoint
         items = [items[i] for i in np.linspace(0, len(items) - 1, args.limit).round().astype(int)]
