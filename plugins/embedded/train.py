@@ -11,7 +11,8 @@ small KL term. Stage 2 (`unet`) encodes a fixed set of renderings once, then tra
 UNet2DConditionModel and a small BERT text encoder jointly with DDPM's denoising loss (Ho et al.
 2020) on its linear beta schedule, with the v parametrisation of the target (Salimans & Ho 2022,
 as SD 2.x uses; `--prediction-type epsilon` gives eq. 14 of DDPM exactly); 10% of captions are
-replaced by "" so classifier-free guidance has an unconditional model to contrast with.
+replaced by "" so classifier-free guidance has an unconditional model to contrast with. A
+caption term (`caption_loss`) keeps shape, colour and background readable in the text features.
 
 Why v: with noise prediction the loss hardly depends on the prompt. At large t the target is
 almost the noise itself whatever the caption, and at small t the image is visible in x_t; the
@@ -540,7 +541,7 @@ def pin_objective(folder: Path, args=None) -> dict:
         pinned = {
             "prediction_type": args.prediction_type or "v_prediction",
             "min_snr_gamma": args.min_snr_gamma,
-            "caption_loss_weight": 0.1
+            "caption_loss_weight": 1.0
             if args.caption_loss_weight is None
             else args.caption_loss_weight,
             "unet_config": UNET_CONFIG,
@@ -709,7 +710,7 @@ def main(argv=None) -> None:
         "--caption-loss-weight",
         type=float,
         default=None,
-        help="weight of the caption-attribute term (see caption_loss); new runs default to 0.1",
+        help="weight of the caption-attribute term (see caption_loss); new runs default to 1.0",
     )
     parser.add_argument("--caption-dropout", type=float, default=0.1)
     parser.add_argument("--ema", type=float, default=0.995, help="EMA decay of exported weights")
