@@ -15,9 +15,10 @@ $(BIN)/paddiff: setup.cfg pyproject.toml
 
 setup: $(BIN)/paddiff
 
+# The main job: two images from the embedded model, one Chinese prompt and one English, no download.
 run: setup
-	$(BIN)/paddiff --version
-	$(BIN)/paddiff plugins list
+	$(BIN)/paddiff generate "蓝色背景上的一个红色圆形" -o out/red-circle-zh.png --seed 1
+	$(BIN)/paddiff generate "a yellow star on a purple background" -o out/yellow-star-en.png --seed 1
 
 test: setup
 	$(BIN)/python -m ruff check $(LINTED)

@@ -717,6 +717,10 @@ def _shallow_copy(pipeline: Pipeline) -> Pipeline:
 # -- loading -----------------------------------------------------------------------------------
 
 
+#: The name results and PNG parameters give the embedded default model (its folder is "model").
+EMBEDDED_MODEL_NAME = "paddiff-embedded"
+
+
 def embedded_model_path() -> Path | None:
     """The embedded default model's folder, if it is installed."""
     import paddiff.plugins
@@ -734,8 +738,9 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
     `cache_dir=`, ...) are passed to the loader, which uses given components instead of loading
     them. The execution mode applies to the image safety checker too.
     """
+    name = None
     if location is None:
-        location = embedded_model_path()
+        location, name = embedded_model_path(), EMBEDDED_MODEL_NAME
         if location is None:
             raise FileNotFoundError(
                 "no model given and the embedded default model is not installed "
@@ -749,7 +754,7 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
     pipeline = Pipeline(
         **{name: components[name] for name in COMPONENT_NAMES},
         safety_filters=safety_filters,
-        model_name=Path(location).stem,
+        model_name=name or Path(location).stem,
         model_path=location,
     )
     image_checkers = {str(i): f for i, f in enumerate(pipeline.safety.image_filters)}

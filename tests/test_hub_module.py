@@ -25,12 +25,15 @@ from pathlib import Path
 import numpy as np
 import paddiff
 import pytest
+from paddiff.plugins.embedded import evaluate
 from paddiff.serving import ServingLimits
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_MODULE = ROOT / "hub_module" / "paddiff"
-MODEL = ROOT / "tests" / "fixtures" / "sd" / "sd1"  # tiny random-weight SD 1.x model, 32x32
+# `model=` is tested with this tiny random-weight SD 1.x folder (32x32); everything else uses the
+# module's default, the embedded model, as a user who installs the module meets it.
+MODEL = ROOT / "tests" / "fixtures" / "sd" / "sd1"
 TIMEOUT = 180  # seconds for any one PaddleHub command
 
 
@@ -48,8 +51,7 @@ def hub_env(tmp_path_factory) -> dict:
     """Environment with a fresh HUB_HOME in which `hub install hub_module/paddiff` has run."""
     home = tmp_path_factory.mktemp("hub-home")
     env = dict(os.environ, HUB_HOME=str(home))
-    env["PADDIFF_MODEL"] = str(MODEL)
-    for variable in [*ServingLimits.ENV, "PADDIFF_SAFETY_CONFIG"]:
+    for variable in [*ServingLimits.ENV, "PADDIFF_SAFETY_CONFIG", "PADDIFF_MODEL"]:
         env.pop(variable, None)
     installed = subprocess.run(
         [*hub_command(), "install", str(HUB_MODULE)],
@@ -173,7 +175,7 @@ def test_hub_module_loads_in_a_new_process_in_either_import_order(hub_env, tmp_p
     assert report["static_call"] == 1 and report["still_static"]
     assert report["bad_call"] == "ValidationError"
     assert report["seeds"] == [7, 8] and report["sizes"] == [report["native_size"]] * 2
-    assert report["settings_model"] == "sd1" and report["default_model"] == "sd1"
+    assert report["settings_model"] == "sd1" and report["default_model"] == "paddiff-embedded"
     assert report["settings_scheduler"] == "EulerAncestralDiscreteScheduler"
     assert report["repeatable"] and report["dynamic_after"]
     assert report["image_inputs"] == ["img2img", "inpaint"] and report["path_equals_array"]
@@ -337,6 +339,17 @@ def test_serving_answers_json_with_base64_pngs_seeds_and_settings(server):
         assert item["settings"]["seed"] == item["seed"]
         assert item["safety"]["allowed"] is True
     assert all(verdict["allowed"] for verdict in reply["results"]["prompt_verdicts"])
+
+
+def test_serving_draws_what_the_prompt_asks_with_the_embedded_model(server):
+    # The server's default model is the embedded one: a 64x64 picture of the requested shape.
+    for prompt in ("蓝色背景上的一个红色圆形", "a yellow star on a black background"):
+        reply = server.predict({"prompt": prompt, "steps": 8, "seed": 3})
+        item = reply["results"]["images"][0]
+        assert item["settings"]["model"] == "paddiff-embedded"
+        reading = evaluate.read_colours(decode(item["image"])[:, :, :3])
+        wanted = ("red", "blue") if prompt.startswith("蓝") else ("yellow", "black")
+        assert (reading.fg, reading.bg) == wanted, prompt
 
 
 def test_serving_refuses_a_blocked_prompt_naming_only_the_category(server):
