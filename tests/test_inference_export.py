@@ -102,6 +102,27 @@ def test_fingerprint_changes_with_weights(layer):
     assert fingerprint(layer) != fingerprint(other)
 
 
+def test_fingerprint_changes_with_the_network_code(tmp_path, monkeypatch):
+    """A program exported by older code of a network must not be reused after an upgrade."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    source = tmp_path / "changing_net.py"
+    template = (
+        "import paddle\nclass Net(paddle.nn.Layer):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.fc = paddle.nn.Linear(2, 2)\n"
+        "    def forward(self, x):\n        return {}\n"
+    )
+    source.write_text(template.format("self.fc(x)"))
+    module = importlib.import_module("changing_net")
+    paddle.seed(0)
+    before = fingerprint(module.Net())
+    source.write_text(template.format("paddle.nn.functional.relu(self.fc(x))"))
+    module = importlib.reload(module)
+    paddle.seed(0)
+    assert fingerprint(module.Net()) != before
+
+
 def test_missing_program_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no exported program"):
         Predictor(tmp_path / "nothing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import threading
@@ -26,7 +27,8 @@ def default_cache_dir() -> Path:
 
 def fingerprint(layer: paddle.nn.Layer, settings: dict | None = None) -> str:
     """A short hash that changes when the layer's weights, structure, `settings` (the config
-    values that change the computation but no weight, e.g. clip_skip) or Paddle version change.
+    values that change the computation but no weight, e.g. clip_skip), the source code of its
+    layers or the Paddle version change.
 
     Hashing every byte of a 3 GB UNet takes seconds, so it hashes every parameter's name, shape and
     dtype, plus an evenly strided sample of up to 4096 of its values: any retrained or differently
@@ -34,6 +36,7 @@ def fingerprint(layer: paddle.nn.Layer, settings: dict | None = None) -> str:
     """
     digest = hashlib.sha256(f"paddle {paddle.__version__} paddiff {paddiff.__version__}".encode())
     digest.update(type(layer).__qualname__.encode())
+    digest.update(_source_digest(layer))
     digest.update(json.dumps(settings or {}, sort_keys=True, default=str).encode())
     for name, param in layer.state_dict().items():
         digest.update(f"{name}{list(param.shape)}{param.dtype}".encode())
@@ -43,6 +46,20 @@ def fingerprint(layer: paddle.nn.Layer, settings: dict | None = None) -> str:
         step = max(1, flat.shape[0] // 4096)
         digest.update(np.ascontiguousarray(flat[::step].numpy()).tobytes())
     return digest.hexdigest()[:16]
+
+
+def _source_digest(layer: paddle.nn.Layer) -> bytes:
+    """Hash of the files that define the layer's (non-Paddle) sublayer classes, so a program
+    exported by an older version of the network code is never reused."""
+    files = set()
+    for sub in layer.sublayers(include_self=True):
+        cls = type(sub)
+        if not cls.__module__.startswith("paddle."):
+            files.add(inspect.getsourcefile(cls))
+    digest = hashlib.sha256()
+    for file in sorted(f for f in files if f):
+        digest.update(Path(file).read_bytes())
+    return digest.digest()
 
 
 class ExportCache:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from paddiff.plugins.inference.export import program_files
+from paddiff.plugins.inference.heap import reusing_heap
 from paddle import inference
 
 
@@ -74,7 +75,8 @@ class Predictor:
                 array = np.ascontiguousarray(array)
                 handle.reshape(list(array.shape))
                 handle.copy_from_cpu(array)
-            self._predictor.run()
+            with reusing_heap():
+                self._predictor.run()
             return [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
 
 

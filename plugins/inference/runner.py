@@ -17,6 +17,7 @@ from paddiff.plugins.inference.export import (
     names_file,
     program_files,
 )
+from paddiff.plugins.inference.heap import reusing_heap
 from paddiff.plugins.inference.predictor import Predictor
 
 #: "auto" is static for networks of at least AUTO_STATIC_MIN_PARAMETERS parameters (with a fall-back
@@ -112,7 +113,7 @@ class GraphRunner:
             if predictor is not None:
                 outputs = predictor(*arrays)
                 return outputs[0] if len(outputs) == 1 else outputs
-        with paddle.no_grad():
+        with paddle.no_grad(), reusing_heap():
             outputs = self.layer(*(paddle.to_tensor(a) for a in arrays))
         if isinstance(outputs, (list, tuple)):
             return [o.numpy() for o in outputs]

@@ -50,9 +50,10 @@ def upsample_nearest_2x(x: paddle.Tensor) -> paddle.Tensor:
     Same values as F.interpolate(scale_factor=2, mode="nearest"), but without the nearest_interp
     op, which the oneDNN executor refuses in exported programs.
     """
-    n, c, h, w = x.shape
-    x = x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2])
-    return x.reshape([n, c, h * 2, w * 2])
+    # No size taken from x.shape: in a program exported with dynamic sizes, shape arithmetic
+    # becomes extra ops that also stop oneDNN from fusing the neighbouring ones.
+    x = x.unsqueeze([3, 5]).expand([-1, -1, -1, 2, -1, 2])  # n, c, h, 2, w, 2
+    return x.flatten(4, 5).flatten(2, 3)
 
 
 def upsample_nearest_to(x: paddle.Tensor, size: tuple[int, int]) -> paddle.Tensor:
@@ -137,18 +138,19 @@ MAX_SCORES_PER_SAMPLE = 2**27
 
 def attention(q, k, v, heads: int):
     """Multi-head softmax(q k^T / sqrt(d)) v on (batch, tokens, heads * d) tensors."""
-    b, n, inner = q.shape
+    _, n, inner = q.shape
     m, d = k.shape[1], inner // heads
 
-    def split(t, tokens):
-        # Explicit token counts (not -1) keep them static when the batch is dynamic in export.
-        return t.reshape([b, tokens, heads, d]).transpose([0, 2, 1, 3])
+    def split(t):
+        # 0 keeps that size of the input: constant shape attributes, whatever the batch and
+        # token counts, let Paddle Inference fuse reshape + transpose into the matmul.
+        return t.reshape([0, 0, heads, d]).transpose([0, 2, 1, 3])
 
     def scaled_dot_product(q):
         scores = paddle.matmul(q, k, transpose_y=True) * (d**-0.5)
         return paddle.matmul(F.softmax(scores, axis=-1), v)
 
-    q, k, v = split(q, n), split(k, m), split(v, m)
+    q, k, v = split(q), split(k), split(v)
     # Token counts are ints except in a program traced with dynamic spatial sizes.
     if not (isinstance(n, int) and isinstance(m, int)) or heads * n * m <= MAX_SCORES_PER_SAMPLE:
         out = scaled_dot_product(q)
@@ -156,7 +158,7 @@ def attention(q, k, v, heads: int):
         rows = max(1, MAX_SCORES_PER_SAMPLE // (heads * m))
         chunks = [scaled_dot_product(q[:, :, i : i + rows]) for i in range(0, n, rows)]
         out = paddle.concat(chunks, axis=2)
-    return out.transpose([0, 2, 1, 3]).reshape([b, n, inner])
+    return out.transpose([0, 2, 1, 3]).reshape([0, 0, inner])
 
 
 class Attention(nn.Layer):
@@ -265,8 +267,7 @@ class Transformer2DModel(nn.Layer):
         x = self.norm(x)
         if not self.use_linear_projection:
             x = self.proj_in(x)
-        inner = x.shape[1]
-        x = x.reshape([b, inner, h * w]).transpose([0, 2, 1])
+        x = x.flatten(2).transpose([0, 2, 1])
         if self.use_linear_projection:
             x = self.proj_in(x)
         for block in self.transformer_blocks:
