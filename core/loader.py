@@ -54,6 +54,7 @@ def load_components(
     registry: Registry | None = None,
     execution: str | None = None,
     cache_dir: str | Path | None = None,
+    precision: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """{"denoiser", "vae", "text_encoder", "scheduler"} instances for a model folder or file.
@@ -74,10 +75,16 @@ def load_components(
                use into `cache_dir` (default $PADDIFF_CACHE_DIR or ~/.cache/paddiff/exported)
                with Paddle Inference; "auto" is static with a fall-back to the dynamic graph for
                a network that cannot be exported. Dynamic is for training and debugging.
+    precision: "fp32" (default; or $PADDIFF_PRECISION) or "bf16": the arithmetic of exported
+               programs ("bf16" needs AVX512-BF16 or AMX; see docs/performance.md).
     """
     from paddiff.plugins.inference.runner import resolve_execution
 
-    execution = resolve_execution(execution)  # a wrong value fails before anything loads
+    execution = resolve_execution(execution)  # wrong values fail before anything loads
+    if execution != "dynamic":
+        from paddiff.plugins.inference.predictor import resolve_precision
+
+        precision = resolve_precision(precision)
     location = Path(location)
     registry = registry or default_registry()
     unknown = set(overrides) - set(COMPONENTS) - {"scheduler"}
@@ -89,14 +96,14 @@ def load_components(
                 "config= (--config) applies to single-file checkpoints; edit the folder's configs"
             )
         components = _from_folder(location, variant, tokenizer, registry, overrides)
-        return set_execution(components, execution, cache_dir)
+        return set_execution(components, execution, cache_dir, precision)
     if location.is_file() and location.suffix in CHECKPOINT_SUFFIXES:
         if variant is not None:
             raise ValueError(
                 f"{location}: variant= (--variant) applies to model folders, not single files"
             )
         components = _from_single_file(location, config, tokenizer, registry, overrides)
-        return set_execution(components, execution, cache_dir)
+        return set_execution(components, execution, cache_dir, precision)
     if location.exists():
         raise ValueError(
             f"{location} is neither a model folder (with model_index.json) nor a checkpoint file "
@@ -105,14 +112,16 @@ def load_components(
     raise FileNotFoundError(f"model not found: {location}")
 
 
-def set_execution(components: dict[str, Any], execution=None, cache_dir=None) -> dict[str, Any]:
+def set_execution(
+    components: dict[str, Any], execution=None, cache_dir=None, precision=None
+) -> dict[str, Any]:
     """Switch every component that has `use_execution` to the execution mode (see above)."""
     from paddiff.plugins.inference.cache import ExportCache
     from paddiff.plugins.inference.runner import resolve_execution
 
     mode = resolve_execution(execution)
     # one cache for all components; its predictors use $PADDIFF_THREADS or every allowed core
-    cache = None if mode == "dynamic" else ExportCache(cache_dir)
+    cache = None if mode == "dynamic" else ExportCache(cache_dir, precision=precision)
     for component in components.values():
         if hasattr(component, "use_execution"):
             component.use_execution(mode, cache)

@@ -735,7 +735,7 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
 
     `scheduler` (a name such as "dpm++2m-karras", or an instance) replaces the model's own;
     other keyword arguments (`text_encoder=`, `denoiser=`, `vae=`, `variant=`, `execution=`,
-    `cache_dir=`, ...) are passed to the loader, which uses given components instead of loading
+    `cache_dir=`, `precision=`, ...) are passed to the loader, which uses given components instead of loading
     them. The execution mode applies to the image safety checker too.
     """
     name = None
@@ -759,7 +759,10 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
     )
     image_checkers = {str(i): f for i, f in enumerate(pipeline.safety.image_filters)}
     set_execution(
-        image_checkers, component_overrides.get("execution"), component_overrides.get("cache_dir")
+        image_checkers,
+        component_overrides.get("execution"),
+        component_overrides.get("cache_dir"),
+        component_overrides.get("precision"),
     )
     if scheduler is not None:
         pipeline = pipeline.with_components(scheduler=scheduler)

@@ -80,6 +80,36 @@ def test_exported_program_matches_dynamic_graph(layer, tmp_path_factory, batch):
     np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=0)
 
 
+def _has_bf16() -> bool:
+    from paddle.base import core
+
+    return core.supports_bfloat16()
+
+
+@pytest.mark.skipif(not _has_bf16(), reason="this CPU has neither AVX512-BF16 nor AMX")
+def test_bf16_precision_is_close_to_fp32_but_not_equal(layer, tmp_path):
+    inputs = _inputs(2)
+    expected = layer(*(paddle.to_tensor(a) for a in inputs)).numpy()
+    cache = ExportCache(tmp_path, threads=2, precision="bf16")
+    (actual,) = cache.predictor(layer, fingerprint(layer), "unet", SPECS)(*inputs)
+    error = np.abs(actual - expected).max() / np.abs(expected).max()
+    assert 1e-4 < error < 0.03  # bfloat16 keeps 8 bits of mantissa: about 2-3 digits
+
+
+def test_precision_is_checked_before_anything_runs(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="precision= 'fp16' is not one of fp32, bf16"):
+        ExportCache(tmp_path, precision="fp16")
+    monkeypatch.setenv("PADDIFF_PRECISION", "int8")
+    with pytest.raises(ValueError, match=r"\$PADDIFF_PRECISION 'int8'"):
+        ExportCache(tmp_path)
+    monkeypatch.delenv("PADDIFF_PRECISION")
+    from paddle.base import core
+
+    monkeypatch.setattr(core, "supports_bfloat16", lambda: False)
+    with pytest.raises(ValueError, match="needs a CPU with AVX512-BF16 or AMX"):
+        ExportCache(tmp_path, precision="bf16")
+
+
 def test_cache_exports_once_and_reuses(layer, tmp_path, monkeypatch):
     import paddiff.plugins.inference.cache as cache_module
 

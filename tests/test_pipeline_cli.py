@@ -241,6 +241,30 @@ def test_tokenizer_config_and_variant_options_reach_the_loader(tmp_path, capsys)
     assert "variant= (--variant) applies to model folders" in capsys.readouterr().err
 
 
+def test_precision_option_reaches_the_exported_programs(tmp_path, capsys, monkeypatch):
+    from paddiff.plugins.inference import predictor
+
+    used = []
+    real_init = predictor.Predictor.__init__
+
+    def recording_init(self, prefix, threads=None, onednn=True, precision=None):
+        used.append(precision)
+        real_init(self, prefix, threads, onednn, "fp32")  # fp32 runs on every CPU
+
+    monkeypatch.setattr(predictor.Predictor, "__init__", recording_init)
+    monkeypatch.setenv("PADDIFF_CACHE_DIR", str(tmp_path / "programs"))
+    monkeypatch.setattr(predictor, "resolve_precision", lambda p=None: p or "fp32")
+    import paddiff.plugins.inference.cache as cache
+
+    monkeypatch.setattr(cache, "resolve_precision", lambda p=None: p or "fp32")
+    model = ["--model", str(SD / "sd1"), "-o", str(tmp_path / "a.png"), *REAL]
+    assert main(["generate", "a cat", *model, "--execution", "static", "--precision", "bf16"]) == 0
+    assert used and set(used) == {"bf16"}
+    with pytest.raises(SystemExit):  # argparse: not a choice
+        main(["generate", "a cat", *model, "--precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
 def test_warnings_are_one_line_without_source_lines(tmp_path, capsys):
     long_prompt = "a cat " * 100
     args = ["generate", long_prompt, "--model", str(SD / "sd1"), "-o", str(tmp_path), *REAL]

@@ -3,11 +3,12 @@
     python benchmarks/performance/run.py \
         --torch-python /path/to/torch-venv/bin/python \
         --ppdiffusers-python /path/to/ppdiffusers-venv/bin/python \
-        [--workloads unet32 unet64 vae256 vae512 text e2e256] [--out results.json]
+        [--workloads unet32 unet64 vae256 vae512 text e2e256] [--bf16] [--out results.json]
 
 Every (framework, workload) pair runs in a fresh process (so peak memory is per workload), with
 the same thread count, after one warm-up call; medians of several calls are reported, with
-ratios to diffusers. How to make the torch and ppdiffusers environments: docs/performance.md.
+ratios to diffusers at the same precision (--bf16 adds paddiff's precision="bf16" and diffusers
+with bfloat16 weights, for CPUs with AVX512-BF16 or AMX). How to make the torch and ppdiffusers environments: docs/performance.md.
 Frameworks whose interpreter is not given are skipped. The machine is described in the output,
 and the fp32 GEMM rate of NumPy/OpenBLAS is measured so the UNet's achieved GFLOP/s can be read
 against the hardware.
@@ -98,6 +99,9 @@ def main() -> None:
     parser.add_argument(
         "--frameworks", nargs="+", help="only these (names as in the table, e.g. diffusers)"
     )
+    parser.add_argument(
+        "--bf16", action="store_true", help="also time bfloat16: paddiff static and diffusers"
+    )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument(
         "--out", type=Path, help="also write the results as JSON here (after every result)"
@@ -122,6 +126,14 @@ def main() -> None:
         frameworks["diffusers"] = [args.torch_python, "worker_diffusers.py"]
     if args.ppdiffusers_python:
         frameworks["ppdiffusers"] = [args.ppdiffusers_python, "worker_ppdiffusers.py"]
+    if args.bf16:
+        frameworks["paddiff (static bf16)"] = [
+            args.paddiff_python,
+            "worker_paddiff.py",
+            "static-bf16",
+        ]
+        if args.torch_python:
+            frameworks["diffusers (bf16)"] = [args.torch_python, "worker_diffusers.py", "bf16"]
     frameworks["paddiff (dynamic)"] = [args.paddiff_python, "worker_paddiff.py", "dynamic"]
     if args.frameworks:
         frameworks = {k: v for k, v in frameworks.items() if k in args.frameworks}
@@ -162,14 +174,16 @@ def main() -> None:
 def print_table(results: list[dict], info: dict) -> None:
     flops = {r["workload"]: r["flops"] for r in results if r.get("flops")}
     print(
-        "\n| workload | framework | median s | speed-up vs diffusers | GFLOP/s | peak RSS MB "
+        "\n| workload | framework | median s | speed-up vs diffusers (same precision) | GFLOP/s "
+        "| peak RSS MB "
         "| first call s |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for workload in dict.fromkeys(r["workload"] for r in results):
         rows = [r for r in results if r["workload"] == workload]
-        base = next((r["median_s"] for r in rows if r["key"] == "diffusers"), None)
         for r in rows:
+            reference = "diffusers (bf16)" if "bf16" in r["key"] else "diffusers"
+            base = next((x["median_s"] for x in rows if x["key"] == reference), None)
             ratio = f"{base / r['median_s']:.2f}x" if base else "-"
             gflops = f"{flops[workload] / r['median_s'] / 1e9:.0f}" if workload in flops else "-"
             first = r.get("first_call_s", "-")

@@ -1,5 +1,6 @@
 """Times the workloads with paddiff's own components: `static` (exported programs run by Paddle
-Inference with oneDNN, the default for generation) or `dynamic` (Paddle's dynamic graph).
+Inference with oneDNN, the default for generation), `static-bf16` (the same programs with
+precision="bf16") or `dynamic` (Paddle's dynamic graph).
 Run by run.py; exported programs are cached in $BENCH_CACHE_DIR, so only a first run exports."""
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 
 def main() -> None:
     mode = sys.argv.pop(1)
-    if mode not in ("static", "dynamic"):
-        sys.exit("usage: worker_paddiff.py static|dynamic [workload ...]")
+    if mode not in ("static", "static-bf16", "dynamic"):
+        sys.exit("usage: worker_paddiff.py static|static-bf16|dynamic [workload ...]")
     paddle.seed(0)
     for name in w.selected(sys.argv):
         run(name, mode)
@@ -39,7 +40,8 @@ def build(kinds: list[str], mode: str) -> dict:
     if "text" in kinds:
         # token ids are fed directly (as in the other workers), so no vocabulary is needed
         made["text"] = CLIPTextModel(w.CLIP_TEXT, tokenizer=SimpleNamespace(max_length=77))
-    return set_execution(made, mode, os.environ.get("BENCH_CACHE_DIR"))
+    execution, _, precision = mode.partition("-")
+    return set_execution(made, execution, os.environ.get("BENCH_CACHE_DIR"), precision or None)
 
 
 def run(name: str, mode: str) -> None:
@@ -84,7 +86,7 @@ def run(name: str, mode: str) -> None:
         if times is None:
             return
     extra["first_call_s"] = round(w.LAST_WARMUP_S, 2)
-    w.report(f"paddiff ({mode})", name, times, **extra)
+    w.report(f"paddiff ({mode.replace('-', ' ')})", name, times, **extra)
 
 
 def embedded(mode: str, repeats: int, extra: dict) -> list[float] | None:
@@ -103,7 +105,14 @@ def embedded(mode: str, repeats: int, extra: dict) -> list[float] | None:
         extra["through"] = "components"
         return w.time_it(components_image(folder, mode, cache_dir), repeats)
     extra["through"] = "load_pipeline"
-    pipeline = load_pipeline(folder, execution=mode, cache_dir=cache_dir, safety_filters=[])
+    execution, _, precision = mode.partition("-")
+    pipeline = load_pipeline(
+        folder,
+        execution=execution,
+        cache_dir=cache_dir,
+        precision=precision or None,
+        safety_filters=[],
+    )
     extra["image_size"] = list(pipeline.native_size())
     return w.time_it(lambda: pipeline.text_to_image(PROMPT, steps=8, seed=0), repeats)
 
@@ -114,7 +123,10 @@ PROMPT = "一只红色的猫"
 def components_image(folder: str, mode: str, cache_dir):
     from paddiff.loader import load_components
 
-    parts = load_components(folder, execution=mode, cache_dir=cache_dir)
+    execution, _, precision = mode.partition("-")
+    parts = load_components(
+        folder, execution=execution, cache_dir=cache_dir, precision=precision or None
+    )
     unet, vae, text = parts["denoiser"], parts["vae"], parts["text_encoder"]
     scheduler = parts["scheduler"]
     size = unet.config["sample_size"]

@@ -13,7 +13,7 @@ import numpy as np
 import paddiff
 import paddle
 from paddiff.plugins.inference.export import InputSpec, export_layer, names_file, program_files
-from paddiff.plugins.inference.predictor import Predictor
+from paddiff.plugins.inference.predictor import Predictor, resolve_precision
 
 
 def default_cache_dir() -> Path:
@@ -69,9 +69,16 @@ class ExportCache:
     and renamed into place, so a reader sees a whole program or none.
     """
 
-    def __init__(self, root: str | Path | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        threads: int | None = None,
+        precision: str | None = None,
+    ):
         self.root = Path(root) if root else default_cache_dir()
         self.threads = threads
+        # how predictors run the programs ("fp32" or "bf16"); the programs themselves are the same
+        self.precision = resolve_precision(precision)
         self._lock = threading.Lock()
 
     def prefix(self, model_key: str, component: str, specs: list[InputSpec]) -> Path:
@@ -95,4 +102,5 @@ class ExportCache:
     def predictor(
         self, layer: paddle.nn.Layer, model_key: str, component: str, specs: list[InputSpec]
     ) -> Predictor:
-        return Predictor(self.program(layer, model_key, component, specs), threads=self.threads)
+        prefix = self.program(layer, model_key, component, specs)
+        return Predictor(prefix, threads=self.threads, precision=self.precision)

@@ -23,6 +23,35 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+PRECISIONS = ("fp32", "bf16")
+PRECISION_ENV = "PADDIFF_PRECISION"
+
+
+def resolve_precision(precision: str | None = None) -> str:
+    """The arithmetic asked for: the argument, else $PADDIFF_PRECISION, else "fp32".
+
+    "bf16" runs the exported programs' convolutions, matrix products and most other oneDNN ops
+    in bfloat16 (Paddle Inference's `enable_onednn_bfloat16`), keeping inputs and outputs in
+    float32. It needs a CPU with AVX512-BF16 or AMX; results differ from fp32 by about 0.5%
+    of the values' size (docs/performance.md), which changes images slightly, not their content.
+    """
+    value = precision or os.environ.get(PRECISION_ENV) or "fp32"
+    if value not in PRECISIONS:
+        source = "precision=" if precision else f"${PRECISION_ENV}"
+        raise ValueError(f"{source} {value!r} is not one of {', '.join(PRECISIONS)}")
+    if value == "bf16":
+        from paddle.base import core
+
+        if _gpu_available():
+            raise ValueError("precision 'bf16' is implemented for CPUs (oneDNN) only, not GPUs")
+        if not core.supports_bfloat16():
+            raise ValueError(
+                "precision 'bf16' needs a CPU with AVX512-BF16 or AMX instructions, and this "
+                "one has neither; use 'fp32'"
+            )
+    return value
+
+
 def onednn_shapes() -> int:
     """How many input shapes oneDNN keeps kernels and reordered weights for ($PADDIFF_ONEDNN_SHAPES).
 
@@ -42,7 +71,14 @@ class Predictor:
     A predictor is not safe to call from two threads at once, so calls are serialised.
     """
 
-    def __init__(self, prefix: str | Path, threads: int | None = None, onednn: bool = True):
+    def __init__(
+        self,
+        prefix: str | Path,
+        threads: int | None = None,
+        onednn: bool = True,
+        precision: str | None = None,
+    ):
+        precision = resolve_precision(precision)
         program, params = program_files(prefix)
         if not program.exists() or not params.exists():
             raise FileNotFoundError(
@@ -59,6 +95,10 @@ class Predictor:
             if onednn:
                 config.enable_onednn()
                 config.set_onednn_cache_capacity(onednn_shapes())
+                if precision == "bf16":
+                    config.enable_onednn_bfloat16()
+            elif precision == "bf16":
+                raise ValueError("precision 'bf16' needs oneDNN (onednn=True)")
         self._predictor = inference.create_predictor(config)
         self.input_names = self._predictor.get_input_names()
         self.output_names = self._predictor.get_output_names()

@@ -137,7 +137,9 @@ class GraphRunner:
             self.use_dynamic()
             return None
         self._release_weights(prefix)  # before loading, so two copies never coexist
-        self._predictor = Predictor(prefix, threads=self._cache.threads)
+        self._predictor = Predictor(
+            prefix, threads=self._cache.threads, precision=self._cache.precision
+        )
         return self._predictor
 
     def _release_weights(self, prefix) -> None:
