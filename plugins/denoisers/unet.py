@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 from paddiff.interfaces import Denoiser
 from paddiff.plugins.denoisers.unet_blocks import BlockSettings, DownBlock, MidBlock, UpBlock
 from paddiff.plugins.inference.export import InputSpec
 from paddiff.plugins.inference.runner import GraphRunner, set_execution
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
-from paddiff.plugins.nn.layers import TimestepEmbedding, timestep_embedding
+from paddiff.plugins.nn.layers import TimestepEmbedding, silu, timestep_embedding
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
 from paddle import nn
 
@@ -202,7 +201,7 @@ class UNetNetwork(nn.Layer):
             # odd size was rounded up on the way down.
             next_size = skips[-1].shape[2:] if skips else None
             x = block(x, block_skips, temb, encoder_hidden_states, next_size)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(silu(self.conv_norm_out(x)))
 
 
 class UNet2DConditionModel(Denoiser):

@@ -32,6 +32,13 @@ def timestep_embedding(
     return paddle.sin(paddle.concat(parts, axis=1))
 
 
+def silu(x: paddle.Tensor) -> paddle.Tensor:
+    """x * sigmoid(x), written as Paddle's `swish` (the same function): Paddle Inference runs swish
+    with a multi-threaded oneDNN kernel and silu with a plain one-thread kernel, 15 against 35 ms
+    on a 1x128x256x256 tensor (the VAE decoder has 30 such calls at 256x256)."""
+    return F.swish(x)
+
+
 class TimestepEmbedding(nn.Layer):
     """The MLP that widens the sinusoidal embedding: Linear, SiLU, Linear."""
 
@@ -41,7 +48,7 @@ class TimestepEmbedding(nn.Layer):
         self.linear_2 = nn.Linear(embed_dim, embed_dim)
 
     def forward(self, x):
-        return self.linear_2(F.silu(self.linear_1(x)))
+        return self.linear_2(silu(self.linear_1(x)))
 
 
 def upsample_nearest_2x(x: paddle.Tensor) -> paddle.Tensor:
@@ -121,10 +128,10 @@ class ResnetBlock2D(nn.Layer):
         )
 
     def forward(self, x, temb=None):
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(silu(self.norm1(x)))
         if self.time_emb_proj is not None and temb is not None:
-            h = h + self.time_emb_proj(F.silu(temb)).unsqueeze([2, 3])
-        h = self.conv2(F.silu(self.norm2(h)))
+            h = h + self.time_emb_proj(silu(temb)).unsqueeze([2, 3])
+        h = self.conv2(silu(self.norm2(h)))
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
         return (x + h) / self.output_scale_factor

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 from paddiff.interfaces import VAE
 from paddiff.plugins.inference.export import InputSpec
 from paddiff.plugins.inference.runner import GraphRunner, set_execution
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
-from paddiff.plugins.nn.layers import Attention, Downsample2D, ResnetBlock2D, Upsample2D
+from paddiff.plugins.nn.layers import Attention, Downsample2D, ResnetBlock2D, Upsample2D, silu
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
 from paddle import nn
 
@@ -133,7 +132,7 @@ class Encoder(nn.Layer):
         for block in self.down_blocks:
             x = block(x)
         x = self.mid_block(x)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(silu(self.conv_norm_out(x)))
 
 
 class Decoder(nn.Layer):
@@ -163,7 +162,7 @@ class Decoder(nn.Layer):
         x = self.mid_block(self.conv_in(z))
         for block in self.up_blocks:
             x = block(x)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(silu(self.conv_norm_out(x)))
 
 
 class AutoencoderKLNetwork(nn.Layer):
