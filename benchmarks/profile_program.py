@@ -9,7 +9,8 @@ or a first static run writes). Inputs are random float32 arrays of the given sha
 program's input order (append `:int64` for token ids, e.g. `2x77:int64`). It prints the median
 time of `--runs` calls after one warm-up call and the minor page faults per call; `--profile`
 adds Paddle's per-op table (printed by Paddle at exit; its totals include the warm-up call, so
-compare two runs with different `--runs` for per-call figures). How these were used:
+compare two runs with different `--runs` for per-call figures; Paddle also writes a binary
+`profile.log` into the current folder). How these were used:
 docs/performance.md, "Paddle Inference configuration".
 """
 

@@ -78,13 +78,12 @@ def load_components(
     precision: "fp32" (default; or $PADDIFF_PRECISION) or "bf16": the arithmetic of exported
                programs ("bf16" needs AVX512-BF16 or AMX; see docs/performance.md).
     """
+    from paddiff.plugins.inference.predictor import resolve_precision
     from paddiff.plugins.inference.runner import resolve_execution
 
     execution = resolve_execution(execution)  # wrong values fail before anything loads
-    if execution != "dynamic":
-        from paddiff.plugins.inference.predictor import resolve_precision
-
-        precision = resolve_precision(precision)
+    # (the dynamic graph ignores the precision, so only a static run needs the instructions)
+    precision = resolve_precision(precision, check_hardware=execution != "dynamic")
     location = Path(location)
     registry = registry or default_registry()
     unknown = set(overrides) - set(COMPONENTS) - {"scheduler"}

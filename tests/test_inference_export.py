@@ -103,6 +103,11 @@ def test_precision_is_checked_before_anything_runs(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"\$PADDIFF_PRECISION 'int8'"):
         ExportCache(tmp_path)
     monkeypatch.delenv("PADDIFF_PRECISION")
+    from paddiff.loader import load_components
+
+    sd1 = Path(__file__).parent / "fixtures" / "sd" / "sd1"
+    with pytest.raises(ValueError, match="precision= 'fp16'"):  # even where it would not apply
+        load_components(sd1, execution="dynamic", precision="fp16")
     from paddle.base import core
 
     monkeypatch.setattr(core, "supports_bfloat16", lambda: False)

@@ -253,10 +253,12 @@ def test_precision_option_reaches_the_exported_programs(tmp_path, capsys, monkey
 
     monkeypatch.setattr(predictor.Predictor, "__init__", recording_init)
     monkeypatch.setenv("PADDIFF_CACHE_DIR", str(tmp_path / "programs"))
-    monkeypatch.setattr(predictor, "resolve_precision", lambda p=None: p or "fp32")
+    monkeypatch.setattr(
+        predictor, "resolve_precision", lambda p=None, check_hardware=True: p or "fp32"
+    )
     import paddiff.plugins.inference.cache as cache
 
-    monkeypatch.setattr(cache, "resolve_precision", lambda p=None: p or "fp32")
+    monkeypatch.setattr(cache, "resolve_precision", lambda p=None, check_hardware=True: p or "fp32")
     model = ["--model", str(SD / "sd1"), "-o", str(tmp_path / "a.png"), *REAL]
     assert main(["generate", "a cat", *model, "--execution", "static", "--precision", "bf16"]) == 0
     assert used and set(used) == {"bf16"}

@@ -34,7 +34,11 @@ def fingerprint(layer: paddle.nn.Layer, settings: dict | None = None) -> str:
     dtype, plus an evenly strided sample of up to 4096 of its values: any retrained or differently
     converted model changes the sample.
     """
+    from paddiff.plugins.nn.layers import fused_self_attention_supported
+
     digest = hashlib.sha256(f"paddle {paddle.__version__} paddiff {paddiff.__version__}".encode())
+    # which attention an export uses depends on the machine (AVX-512, GPU), so the key does too
+    digest.update(f"fused attention {fused_self_attention_supported()}".encode())
     digest.update(type(layer).__qualname__.encode())
     digest.update(_source_digest(layer))
     digest.update(json.dumps(settings or {}, sort_keys=True, default=str).encode())
