@@ -36,6 +36,11 @@ def run_exported(layer, inputs: dict[str, np.ndarray], folder: Path) -> np.ndarr
     return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
 
 
+def uses_fused_self_attention(folder: Path) -> bool:
+    """Whether the program `run_exported` saved in `folder` holds Paddle's fused self-attention."""
+    return "self_dp_attention" in (folder / "m.json").read_text(encoding="utf-8")
+
+
 def test_exported_unet_matches_diffusers_under_onednn(tmp_path):
     from paddiff.plugins.denoisers.unet import UNet2DConditionModel
 
@@ -48,6 +53,10 @@ def test_exported_unet_matches_diffusers_under_onednn(tmp_path):
     }
     out = run_exported(unet.net, inputs, tmp_path)
     assert np.abs(out - ref["unet_even_output"]).max() <= 1e-4
+    # the fast attention where the machine has it (AVX-512, no GPU), the plain one elsewhere
+    from paddiff.plugins.nn.layers import fused_self_attention_supported
+
+    assert uses_fused_self_attention(tmp_path) == fused_self_attention_supported()
 
 
 def test_exported_vae_decoder_matches_diffusers_under_onednn(tmp_path):
@@ -58,6 +67,9 @@ def test_exported_vae_decoder_matches_diffusers_under_onednn(tmp_path):
     out = run_exported(vae.net, {"latents": ref["vae_latents"]}, tmp_path)
     assert out.shape == ref["vae_decoded"].shape
     assert np.abs(out - ref["vae_decoded"]).max() <= 1e-4
+    from paddiff.plugins.nn.layers import fused_self_attention_supported
+
+    assert uses_fused_self_attention(tmp_path) == fused_self_attention_supported()
 
 
 def test_attention_in_query_chunks_is_exact_and_exports(tmp_path, monkeypatch):
