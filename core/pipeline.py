@@ -735,8 +735,8 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
 
     `scheduler` (a name such as "dpm++2m-karras", or an instance) replaces the model's own;
     other keyword arguments (`text_encoder=`, `denoiser=`, `vae=`, `variant=`, `execution=`,
-    `cache_dir=`, `precision=`, ...) are passed to the loader, which uses given components instead of loading
-    them. The execution mode applies to the image safety checker too.
+    `cache_dir=`, `precision=`, ...) are passed to the loader, which uses given components
+    instead of loading them. The execution mode applies to the image safety checker too.
     """
     name = None
     if location is None:

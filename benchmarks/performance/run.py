@@ -8,7 +8,8 @@
 Every (framework, workload) pair runs in a fresh process (so peak memory is per workload), with
 the same thread count, after one warm-up call; medians of several calls are reported, with
 ratios to diffusers at the same precision (--bf16 adds paddiff's precision="bf16" and diffusers
-with bfloat16 weights, for CPUs with AVX512-BF16 or AMX). How to make the torch and ppdiffusers environments: docs/performance.md.
+with bfloat16 weights, for CPUs with AVX512-BF16 or AMX). How to make the torch and ppdiffusers
+environments: docs/performance.md.
 Frameworks whose interpreter is not given are skipped. The machine is described in the output,
 and the fp32 GEMM rate of NumPy/OpenBLAS is measured so the UNet's achieved GFLOP/s can be read
 against the hardware.
