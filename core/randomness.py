@@ -41,3 +41,22 @@ class RecordedNoise(Generator):
         if array.shape != tuple(shape):
             raise ValueError(f"recorded noise has shape {array.shape}, expected {tuple(shape)}")
         return array.astype(dtype)
+
+
+class BatchNoise:
+    """Noise for a batch of images, each row drawn from that image's own generator, so image i
+    of a batch gets exactly the noise the same seed gets alone. Usable as a sampler's `noise`
+    callable and as a protocol scheduler's `generator` (it has `randn`)."""
+
+    def __init__(self, generators: list[Generator]):
+        self.generators = list(generators)
+
+    def randn(self, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        if shape[0] != len(self.generators):
+            raise ValueError(
+                f"noise for {shape[0]} rows asked of {len(self.generators)} generators"
+            )
+        row = (1, *shape[1:])
+        return np.concatenate([g.randn(row, dtype) for g in self.generators])
+
+    __call__ = randn

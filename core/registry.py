@@ -90,7 +90,10 @@ def normalize_kind(kind: str) -> str:
 
 def check_conformance(kind: str, obj: Any) -> list[str]:
     """What `obj` lacks to serve as a plugin of `kind` (an empty list when it conforms)."""
-    interface = KINDS[normalize_kind(kind)]
+    kind = normalize_kind(kind)
+    interface = KINDS[kind]
+    if kind == "schedulers" and _is_sampler(obj):  # the function form (paddiff.sampling)
+        return []
     if not isinstance(obj, type):
         return [f"expected a class implementing {interface.__name__}, got {type(obj).__name__}"]
     problems = []
@@ -104,6 +107,13 @@ def check_conformance(kind: str, obj: Any) -> list[str]:
     if abstract:
         problems.append(f"abstract methods not implemented: {', '.join(abstract)}")
     return problems
+
+
+def _is_sampler(obj: Any) -> bool:
+    """A `paddiff.sampling.Sampler` (checked without importing NumPy for other kinds)."""
+    from paddiff.sampling.sampler import Sampler
+
+    return isinstance(obj, Sampler)
 
 
 class _Entry:

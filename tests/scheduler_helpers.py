@@ -140,3 +140,61 @@ def point_mass_denoiser(clean: np.ndarray):
         return eps.astype(np.float32)
 
     return model
+
+
+def make_sampler(entry, config: dict):
+    """What the registry entry makes from a config: a ConfiguredSampler (function form) or a
+    protocol scheduler instance; both go through paddiff.sampling.plan_sampling."""
+    return entry.from_config(config)
+
+
+class RecordingNetwork:
+    """A stand-in network(x_in, t) that records the timesteps it was called at."""
+
+    def __init__(self, model=stand_in_model):
+        self.model = model
+        self.timesteps: list[float] = []
+
+    def __call__(self, x_in, t):
+        self.timesteps.append(float(t))
+        return self.model(np.asarray(x_in, dtype=np.float32), float(t))
+
+
+def run_sampler(
+    scheduler,
+    steps,
+    init,
+    noise=None,
+    network=None,
+    strength=1.0,
+    on_step=None,
+    image=None,
+    prediction_type=None,
+):
+    """The pipeline's sampling path with a stand-in network: plan, start latents, sample.
+    `init` is the initial noise (or, with `image`, the noise added to it). Returns (final
+    latents, plan, network)."""
+    from paddiff.sampling import plan_sampling
+
+    network = network or RecordingNetwork()
+    plan = plan_sampling(scheduler, steps, strength)
+    if image is None:
+        x = plan.initial(np.asarray(init, dtype=np.float32))
+    else:
+        x = plan.noised(image, np.asarray(init, dtype=np.float32), plan.start)
+
+    def callback(i, x):
+        if on_step is not None:
+            on_step(i, x)
+        return x
+
+    prediction_type = prediction_type or scheduler.config.get("prediction_type", "epsilon")
+    noise = noise if noise is not None else _default_noise(init)
+    x = plan.sample(network, prediction_type, x, noise=noise, callback=callback)
+    return x, plan, network
+
+
+def _default_noise(init):
+    from paddiff.randomness import BatchNoise, Generator
+
+    return BatchNoise([Generator(i) for i in range(np.shape(init)[0])])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from paddiff import registry
 from paddiff.randomness import RecordedNoise
-from scheduler_helpers import reference, reference_classes, stand_in_model
+from scheduler_helpers import make_sampler, reference, reference_classes, run_sampler
 
 STEPS = (1, 4, 10, 25, 50)
 TOLERANCE = 1e-5
@@ -93,36 +93,38 @@ class CountingNoise(RecordedNoise):
 
 @pytest.mark.parametrize("class_name,case", parity_cases())
 def test_trajectory_matches_diffusers(class_name, case):
+    """Run through the pipeline's sampling path (paddiff.sampling.plan_sampling): the network
+    is called at the reference's timesteps, in order; the samples after every step agree (every
+    step call, when diffusers' scheduler makes one call per step; the final sample otherwise)."""
     arrays, manifest = reference(class_name)
     config = {**manifest[case]["config"], **manifest[case]["step_kwargs"]}
-    cls = registry.get("schedulers", class_name)
+    entry = registry.get("schedulers", class_name)
     recorded = [s for s in STEPS if f"{case}/{s}/samples" in arrays]
     assert recorded, "no trajectories recorded"
+    tolerance = LOOSER.get((class_name, case), LOOSER.get((class_name, "*"), TOLERANCE))
     for steps in recorded:
         ref = {k.split("/")[-1]: v for k, v in arrays.items() if k.startswith(f"{case}/{steps}/")}
         where = f"{class_name}/{case}/{steps} steps"
-        scheduler = cls.from_config(config)
-        scheduler.set_timesteps(steps)
-        close(scheduler.timesteps, ref["timesteps"], f"{where}: timesteps")
-        if "sigmas" in ref:
-            close(scheduler.sigmas, ref["sigmas"], f"{where}: sigmas")
-        close(scheduler.init_noise_sigma, ref["init_noise_sigma"], f"{where}: init_noise_sigma")
         noise = CountingNoise(ref["noise"])
-        sample = ref["init"]
-        for i, t in enumerate(scheduler.timesteps):
-            model_input = scheduler.scale_model_input(sample, t)
-            output = stand_in_model(model_input, float(t))
-            sample = scheduler.step(output, t, sample, generator=noise).prev_sample
-            assert sample.dtype == np.float32
-            tolerance = LOOSER.get((class_name, case), LOOSER.get((class_name, "*"), TOLERANCE))
-            close(sample, ref["samples"][i], f"{where}: sample after step {i} (t={t})", tolerance)
+        samples = {}
+        final, plan, network = run_sampler(
+            make_sampler(entry, config),
+            steps,
+            ref["init"] / np.float32(ref["init_noise_sigma"]),
+            noise=noise,
+            on_step=lambda i, x: samples.__setitem__(i, x),
+        )
+        close(network.timesteps, ref["timesteps"], f"{where}: network timesteps")
+        assert final.dtype == np.float32
+        close(final, ref["samples"][-1], f"{where}: final sample", tolerance)
+        if len(ref["timesteps"]) == steps:  # one diffusers step call per step
+            for i in range(steps):
+                close(samples[i], ref["samples"][i], f"{where}: sample after step {i}", tolerance)
         assert noise.used == len(ref["noise"]), f"{where}: drew {noise.used} noise arrays"
         if "add_noise_out" in ref:
-            n = len(scheduler.timesteps)  # the reference picked the same three positions
-            picks = scheduler.timesteps[[0, n // 2, n - 1]]
-            close(picks, ref["add_noise_timesteps"], f"{where}: add_noise timesteps")
-            for k, t in enumerate(picks):
-                noisy = scheduler.add_noise(
-                    ref["add_noise_clean"], ref["add_noise_noise"], np.array([t])
-                )
-                close(noisy, ref["add_noise_out"][k], f"{where}: add_noise at t={t}")
+            n = len(plan.timesteps)  # the reference picked the same three positions
+            picks = [0, n // 2, n - 1]
+            close(plan.timesteps[picks], ref["add_noise_timesteps"], f"{where}: add_noise at")
+            for k, step in enumerate(picks):
+                noisy = plan.noised(ref["add_noise_clean"], ref["add_noise_noise"], step)
+                close(noisy, ref["add_noise_out"][k], f"{where}: add_noise at step {step}")

@@ -183,3 +183,91 @@ def alpha_sigma(sigma):
     """VP coefficients for a VE sigma: alpha = 1 / sqrt(sigma^2 + 1), s = sigma * alpha."""
     alpha = 1 / np.sqrt(sigma**2 + 1)
     return alpha, sigma * alpha
+
+
+# -- whole schedules, as the sampler functions take them ------------------------------------------
+
+#: Options every built-in sampler reads (diffusers' defaults), and diffusers options paddiff
+#: does not implement: a config that switches one on is refused rather than sampled otherwise.
+BETA_DEFAULTS = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "trained_betas": None,
+    "prediction_type": "epsilon",
+}
+NOT_IMPLEMENTED = ("use_beta_sigmas", "use_flow_sigmas", "use_dynamic_shifting", "shift_terminal")
+
+
+def checker(name: str, choices: dict | None = None, prediction_types=None):
+    """check(config) for a sampler: unimplemented options refused, choices enforced."""
+    allowed = {
+        "beta_schedule": BETA_SCHEDULES,
+        "timestep_spacing": TIMESTEP_SPACINGS,
+        "prediction_type": prediction_types or ("epsilon", "v_prediction", "sample"),
+        "final_sigmas_type": ("zero", "sigma_min"),
+        **(choices or {}),
+    }
+
+    def check(config: dict) -> None:
+        switched_on = [key for key in NOT_IMPLEMENTED if config.get(key)]
+        if switched_on:
+            raise ValueError(f"{name}: paddiff does not implement {', '.join(switched_on)}")
+        for key, values in allowed.items():
+            if key in config and config[key] not in values:
+                raise ValueError(
+                    f"{name}: {key}={config[key]!r} is not supported; "
+                    f"expected one of {', '.join(map(repr, values))}"
+                )
+        if config.get("use_karras_sigmas") and config.get("use_exponential_sigmas"):
+            raise ValueError("use_karras_sigmas and use_exponential_sigmas exclude each other")
+
+    return check
+
+
+def check_steps(config: dict, steps: int) -> None:
+    if not 1 <= steps <= config["num_train_timesteps"]:
+        raise ValueError(
+            f"num_inference_steps must be between 1 and num_train_timesteps "
+            f"({config['num_train_timesteps']}), got {steps}"
+        )
+
+
+def train_sigmas_for(config: dict, floor_zero_snr: bool = True) -> np.ndarray:
+    """The training schedule's sigma per timestep. With rescale_betas_zero_snr the last abar is
+    0 (sigma = inf); sigma-based samplers use abar = 2**-24 there instead, as diffusers does."""
+    abar = alphas_cumprod_from_config(config)
+    if floor_zero_snr and config.get("rescale_betas_zero_snr"):
+        abar[-1] = 2.0**-24
+    return sigmas_from_alphas_cumprod(abar)
+
+
+def ve_sigmas(config: dict, steps: int, train_sigmas: np.ndarray):
+    """(timesteps, sigmas) in float64, without the final sigma, for the k-diffusion-style
+    samplers: the config's spacing, then Karras or exponential sigmas over the same range
+    (mapped back to fractional timesteps) when asked for."""
+    check_steps(config, steps)
+    timesteps = spaced_timesteps(
+        config["timestep_spacing"], steps, config["num_train_timesteps"], config["steps_offset"]
+    )
+    timesteps = check_in_range(timesteps, config).astype(np.float32)
+    sigmas = interpolate_sigmas(timesteps, train_sigmas)
+    lo = config.get("sigma_min") or float(sigmas[-1])
+    hi = config.get("sigma_max") or float(sigmas[0])
+    if config.get("use_karras_sigmas"):
+        sigmas = karras_sigmas(lo, hi, steps)
+    elif config.get("use_exponential_sigmas"):
+        sigmas = exponential_sigmas(lo, hi, steps)
+    else:
+        return timesteps.astype(np.float64), sigmas
+    return sigma_to_timestep(sigmas, train_sigmas), sigmas
+
+
+def ve_init_sigma(config: dict, sigmas: np.ndarray) -> float:
+    """diffusers' init_noise_sigma for sigma samplers: sigma_max, except with "leading" spacing,
+    which starts below T - 1 and scales the noise by sqrt(sigma_max^2 + 1)."""
+    sigma_max = float(np.max(sigmas))
+    if config["timestep_spacing"] in ("linspace", "trailing"):
+        return sigma_max
+    return float(np.sqrt(sigma_max**2 + 1))

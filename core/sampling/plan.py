@@ -1,0 +1,133 @@
+"""One sampling run, set up the same way for both scheduler forms.
+
+`plan_sampling(scheduler, steps, strength)` takes what the registry made from a scheduler name:
+a `ConfiguredSampler` (the function form) or an instance of a class written to the
+diffusers-style `paddiff.interfaces.Scheduler` protocol (the form of round 1 and of many
+third-party packages), and returns a `Plan` with one interface:
+
+    plan.initial(noise)              start latents from pure noise (text-to-image)
+    plan.noised(x0, noise, i)        clean latents noised to the level step i starts from
+    plan.sample(network, prediction_type, x, noise=, callback=)
+                                     run the steps; callback(i, x) -> x after each step
+
+`strength` < 1 skips the first steps (image-to-image starts from a partly noised image), as
+diffusers does: the last int(steps * strength) of a `steps`-step schedule run.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Protocol
+
+import numpy as np
+from paddiff.sampling.denoiser import F32, X0Denoiser, vp_coefficients
+from paddiff.sampling.sampler import ConfiguredSampler
+
+
+class Plan(Protocol):
+    steps: int  # the steps the user asked for
+    start: int  # the first step run (> 0 for image-to-image)
+    timesteps: np.ndarray  # the network timestep at the start of each step run
+
+    def initial(self, noise: np.ndarray) -> np.ndarray: ...
+    def noised(self, x0: np.ndarray, noise: np.ndarray, step: int) -> np.ndarray: ...
+    def sample(self, network, prediction_type, x, *, noise, callback) -> np.ndarray: ...
+
+
+def plan_sampling(scheduler, steps: int, strength: float = 1.0, eta: float = 0.0) -> Plan:
+    skipped = steps - min(int(steps * strength), steps)
+    if isinstance(scheduler, ConfiguredSampler):
+        return FunctionPlan(scheduler, steps, skipped, eta)
+    return ProtocolPlan(scheduler, steps, skipped, eta)
+
+
+def _identity(i, x):
+    return x
+
+
+class FunctionPlan:
+    """A sampler function over its schedule."""
+
+    def __init__(self, setup: ConfiguredSampler, steps: int, start: int, eta: float):
+        self.setup, self.steps, self.start = setup, steps, start
+        self.schedule = setup.schedule(steps)
+        self.timesteps = np.asarray(self.schedule.timesteps)[start:]
+        self.options = {**setup.config, **self.schedule.extra}
+        if "eta" in setup.config and eta:  # DDIM's stochasticity, a per-call setting
+            self.options["eta"] = eta
+
+    def initial(self, noise):
+        return (noise * F32(self.schedule.init_sigma)).astype(F32)
+
+    def noised(self, x0, noise, step: int):
+        """x0 noised to sigmas[step] (forward diffusion); past the last step, x0 itself."""
+        sigma = F32(self.schedule.sigmas[step]) if step < self.schedule.steps else F32(0)
+        if self.setup.sampler.space == "ve":
+            return (x0 + noise * sigma).astype(F32)
+        alpha, s = vp_coefficients(sigma)
+        return (alpha * x0 + s * noise).astype(F32)
+
+    def sample(self, network, prediction_type, x, *, noise, callback=None):
+        model = X0Denoiser(
+            network, prediction_type, self.schedule.timestep_lookup(), self.setup.sampler.space
+        )
+        return self.setup.sampler.sample(
+            model,
+            np.asarray(x, dtype=F32),
+            np.asarray(self.schedule.sigmas, dtype=F32),
+            noise=noise,
+            callback=callback or _identity,
+            start=self.start,
+            **self.options,
+        )
+
+
+class ProtocolPlan:
+    """The adapter for schedulers written to the diffusers-style protocol: they keep their
+    own state and convert the network's output themselves (by their config's
+    prediction_type), so they get the guided network output, not x0."""
+
+    def __init__(self, scheduler, steps: int, skipped: int, eta: float):
+        self.scheduler, self.steps, self.start = scheduler, steps, skipped
+        scheduler.set_timesteps(steps)
+        self.order = int(getattr(scheduler, "order", 1))
+        if skipped and hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(skipped * self.order)
+        self.all_timesteps = np.asarray(scheduler.timesteps)
+        self.timesteps = self.all_timesteps[skipped * self.order :: self.order]
+        self.step_options = {"eta": eta} if _accepts(scheduler.step, "eta") else {}
+
+    def initial(self, noise):
+        return (noise * F32(self.scheduler.init_noise_sigma)).astype(F32)
+
+    def noised(self, x0, noise, step: int):
+        index = step * self.order
+        if index >= len(self.all_timesteps):
+            return x0
+        return np.asarray(
+            self.scheduler.add_noise(x0, noise, self.all_timesteps[index : index + 1]), F32
+        )
+
+    def sample(self, network, prediction_type, x, *, noise, callback=None):
+        callback = callback or _identity
+        calls = self.all_timesteps[self.start * self.order :]
+        for k, t in enumerate(calls):
+            x_in = np.asarray(self.scheduler.scale_model_input(x, t), dtype=F32)
+            result = self.scheduler.step(
+                network(x_in, t), t, x, generator=noise, **self.step_options
+            )
+            x = np.asarray(_prev_sample(result), dtype=F32)
+            if (k + 1) % self.order == 0 or k == len(calls) - 1:  # a whole step is done
+                x = callback(self.start + k // self.order, x)
+        return x
+
+
+def _accepts(method, name: str) -> bool:
+    try:
+        return name in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _prev_sample(result):
+    return result.prev_sample if hasattr(result, "prev_sample") else result[0]
