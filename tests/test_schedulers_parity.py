@@ -112,7 +112,7 @@ def test_trajectory_matches_diffusers(class_name, case):
             steps,
             ref["init"] / np.float32(ref["init_noise_sigma"]),
             noise=noise,
-            on_step=lambda i, x: samples.__setitem__(i, x),
+            on_step=samples.__setitem__,
         )
         close(network.timesteps, ref["timesteps"], f"{where}: network timesteps")
         assert final.dtype == np.float32
