@@ -25,6 +25,10 @@ class Generator:
     def randn(self, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
         return self._rng.standard_normal(shape, dtype=np.float64).astype(dtype)
 
+    def __call__(self, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """The same as randn: a generator is a sampler's `noise` callable too."""
+        return self.randn(shape, dtype)
+
 
 class RecordedNoise(Generator):
     """Replays given arrays in order, so tests can feed the reference implementation's noise."""
@@ -59,4 +63,5 @@ class BatchNoise:
         row = (1, *shape[1:])
         return np.concatenate([g.randn(row, dtype) for g in self.generators])
 
-    __call__ = randn
+    def __call__(self, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        return self.randn(shape, dtype)

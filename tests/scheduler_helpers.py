@@ -198,3 +198,11 @@ def _default_noise(init):
     from paddiff.randomness import BatchNoise, Generator
 
     return BatchNoise([Generator(i) for i in range(np.shape(init)[0])])
+
+
+def final_sigma(plan) -> float:
+    """The noise level a run ends at (0 for most samplers; DEIS and PNDM stop just above)."""
+    schedule = getattr(plan, "schedule", None)
+    if schedule is not None:
+        return float(schedule.sigmas[-1])
+    return float(getattr(plan.scheduler, "sigmas", np.zeros(1))[-1])

@@ -1,4 +1,6 @@
-"""What every registered scheduler promises the pipeline, built-in or third-party.
+"""What every registered scheduler promises the pipeline, built-in or third-party, in either
+form (a sampler function or a class written to the diffusers-style protocol): each runs through
+paddiff.sampling.plan_sampling, the pipeline's own path.
 
 Parametrised over everything registered, plus the example plugin package; no test here names a
 particular scheduler."""
@@ -8,10 +10,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from paddiff import registry
-from paddiff.interfaces import SchedulerOutput
-from paddiff.randomness import Generator
+from paddiff.randomness import BatchNoise, Generator
+from paddiff.sampling import ConfiguredSampler
 from paddiff.scheduler_names import create_scheduler
-from scheduler_helpers import MODEL_CONFIGS, SD_CONFIG, denoise, point_mass_denoiser
+from scheduler_helpers import (
+    MODEL_CONFIGS,
+    SD_CONFIG,
+    RecordingNetwork,
+    final_sigma,
+    point_mass_denoiser,
+    run_sampler,
+)
 
 EXAMPLE = "example-euler"
 NAMES = sorted(set(registry.Registry().names("schedulers")) | {EXAMPLE})
@@ -23,26 +32,30 @@ def plugins(plugin_path):
     return registry.Registry(paths=plugin_path)
 
 
-def start(scheduler, seed=0):
-    return Generator(seed).randn(SHAPE) * np.float32(scheduler.init_noise_sigma)
+def noise(seed):
+    return BatchNoise([Generator(seed * 100 + i) for i in range(SHAPE[0])])
+
+
+def init(seed=0):
+    return Generator(seed).randn(SHAPE)
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("steps", [1, 4, 20])
 def test_denoising_loop_from_a_model_folder_config(plugins, name, steps):
     scheduler = plugins.get("schedulers", name).from_config(dict(SD_CONFIG))
-    scheduler.set_timesteps(steps)
-    timesteps = np.asarray(scheduler.timesteps)
-    assert timesteps.ndim == 1 and len(timesteps) >= steps
+    seen = []
+    sample, plan, network = run_sampler(
+        scheduler, steps, init(), noise(1), on_step=lambda i, x: seen.append(i)
+    )
+    assert seen == list(range(steps)), "one callback per step the user asked for, in order"
+    assert len(plan.timesteps) == steps
+    timesteps = np.asarray(network.timesteps)
+    assert len(timesteps) >= steps
     # (up to float32 rounding: DPM2 ancestral's midpoints coincide with the next timestep)
-    assert np.all(np.diff(timesteps.astype(np.float64)) <= 1e-3), "timesteps must not increase"
+    assert np.all(np.diff(timesteps) <= 1e-3), "timesteps must not increase"
     _, counts = np.unique(timesteps, return_counts=True)
     assert counts.max() <= 2, "a timestep is visited at most twice (second-order stages)"
-    assert isinstance(scheduler.order, int) and scheduler.order >= 1
-    assert float(scheduler.init_noise_sigma) > 0
-    seen = []
-    sample = denoise(scheduler, start(scheduler), Generator(1), on_step=lambda *a: seen.append(a))
-    assert len(seen) == len(timesteps)
     assert sample.shape == SHAPE and sample.dtype == np.float32
     assert np.isfinite(sample).all()
 
@@ -56,29 +69,25 @@ def test_any_scheduler_drives_any_model_folder(plugins, name, model):
     for key in ("prediction_type", "beta_schedule"):
         if key in scheduler.config and key in MODEL_CONFIGS[model]:
             assert scheduler.config[key] == MODEL_CONFIGS[model][key]
-    scheduler.set_timesteps(12)
-    assert np.isfinite(denoise(scheduler, start(scheduler), Generator(1))).all()
+    sample, _, _ = run_sampler(scheduler, 12, init(), noise(1))
+    assert np.isfinite(sample).all()
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_step_returns_scheduler_output_in_float32(plugins, name):
-    scheduler = plugins.get("schedulers", name).from_config(dict(SD_CONFIG))
-    scheduler.set_timesteps(10)
-    sample = start(scheduler)
-    t = scheduler.timesteps[0]
-    scaled = scheduler.scale_model_input(sample, t)
-    assert scaled.shape == SHAPE and scaled.dtype == np.float32
-    out = scheduler.step(np.zeros(SHAPE, np.float32), t, sample, generator=Generator(0))
-    assert isinstance(out, SchedulerOutput)
-    assert out.prev_sample.shape == SHAPE and out.prev_sample.dtype == np.float32
+def test_start_latents_are_float32(plugins, name):
+    from paddiff.sampling import plan_sampling
+
+    plan = plan_sampling(plugins.get("schedulers", name).from_config(dict(SD_CONFIG)), 10, 0.5)
+    for x in (plan.initial(init()), plan.noised(init(1), init(2), plan.start)):
+        assert x.shape == SHAPE and x.dtype == np.float32 and np.isfinite(x).all()
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_config_round_trips(plugins, name):
-    cls = plugins.get("schedulers", name)
-    scheduler = cls.from_config(dict(SD_CONFIG))
+    entry = plugins.get("schedulers", name)
+    scheduler = entry.from_config(dict(SD_CONFIG))
     assert "_class_name" not in scheduler.config
-    assert cls.from_config(scheduler.config).config == scheduler.config
+    assert entry.from_config(dict(scheduler.config)).config == scheduler.config
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -86,45 +95,40 @@ def test_a_seed_reproduces_a_run_exactly(plugins, name):
     runs = []
     for _ in range(2):
         scheduler = plugins.get("schedulers", name).from_config(dict(SD_CONFIG))
-        scheduler.set_timesteps(8)
-        runs.append(denoise(scheduler, start(scheduler, seed=3), Generator(4)))
+        runs.append(run_sampler(scheduler, 8, init(3), noise(4))[0])
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_set_timesteps_restarts_a_run(plugins, name):
+def test_one_scheduler_object_runs_twice_alike(plugins, name):
     scheduler = plugins.get("schedulers", name).from_config(dict(SD_CONFIG))
-    results = []
-    for _ in range(2):
-        scheduler.set_timesteps(6)
-        results.append(denoise(scheduler, start(scheduler, seed=5), Generator(6)))
+    results = [run_sampler(scheduler, 6, init(5), noise(6))[0] for _ in range(2)]
     np.testing.assert_array_equal(results[0], results[1])
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_chosen_by_name_through_the_pipeline_path(plugins, name):
     """create_scheduler is how the pipeline switches schedulers per call."""
+    entry = plugins.get("schedulers", name)
     scheduler = create_scheduler(name, dict(SD_CONFIG), registry=plugins)
-    assert type(scheduler) is plugins.get("schedulers", name)
-    scheduler.set_timesteps(5)
-    assert np.isfinite(denoise(scheduler, start(scheduler), Generator(2))).all()
+    if isinstance(scheduler, ConfiguredSampler):
+        assert scheduler.sampler is entry
+    else:
+        assert type(scheduler) is entry
+    assert np.isfinite(run_sampler(scheduler, 5, init(), noise(2))[0]).all()
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_image_to_image_starts_mid_schedule(plugins, name):
-    """Image-to-image noises the clean latents to a timestep inside the schedule and denoises
-    from there; with a denoiser that knows the answer the run must land on the clean latents."""
+    """Image-to-image noises the clean latents to a step inside the schedule and denoises from
+    there; with a denoiser that knows the answer the run must land on the clean latents."""
     config = {**SD_CONFIG, "set_alpha_to_one": True}  # end at a clean sample, not at abar_0
     scheduler = plugins.get("schedulers", name).from_config(config)
-    scheduler.set_timesteps(12)
-    first = 2 * (len(scheduler.timesteps) // 4)  # an even position: a full step of any order
-    clean, noise = Generator(7).randn(SHAPE), Generator(8).randn(SHAPE)
-    start_t = np.asarray(scheduler.timesteps[first : first + 1])
-    sample = scheduler.add_noise(clean, noise, start_t)
-    model = point_mass_denoiser(clean.astype(np.float64))
-    generator = Generator(9)
-    for t in scheduler.timesteps[first:]:
-        output = model(scheduler.scale_model_input(sample, t), float(t))
-        sample = scheduler.step(output, t, sample, generator=generator).prev_sample
-    final_sigma = float(getattr(scheduler, "sigmas", np.zeros(1))[-1])
-    assert np.abs(sample - clean).max() <= (1e-4 + 5 * final_sigma) * (1 + np.abs(clean).max())
+    clean = Generator(7).randn(SHAPE)
+    network = RecordingNetwork(point_mass_denoiser(clean.astype(np.float64)))
+    sample, plan, _ = run_sampler(
+        scheduler, 12, init(8), noise(9), network=network, strength=0.5, image=clean
+    )
+    assert plan.start == 6 and len(plan.timesteps) == 6
+    tolerance = 1e-4 + 5 * final_sigma(plan)
+    assert np.abs(sample - clean).max() <= tolerance * (1 + np.abs(clean).max())

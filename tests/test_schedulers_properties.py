@@ -8,7 +8,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from paddiff import registry
 from paddiff.randomness import Generator
-from scheduler_helpers import SD_CONFIG, denoise, gaussian_data_denoiser, point_mass_denoiser
+from paddiff.sampling import plan_sampling
+from scheduler_helpers import (
+    SD_CONFIG,
+    RecordingNetwork,
+    final_sigma,
+    gaussian_data_denoiser,
+    point_mass_denoiser,
+    run_sampler,
+)
 
 BUILT_IN = sorted(r.name for r in registry.Registry(third_party=False).list("schedulers"))
 # LCM picks its steps from the grid it was distilled on; a 1000-point grid allows any count.
@@ -38,19 +46,19 @@ def test_any_step_count_gives_ordered_timesteps_and_finite_samples(name, steps, 
     options = {"beta_schedule": betas, **({"timestep_spacing": spacing} if spacing else {})}
     scheduler = make(name, **options)
     try:
-        scheduler.set_timesteps(steps)
+        plan_sampling(scheduler, steps)
     except ValueError as error:  # leading spacing cannot place every training step
         assert spacing == "leading" and steps >= 999 and "at most" in str(error)
         return
-    timesteps = np.asarray(scheduler.timesteps, dtype=np.float64)
+    network = RecordingNetwork(gaussian_data_denoiser)
+    sample, plan, _ = run_sampler(scheduler, steps, Generator(steps).randn(SHAPE), network=network)
+    timesteps = np.asarray(network.timesteps, dtype=np.float64)
     # multistep solvers on integer timesteps cannot take more distinct steps than T - 1
-    assert len(timesteps) >= min(steps, CONFIG["num_train_timesteps"] - 1)
+    assert len(plan.timesteps) >= min(steps, CONFIG["num_train_timesteps"] - 1)
     assert np.all(np.diff(timesteps) <= 1e-3)  # non-increasing, up to float32 rounding
     assert timesteps.min() >= -1e-3 and timesteps.max() <= CONFIG["num_train_timesteps"]
     _, counts = np.unique(np.round(timesteps, 2), return_counts=True)
     assert counts.max() <= 2  # only second-order stages revisit a timestep
-    sample = Generator(steps).randn(SHAPE) * np.float32(scheduler.init_noise_sigma)
-    sample = denoise(scheduler, sample, Generator(0), model=gaussian_data_denoiser)
     # (not "of unit scale": one 2-step Heun or DPM2 run legitimately overshoots several-fold)
     assert np.isfinite(sample).all()
 
@@ -64,12 +72,9 @@ def test_perfect_denoiser_recovers_the_clean_sample(name, steps, seed):
     sample, so a run that ends at sigma 0 ends on it, and one that stops at a small final sigma
     (DEIS; PNDM, whose last step is to abar_0) ends that close to it."""
     scheduler = make(name, set_alpha_to_one=True)
-    scheduler.set_timesteps(steps)
     rng = Generator(seed)
     clean, noise = rng.randn(SHAPE), rng.randn(SHAPE)
-    noisy = scheduler.add_noise(clean, noise, np.asarray(scheduler.timesteps[:1]))
-    model = point_mass_denoiser(clean.astype(np.float64))
-    result = denoise(scheduler, noisy, Generator(seed + 1), model=model)
-    final_sigma = float(getattr(scheduler, "sigmas", np.zeros(1))[-1])
-    tolerance = 1e-4 + 5 * final_sigma  # LCM ends on c_out x0 + c_skip x_t: ~6e-5 off
+    network = RecordingNetwork(point_mass_denoiser(clean.astype(np.float64)))
+    result, plan, _ = run_sampler(scheduler, steps, noise, network=network, image=clean)
+    tolerance = 1e-4 + 5 * final_sigma(plan)  # LCM ends on c_out x0 + c_skip x_t: ~6e-5 off
     assert np.abs(result - clean).max() <= tolerance * (1 + np.abs(clean).max())

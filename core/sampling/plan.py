@@ -85,40 +85,50 @@ class FunctionPlan:
 class ProtocolPlan:
     """The adapter for schedulers written to the diffusers-style protocol: they keep their
     own state and convert the network's output themselves (by their config's
-    prediction_type), so they get the guided network output, not x0."""
+    prediction_type), so they get the guided network output, not x0.
+
+    Such a scheduler may make more network calls than steps (Heun's second stage, PNDM's
+    warm-up) and says only how many on average (`order`); calls are shared out over the steps
+    evenly, so the callback still comes once per step the user asked for."""
 
     def __init__(self, scheduler, steps: int, skipped: int, eta: float):
         self.scheduler, self.steps, self.start = scheduler, steps, skipped
         scheduler.set_timesteps(steps)
-        self.order = int(getattr(scheduler, "order", 1))
+        order = int(getattr(scheduler, "order", 1))
         if skipped and hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(skipped * self.order)
-        self.all_timesteps = np.asarray(scheduler.timesteps)
-        self.timesteps = self.all_timesteps[skipped * self.order :: self.order]
-        self.step_options = {"eta": eta} if _accepts(scheduler.step, "eta") else {}
+            scheduler.set_begin_index(skipped * order)
+        self.calls = np.asarray(scheduler.timesteps)[skipped * order :]
+        # (a solver may drop repeated timesteps and so take fewer steps than asked for)
+        self.run_steps = min(steps - skipped, len(self.calls))
+        self.timesteps = self.calls[[self._first_call(j) for j in range(self.run_steps)]]
+        # a per-call eta (DDIM) only when given, so a config's own eta otherwise holds
+        self.step_options = {"eta": eta} if eta and _accepts(scheduler.step, "eta") else {}
+
+    def _first_call(self, run_step: int) -> int:
+        """Index in `calls` of the first network call of the run's step `run_step`."""
+        return -(-run_step * len(self.calls) // self.run_steps)  # ceiling
 
     def initial(self, noise):
         return (noise * F32(self.scheduler.init_noise_sigma)).astype(F32)
 
     def noised(self, x0, noise, step: int):
-        index = step * self.order
-        if index >= len(self.all_timesteps):
+        if step - self.start >= self.run_steps:
             return x0
-        return np.asarray(
-            self.scheduler.add_noise(x0, noise, self.all_timesteps[index : index + 1]), F32
-        )
+        t = self.calls[self._first_call(step - self.start)]
+        return np.asarray(self.scheduler.add_noise(x0, noise, np.asarray([t])), F32)
 
     def sample(self, network, prediction_type, x, *, noise, callback=None):
         callback = callback or _identity
-        calls = self.all_timesteps[self.start * self.order :]
-        for k, t in enumerate(calls):
+        run_steps, reported = self.run_steps, 0
+        for k, t in enumerate(self.calls):
             x_in = np.asarray(self.scheduler.scale_model_input(x, t), dtype=F32)
-            result = self.scheduler.step(
-                network(x_in, t), t, x, generator=noise, **self.step_options
-            )
+            output = network(x_in, t)
+            result = self.scheduler.step(output, t, x, generator=noise, **self.step_options)
             x = np.asarray(_prev_sample(result), dtype=F32)
-            if (k + 1) % self.order == 0 or k == len(calls) - 1:  # a whole step is done
-                x = callback(self.start + k // self.order, x)
+            done = (k + 1) * run_steps // len(self.calls)
+            if done > reported:  # step `start + done - 1` is complete
+                x = callback(self.start + done - 1, x)
+                reported = done
         return x
 
 

@@ -110,8 +110,8 @@ class Sampler:
         """This sampler with a model folder's scheduler config: keys it does not read are
         ignored (they belong to other schedulers), so any scheduler_config.json works."""
         resolved = {**self.defaults, **{k: v for k, v in config.items() if k in self.defaults}}
-        if self.check is not None:
-            self.check(resolved)
+        if self.check is not None:  # sees the given keys too, so options it lacks are refused
+            self.check({**config, **resolved})
         return ConfiguredSampler(self, resolved)
 
 
