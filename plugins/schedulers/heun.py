@@ -1,64 +1,63 @@
-"""Heun's second-order sampler (Karras et al. 2022, Algorithm 1 without churn): an Euler step,
-then a second model call at its end point and a step with the mean of the two slopes.
-
-Each step takes two model calls, so `timesteps` lists every inner timestep twice after the
-first, and `sigmas` likewise, as diffusers does; `step` alternates between the two stages.
-"""
+"""Heun's second-order sampler (Karras et al. 2022, Algorithm 1 without churn; k-diffusion's
+sample_heun, "Heun" in the WebUI): an Euler step to the next sigma, a second network call at its
+end point, and the step redone with the mean of the two slopes. The step down to sigma = 0 is
+Euler only (the slope is undefined there), as in k-diffusion and diffusers: n steps take 2n - 1
+network calls."""
 
 from __future__ import annotations
 
 import numpy as np
-from paddiff.plugins.schedulers import prediction
-from paddiff.plugins.schedulers.base import BETA_DEFAULTS, F32, SigmaScheduler, as_f32
+from paddiff.plugins.schedulers import euler, schedules
+from paddiff.sampling import Sampler
+
+DEFAULTS = {
+    **schedules.BETA_DEFAULTS,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+    "clip_sample": False,  # clip the predicted x0 to [-clip_sample_range, clip_sample_range]
+    "clip_sample_range": 1.0,
+    "timestep_spacing": "linspace",
+    "steps_offset": 0,
+}
 
 
-def interleave(values: np.ndarray) -> np.ndarray:
-    """[a, b, c] -> [a, b, b, c]: the first and last once, the ones between twice."""
-    return np.concatenate([values[:1], np.repeat(values[1:-1], 2), values[-1:]])
+def sample_heun(
+    model,
+    x,
+    sigmas,
+    *,
+    noise,
+    callback,
+    start=0,
+    clip_sample=False,
+    clip_sample_range=1.0,
+    **options,
+):
+    def denoise(x, sigma):
+        denoised = model(x, sigma)
+        return np.clip(denoised, -clip_sample_range, clip_sample_range) if clip_sample else denoised
+
+    for i in range(start, len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        slope = (x - denoise(x, sigma)) / sigma
+        x_euler = x + slope * (sigma_next - sigma)
+        if sigma_next == 0:
+            x = x_euler
+        else:
+            slope_next = (x_euler - denoise(x_euler, sigma_next)) / sigma_next
+            x = x + (slope + slope_next) / 2 * (sigma_next - sigma)
+        x = callback(i, x)
+    return x
 
 
-class HeunDiscreteScheduler(SigmaScheduler):
-    DEFAULTS = {
-        **BETA_DEFAULTS,
-        "beta_start": 0.00085,
-        "beta_end": 0.012,
-        "use_karras_sigmas": False,
-        "use_exponential_sigmas": False,
-        "clip_sample": False,
-        "clip_sample_range": 1.0,
-        "timestep_spacing": "linspace",
-        "steps_offset": 0,
-    }
-    order = 2
-
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        self._check_steps(num_inference_steps)
-        timesteps, sigmas = self._spaced_sigmas(num_inference_steps)
-        self.sigmas = interleave(np.append(sigmas, 0.0).astype(F32))
-        timesteps = timesteps.astype(F32)
-        self.timesteps = np.concatenate([timesteps[:1], np.repeat(timesteps[1:], 2)])
-        self.num_inference_steps = num_inference_steps
-        self._first_stage = None  # (slope, dt, sample) saved between the two stages
-        self._reset()
-
-    def step(self, model_output, timestep, sample, generator=None):
-        i = self._index(timestep)
-        sample, model_output = as_f32(sample), as_f32(model_output)
-        predict = self.config["prediction_type"]
-        if self._first_stage is None:  # Euler step from sigma to sigma_next
-            sigma, sigma_next = self.sigmas[i], self.sigmas[i + 1]
-            x0 = prediction.clip_or_threshold(
-                prediction.ve_to_x0(model_output, sample, sigma, predict), self.config
-            )
-            slope = (sample - x0) / sigma
-            self._first_stage = (slope, sigma_next - sigma, sample)
-            return self.output(sample + slope * (sigma_next - sigma), x0)
-        # correction: the model was evaluated at the Euler step's end point, sigma_next
-        sigma_next = self.sigmas[i]
-        x0 = prediction.clip_or_threshold(
-            prediction.ve_to_x0(model_output, sample, sigma_next, predict), self.config
-        )
-        first_slope, dt, start = self._first_stage
-        self._first_stage = None
-        slope = (first_slope + (sample - x0) / sigma_next) / 2
-        return self.output(start + slope * dt, x0)
+HeunDiscreteScheduler = Sampler(
+    name="HeunDiscreteScheduler",
+    sample=sample_heun,
+    schedule=euler.sigma_schedule,
+    defaults=DEFAULTS,
+    space="ve",
+    check=schedules.checker("HeunDiscreteScheduler"),
+    steps_per_call=2,
+)

@@ -1,56 +1,65 @@
-"""Ancestral DPM-Solver-2 (k-diffusion's sample_dpm_2_ancestral, "DPM2 a"): the DPM2 step aims
-at sigma_down instead of the next sigma, then adds fresh noise of size sigma_up, as in Euler a."""
+"""Ancestral DPM-Solver-2 (k-diffusion's sample_dpm_2_ancestral, "DPM2 a" in the WebUI): the
+DPM2 step (see kdpm2.py) aims at sigma_down instead of the next sigma, through the geometric
+midpoint of sigma and sigma_down, then adds fresh noise of size sigma_up, as Euler a does
+(euler_ancestral.py). The step down to sigma = 0 is Euler only and draws no noise, as in
+diffusers: n steps take 2n - 1 network calls and n - 1 noise draws."""
 
 from __future__ import annotations
 
 import numpy as np
-from paddiff.plugins.schedulers import prediction, schedules
-from paddiff.plugins.schedulers.base import F32, as_f32, draw_noise
-from paddiff.plugins.schedulers.kdpm2 import (
-    KDPM2DiscreteScheduler,
-    geometric_midpoints,
-    interleave_timesteps,
-    repeat_inner,
+from paddiff.plugins.schedulers import kdpm2, schedules
+from paddiff.plugins.schedulers.euler_ancestral import ancestral_step, noise_source
+from paddiff.sampling import Sampler, Schedule
+
+DEFAULTS = kdpm2.DEFAULTS
+
+
+def midpoints(sigmas: np.ndarray) -> np.ndarray:
+    """The geometric midpoint of each step's sigma and sigma_down (0 for the last step).
+    With sigma_down = next^2 / sigma it equals the next sigma up to rounding; it is computed
+    as diffusers computes it, so the network sees diffusers' midpoint timesteps."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # the final 0 / 0 is not used
+        sigma_down, _ = ancestral_step(sigmas[:-1], sigmas[1:])
+    middle = kdpm2.geometric_midpoints(sigmas[:-1], sigma_down)
+    # A midpoint that rounds to the next sigma is moved one float32 step up: the network
+    # timestep is looked up by sigma, and diffusers calls it at the midpoint's own timestep,
+    # which differs from the next step's when that one is rounded (Karras sigmas).
+    same = middle == sigmas[1:]
+    middle[same] = np.nextafter(middle[same], sigmas[:-1][same])
+    middle[-1] = 0.0
+    return middle
+
+
+def dpm2_ancestral_schedule(config: dict, steps: int) -> Schedule:
+    return kdpm2.midpoint_schedule(config, steps, midpoints)
+
+
+def sample_dpm_2_ancestral(model, x, sigmas, *, noise, callback, midpoints, start=0, **options):
+    draw = noise_source(noise)
+    for i in range(start, len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        slope = (x - model(x, sigma)) / sigma
+        if sigma_next == 0:
+            x = x + slope * (sigma_next - sigma)
+        else:
+            sigma_down, sigma_up = ancestral_step(sigma, sigma_next)
+            sigma_mid = midpoints[i]
+            x_mid = x + slope * (sigma_mid - sigma)
+            slope_mid = (x_mid - model(x_mid, sigma_mid)) / sigma_mid
+            x = x + slope_mid * (sigma_down - sigma)
+            x = x + draw(x.shape) * sigma_up
+        x = callback(i, x)
+    return x
+
+
+KDPM2AncestralDiscreteScheduler = Sampler(
+    name="KDPM2AncestralDiscreteScheduler",
+    sample=sample_dpm_2_ancestral,
+    schedule=dpm2_ancestral_schedule,
+    defaults=DEFAULTS,
+    space="ve",
+    check=schedules.checker(
+        "KDPM2AncestralDiscreteScheduler", prediction_types=("epsilon", "v_prediction")
+    ),
+    steps_per_call=2,
 )
-
-
-class KDPM2AncestralDiscreteScheduler(KDPM2DiscreteScheduler):
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        timesteps, sigmas = self._step_sigmas(num_inference_steps)
-        following = np.append(sigmas[1:], 0.0).astype(F32)
-        with np.errstate(invalid="ignore", divide="ignore"):  # the final 0/0 is never used
-            # up^2 = next^2 (s^2 - next^2) / s^2, down^2 = next^2 - up^2 = next^4 / s^2, written
-            # without the subtraction that cancels (see euler_ancestral.py)
-            sigmas_up = following * np.sqrt(sigmas**2 - following**2) / sigmas
-            sigmas_down = following**2 / sigmas
-        sigmas_down[-1] = 0.0
-        middle = geometric_midpoints(sigmas, sigmas_down)  # middle[i]: between i and down[i]
-        middle[-2:] = 0.0
-        self.sigmas = repeat_inner(sigmas)
-        self.sigmas_interpol = repeat_inner(middle)
-        self.sigmas_up = repeat_inner(sigmas_up)
-        self.sigmas_down = repeat_inner(sigmas_down)
-        middle_t = schedules.sigma_to_timestep(middle, self.train_sigmas)
-        self.timesteps = interleave_timesteps(timesteps, middle_t[:-2])
-        self.num_inference_steps = num_inference_steps
-        self._saved = None
-        self._reset()
-
-    def _sigma(self, timestep):
-        i = self._index(timestep)
-        return self.sigmas[i] if self._saved is None else self.sigmas_interpol[i - 1]
-
-    def step(self, model_output, timestep, sample, generator=None):
-        i = self._index(timestep)
-        sample, predict = as_f32(sample), self.config["prediction_type"]
-        if self._saved is None:  # Euler half step to the midpoint
-            sigma, sigma_mid = self.sigmas[i], self.sigmas_interpol[i]
-            x0 = prediction.ve_to_x0(as_f32(model_output), sample, sigma, predict)
-            self._saved = sample
-            return self.output(sample + (sample - x0) / sigma * (sigma_mid - sigma), x0)
-        sigma, sigma_mid = self.sigmas[i - 1], self.sigmas_interpol[i - 1]
-        sigma_up, sigma_down = self.sigmas_up[i - 1], self.sigmas_down[i - 1]
-        x0 = prediction.ve_to_x0(as_f32(model_output), sample, sigma_mid, predict)
-        start, self._saved = self._saved, None
-        prev = start + (sample - x0) / sigma_mid * (sigma_down - sigma)
-        return self.output(prev + draw_noise(generator, sample.shape) * sigma_up, x0)

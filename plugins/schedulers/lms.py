@@ -1,19 +1,27 @@
-"""Linear multistep sampler (k-diffusion's sample_lms): the slope (x - x0) / sigma of up to four
-previous steps is extrapolated with a Lagrange polynomial in sigma and integrated exactly over
-the next interval (Adams-Bashforth in sigma)."""
+"""Linear multistep sampler (k-diffusion's sample_lms, "LMS" in the WebUI; Karras et al. 2022
+use it as a baseline): the slopes (x - x0) / sigma of up to four previous steps are fitted with a
+Lagrange polynomial in sigma, which is integrated exactly over the next interval (an
+Adams-Bashforth method in sigma)."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-from paddiff.plugins.schedulers import prediction
-from paddiff.plugins.schedulers.base import BETA_DEFAULTS, F32, SigmaScheduler, as_f32
+from paddiff.plugins.schedulers import euler, schedules
+from paddiff.sampling import Sampler
 
-MAX_ORDER = 4
+MAX_ORDER = 4  # diffusers' step(order=4)
+
+DEFAULTS = {
+    **schedules.BETA_DEFAULTS,
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+    "timestep_spacing": "linspace",
+    "steps_offset": 0,
+}
 
 
-def lms_coefficient(sigmas: np.ndarray, i: int, order: int, k: int) -> float:
+def lms_coefficient(sigmas, i: int, order: int, k: int) -> float:
     """Integral from sigmas[i] to sigmas[i+1] of the Lagrange basis polynomial that is 1 at
     sigmas[i-k] and 0 at the other nodes sigmas[i], ..., sigmas[i-order+1]. The polynomial has
     degree order - 1 <= 3, so two-point Gauss-Legendre quadrature integrates it exactly."""
@@ -29,34 +37,22 @@ def lms_coefficient(sigmas: np.ndarray, i: int, order: int, k: int) -> float:
     return half * (basis(middle - offset) + basis(middle + offset))
 
 
-class LMSDiscreteScheduler(SigmaScheduler):
-    DEFAULTS = {
-        **BETA_DEFAULTS,
-        "use_karras_sigmas": False,
-        "use_exponential_sigmas": False,
-        "timestep_spacing": "linspace",
-        "steps_offset": 0,
-    }
+def sample_lms(model, x, sigmas, *, noise, callback, start=0, **options):
+    slopes = []  # newest last; fewer than MAX_ORDER at the start (and when started part-way)
+    for i in range(start, len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        slopes = [*slopes, (x - denoised) / sigmas[i]][-MAX_ORDER:]
+        for k, slope in enumerate(reversed(slopes)):
+            x = x + lms_coefficient(sigmas, i, len(slopes), k) * slope
+        x = callback(i, x)
+    return x
 
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        self._check_steps(num_inference_steps)
-        timesteps, sigmas = self._spaced_sigmas(num_inference_steps)
-        self.sigmas = np.append(sigmas, 0.0).astype(F32)
-        self.timesteps = timesteps.astype(F32)
-        self.num_inference_steps = num_inference_steps
-        self.slopes: list[np.ndarray] = []  # newest last
-        self._reset()
 
-    def step(self, model_output, timestep, sample, generator=None):
-        i = self._index(timestep)
-        sigma = self.sigmas[i]
-        sample = as_f32(sample)
-        x0 = prediction.ve_to_x0(
-            as_f32(model_output), sample, sigma, self.config["prediction_type"]
-        )
-        self.slopes = [*self.slopes, (sample - x0) / sigma][-MAX_ORDER:]
-        order = len(self.slopes)  # i + 1 up to 4 in a full run; fewer when started mid-schedule
-        prev = sample
-        for k, slope in enumerate(reversed(self.slopes[-order:])):
-            prev = prev + lms_coefficient(self.sigmas, i, order, k) * slope
-        return self.output(prev, x0)
+LMSDiscreteScheduler = Sampler(
+    name="LMSDiscreteScheduler",
+    sample=sample_lms,
+    schedule=euler.sigma_schedule,
+    defaults=DEFAULTS,
+    space="ve",
+    check=schedules.checker("LMSDiscreteScheduler"),
+)
