@@ -132,10 +132,13 @@ class X0Denoiser:
         self.space = space
         self.calls = 0
 
-    def __call__(self, x: np.ndarray, sigma) -> np.ndarray:
+    def __call__(self, x: np.ndarray, sigma, timestep=None) -> np.ndarray:
+        """x0 for the sample x at `sigma`; the network timestep is the schedule's for that
+        sigma unless given (points between the schedule's, such as DPM2's midpoints)."""
         sigma = F32(sigma)
+        t = self.timestep_of(sigma) if timestep is None else timestep
         x = np.asarray(x, dtype=F32)
         x_in = x if self.space == "vp" else (x / np.sqrt(sigma**2 + 1)).astype(F32)
-        output = self.network(x_in, self.timestep_of(sigma))
+        output = self.network(x_in, t)
         self.calls += 1
         return np.asarray(to_x0(output, x, sigma, self.prediction_type, self.space), dtype=F32)

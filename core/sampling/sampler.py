@@ -42,11 +42,11 @@ class Schedule:
     timesteps:  the network's timestep at sigmas[i], one per step.
     init_sigma: scale of the initial noise, in the sampler's space (sigmas[0] for most "ve"
                 samplers, 1 for "vp" ones; diffusers' "leading" spacing uses sqrt(sigma^2 + 1)).
-    extra:      arrays a sampler needs besides sigmas (e.g. DDIM's step targets, DPM2's
-                midpoints); passed to the sampler function as keyword options.
-    timestep_of_extra: (sigmas, timesteps) of points the sampler evaluates the network at that
-                are not in `sigmas` (midpoints); other sigmas map to the training schedule.
     train_sigmas: the training schedule's sigma per timestep, ascending (for sigmas not listed).
+    extra:      arrays a sampler needs besides sigmas (e.g. DDIM's step targets, DPM2's
+                midpoints and their timesteps); passed to the sampler function as keyword
+                options. A sampler that calls the network at a sigma not in `sigmas` may give
+                its timestep: model(x, sigma, timestep).
     """
 
     sigmas: np.ndarray
@@ -54,7 +54,6 @@ class Schedule:
     init_sigma: float
     train_sigmas: np.ndarray
     extra: Mapping[str, Any] = field(default_factory=dict)
-    timestep_of_extra: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def steps(self) -> int:
@@ -65,9 +64,6 @@ class Schedule:
         the training schedule (the inverse of how sigmas were made from timesteps)."""
         listed = zip(self.sigmas[: self.steps], self.timesteps, strict=True)
         table = {float(np.float32(s)): t for s, t in listed}
-        if self.timestep_of_extra is not None:
-            for s, t in zip(*self.timestep_of_extra, strict=True):
-                table.setdefault(float(np.float32(s)), t)
         log_train = np.log(np.maximum(self.train_sigmas.astype(np.float64), 1e-10))
 
         def timestep(sigma) -> float:

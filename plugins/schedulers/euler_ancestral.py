@@ -26,19 +26,12 @@ def ancestral_step(sigma, sigma_next):
     return sigma_next**2 / sigma, sigma_up
 
 
-def noise_source(noise):
-    """`noise(shape)`; a single `paddiff.randomness.Generator` (the tests' RecordedNoise) is
-    not callable, so its `randn` is used."""
-    return getattr(noise, "randn", noise)
-
-
 def sample_euler_ancestral(model, x, sigmas, *, noise, callback, start=0, **options):
-    draw = noise_source(noise)
     for i in range(start, len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1])
         x = x + (x - denoised) / sigmas[i] * (sigma_down - sigmas[i])
-        x = callback(i, x + draw(x.shape) * sigma_up)
+        x = callback(i, x + noise(x.shape) * sigma_up)
     return x
 
 

@@ -50,8 +50,10 @@ def midpoint_schedule(config: dict, steps: int, midpoints) -> Schedule:
         timesteps=timesteps,
         init_sigma=schedules.ve_init_sigma(config, sigmas),
         train_sigmas=train,
-        extra={"midpoints": middle},
-        timestep_of_extra=(called, schedules.sigma_to_timestep(called, train).astype(F32)),
+        extra={
+            "midpoints": middle,
+            "midpoint_timesteps": schedules.sigma_to_timestep(called, train).astype(F32),
+        },
     )
 
 
@@ -59,7 +61,9 @@ def dpm2_schedule(config: dict, steps: int) -> Schedule:
     return midpoint_schedule(config, steps, lambda s: geometric_midpoints(s[:-1], s[1:]))
 
 
-def sample_dpm_2(model, x, sigmas, *, noise, callback, midpoints, start=0, **options):
+def sample_dpm_2(
+    model, x, sigmas, *, noise, callback, midpoints, midpoint_timesteps, start=0, **options
+):
     for i in range(start, len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         slope = (x - model(x, sigma)) / sigma
@@ -68,7 +72,7 @@ def sample_dpm_2(model, x, sigmas, *, noise, callback, midpoints, start=0, **opt
         else:
             sigma_mid = midpoints[i]
             x_mid = x + slope * (sigma_mid - sigma)
-            slope_mid = (x_mid - model(x_mid, sigma_mid)) / sigma_mid
+            slope_mid = (x_mid - model(x_mid, sigma_mid, midpoint_timesteps[i])) / sigma_mid
             x = x + slope_mid * (sigma_next - sigma)
         x = callback(i, x)
     return x

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from paddiff.plugins.schedulers import kdpm2, schedules
-from paddiff.plugins.schedulers.euler_ancestral import ancestral_step, noise_source
+from paddiff.plugins.schedulers.euler_ancestral import ancestral_step
 from paddiff.sampling import Sampler, Schedule
 
 DEFAULTS = kdpm2.DEFAULTS
@@ -21,11 +21,6 @@ def midpoints(sigmas: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):  # the final 0 / 0 is not used
         sigma_down, _ = ancestral_step(sigmas[:-1], sigmas[1:])
     middle = kdpm2.geometric_midpoints(sigmas[:-1], sigma_down)
-    # A midpoint that rounds to the next sigma is moved one float32 step up: the network
-    # timestep is looked up by sigma, and diffusers calls it at the midpoint's own timestep,
-    # which differs from the next step's when that one is rounded (Karras sigmas).
-    same = middle == sigmas[1:]
-    middle[same] = np.nextafter(middle[same], sigmas[:-1][same])
     middle[-1] = 0.0
     return middle
 
@@ -34,8 +29,9 @@ def dpm2_ancestral_schedule(config: dict, steps: int) -> Schedule:
     return kdpm2.midpoint_schedule(config, steps, midpoints)
 
 
-def sample_dpm_2_ancestral(model, x, sigmas, *, noise, callback, midpoints, start=0, **options):
-    draw = noise_source(noise)
+def sample_dpm_2_ancestral(
+    model, x, sigmas, *, noise, callback, midpoints, midpoint_timesteps, start=0, **options
+):
     for i in range(start, len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         slope = (x - model(x, sigma)) / sigma
@@ -45,9 +41,9 @@ def sample_dpm_2_ancestral(model, x, sigmas, *, noise, callback, midpoints, star
             sigma_down, sigma_up = ancestral_step(sigma, sigma_next)
             sigma_mid = midpoints[i]
             x_mid = x + slope * (sigma_mid - sigma)
-            slope_mid = (x_mid - model(x_mid, sigma_mid)) / sigma_mid
+            slope_mid = (x_mid - model(x_mid, sigma_mid, midpoint_timesteps[i])) / sigma_mid
             x = x + slope_mid * (sigma_down - sigma)
-            x = x + draw(x.shape) * sigma_up
+            x = x + noise(x.shape) * sigma_up
         x = callback(i, x)
     return x
 
