@@ -17,11 +17,14 @@ os.environ.setdefault("PADDIFF_EXECUTION", "dynamic")
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGIN = ROOT / "examples" / "paddiff-example-scheduler"
 FAULTY_PLUGINS = ROOT / "tests" / "plugins" / "paddiff-test-plugins"
+#: a scheduler package written against the round-1 protocol, as third parties wrote them
+LEGACY_PLUGIN = ROOT / "tests" / "plugins" / "paddiff-legacy-heun"
 
 
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory) -> Path:
-    """A folder holding the example plugin and the faulty test plugins, installed by pip.
+    """A folder holding the example plugin, the faulty test plugins and a round-1 protocol
+    scheduler package, installed by pip.
 
     pip writes real `*.dist-info` metadata there (entry_points.txt included), so the registry
     finds these plugins exactly as it would in site-packages, without touching the test
@@ -42,6 +45,7 @@ def plugin_site(tmp_path_factory) -> Path:
             str(target),
             str(EXAMPLE_PLUGIN),
             str(FAULTY_PLUGINS),
+            str(LEGACY_PLUGIN),
         ],
         check=True,
     )

@@ -22,8 +22,9 @@ from scheduler_helpers import (
     run_sampler,
 )
 
-EXAMPLE = "example-euler"
-NAMES = sorted(set(registry.Registry().names("schedulers")) | {EXAMPLE})
+#: the example package's two forms, and a package written against the round-1 protocol
+THIRD_PARTY = {"example-euler", "example-euler-fn", "legacy-heun"}
+NAMES = sorted(set(registry.Registry().names("schedulers")) | THIRD_PARTY)
 SHAPE = (2, 4, 8, 8)
 
 
