@@ -148,7 +148,12 @@ class SchedulerOutput:
 
 
 class Scheduler(Component):
-    """A diffusion sampler, following the diffusers scheduler protocol.
+    """A diffusion sampler written to the diffusers scheduler protocol.
+
+    This is one of two forms a `paddiff.schedulers` plugin can take. The other, simpler one is
+    a `paddiff.sampling.Sampler`: a sampler function over an x0-denoiser plus a pure schedule
+    (what paddiff's built-ins are; see docs/plugins.md). Classes written to this protocol run
+    through an adapter (`paddiff.sampling.plan`) and keep working unchanged.
 
     A scheduler is created from a plain config dict (the contents of a model folder's
     `scheduler_config.json`, whatever class it names), so any registered scheduler can drive any
