@@ -59,5 +59,5 @@ HeunDiscreteScheduler = Sampler(
     defaults=DEFAULTS,
     space="ve",
     check=schedules.checker("HeunDiscreteScheduler"),
-    steps_per_call=2,
+    calls_per_step=2,
 )

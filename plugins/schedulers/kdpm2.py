@@ -85,5 +85,5 @@ KDPM2DiscreteScheduler = Sampler(
     defaults=DEFAULTS,
     space="ve",
     check=schedules.checker("KDPM2DiscreteScheduler", prediction_types=("epsilon", "v_prediction")),
-    steps_per_call=2,
+    calls_per_step=2,
 )

@@ -57,5 +57,5 @@ KDPM2AncestralDiscreteScheduler = Sampler(
     check=schedules.checker(
         "KDPM2AncestralDiscreteScheduler", prediction_types=("epsilon", "v_prediction")
     ),
-    steps_per_call=2,
+    calls_per_step=2,
 )
