@@ -87,7 +87,6 @@ class Sampler:
                for the class of the same name, for built-ins).
     space:     "ve" or "vp".
     check:     check(config) raising ValueError for a config the sampler cannot run.
-    calls_per_step: network calls per step (2 for Heun and DPM2), for cost estimates.
     """
 
     name: str
@@ -96,7 +95,6 @@ class Sampler:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     space: str = "ve"
     check: Callable[[Mapping[str, Any]], None] | None = None
-    calls_per_step: int = 1
 
     def __post_init__(self):
         if self.space not in SPACES:

@@ -59,5 +59,4 @@ HeunDiscreteScheduler = Sampler(
     defaults=DEFAULTS,
     space="ve",
     check=schedules.checker("HeunDiscreteScheduler"),
-    calls_per_step=2,
 )

@@ -85,5 +85,4 @@ KDPM2DiscreteScheduler = Sampler(
     defaults=DEFAULTS,
     space="ve",
     check=schedules.checker("KDPM2DiscreteScheduler", prediction_types=("epsilon", "v_prediction")),
-    calls_per_step=2,
 )

@@ -57,5 +57,4 @@ KDPM2AncestralDiscreteScheduler = Sampler(
     check=schedules.checker(
         "KDPM2AncestralDiscreteScheduler", prediction_types=("epsilon", "v_prediction")
     ),
-    calls_per_step=2,
 )
