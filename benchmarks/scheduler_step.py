@@ -1,6 +1,8 @@
-"""Scheduler overhead per denoising step: median time of `scale_model_input` + `step` for every
-registered scheduler on a 2x4x64x64 float32 latent (a 512x512 image with classifier-free guidance),
-with the model output precomputed so only the scheduler is timed.
+"""Sampler overhead per denoising step: for every registered scheduler, the time between two
+steps of a run through `paddiff.sampling.plan_sampling` (the pipeline's path: the x0-denoiser's
+scaling and prediction-type conversion, and the sampler's update) on a 2x4x64x64 float32 latent
+(a 512x512 image with classifier-free guidance), with a network that returns a precomputed
+output, so only the sampling machinery is timed.
 
     python benchmarks/scheduler_step.py [--steps 25] [--repeats 5] [--json]
 
@@ -17,6 +19,7 @@ import time
 import numpy as np
 from paddiff import registry
 from paddiff.randomness import Generator
+from paddiff.sampling import plan_sampling
 
 SD_CONFIG = {
     "beta_schedule": "scaled_linear",
@@ -31,20 +34,21 @@ SD_CONFIG = {
 SHAPE = (2, 4, 64, 64)
 
 
-def time_scheduler(cls, steps: int, repeats: int) -> list[float]:
+def time_scheduler(entry, steps: int, repeats: int) -> list[float]:
     rng = Generator(0)
     model_output = rng.randn(SHAPE) * np.float32(0.1)
     per_step = []
     for _ in range(repeats):
-        scheduler = cls.from_config(SD_CONFIG)
-        scheduler.set_timesteps(steps)
-        sample = rng.randn(SHAPE) * np.float32(scheduler.init_noise_sigma)
-        generator = Generator(1)
-        for t in scheduler.timesteps:
-            start = time.perf_counter()
-            scheduler.scale_model_input(sample, t)
-            sample = scheduler.step(model_output, t, sample, generator=generator).prev_sample
-            per_step.append(time.perf_counter() - start)
+        plan = plan_sampling(entry.from_config(SD_CONFIG), steps)
+        marks = [time.perf_counter()]
+        plan.sample(
+            lambda x_in, t: model_output,
+            "epsilon",
+            plan.initial(rng.randn(SHAPE)),
+            noise=Generator(1),
+            callback=lambda i, x, marks=marks: marks.append(time.perf_counter()) or x,
+        )
+        per_step.extend(np.diff(marks))
     return per_step
 
 

@@ -14,11 +14,13 @@ import numpy as np
 import paddiff
 import paddle
 import workloads as w
+from paddiff import registry
 from paddiff.loader import set_execution
 from paddiff.plugins.denoisers.unet import UNet2DConditionModel
-from paddiff.plugins.schedulers.ddim import DDIMScheduler
 from paddiff.plugins.text_encoders.clip import CLIPTextModel
 from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
+from paddiff.sampling import plan_sampling
+from paddiff.sampling.denoiser import GuidedNetwork
 
 
 def main() -> None:
@@ -65,19 +67,17 @@ def run(name: str, mode: str) -> None:
     elif name == "e2e256":
         parts = build(["unet", "vae", "text"], mode)
         unet, vae, text = parts["unet"], parts["vae"], parts["text"]
-        scheduler = DDIMScheduler.from_config(
+        scheduler = registry.get("schedulers", "DDIMScheduler").from_config(
             {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
         )
         ids = w.token_ids()
 
         def generate(steps=20):
             context = text.runner(ids)  # [unconditional, prompt]
-            scheduler.set_timesteps(steps)
-            latents = paddiff.randomness.Generator(0).randn((1, 4, 32, 32))
-            for t in scheduler.timesteps:
-                out = unet(np.concatenate([latents] * 2), t, context)
-                uncond, cond = out[:1], out[1:]
-                latents = scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
+            plan = plan_sampling(scheduler, steps)
+            network = GuidedNetwork(unet, [context[1:]], [context[:1]], guidance_scale=7.5)
+            latents = plan.initial(paddiff.randomness.Generator(0).randn((1, 4, 32, 32)))
+            latents = plan.sample(network, "epsilon", latents, noise=None)
             return vae.decode(latents / 0.18215)
 
         times = w.time_it(generate, repeats, warmup=lambda: generate(2))
@@ -90,8 +90,8 @@ def run(name: str, mode: str) -> None:
 
 
 def embedded(mode: str, repeats: int, extra: dict) -> list[float] | None:
-    """One 8-step image from the embedded model ($BENCH_EMBEDDED_MODEL overrides its folder):
-    through `load_pipeline` when paddiff has it, else the same loop over its components."""
+    """One 8-step image from the embedded model ($BENCH_EMBEDDED_MODEL overrides its folder),
+    through `load_pipeline`."""
     default = os.path.join(os.path.dirname(paddiff.plugins.__file__), "embedded", "model")
     folder = os.environ.get("BENCH_EMBEDDED_MODEL") or default
     if not os.path.isfile(os.path.join(folder, "model_index.json")):
@@ -99,11 +99,8 @@ def embedded(mode: str, repeats: int, extra: dict) -> list[float] | None:
         return None
     cache_dir = os.environ.get("BENCH_CACHE_DIR")
     extra["model"] = folder
-    try:
-        from paddiff.pipeline import load_pipeline
-    except ImportError:  # the pipeline is not merged yet: the components' own loop
-        extra["through"] = "components"
-        return w.time_it(components_image(folder, mode, cache_dir), repeats)
+    from paddiff.pipeline import load_pipeline
+
     extra["through"] = "load_pipeline"
     execution, _, precision = mode.partition("-")
     pipeline = load_pipeline(
@@ -118,31 +115,6 @@ def embedded(mode: str, repeats: int, extra: dict) -> list[float] | None:
 
 
 PROMPT = "一只红色的猫"
-
-
-def components_image(folder: str, mode: str, cache_dir):
-    from paddiff.loader import load_components
-
-    execution, _, precision = mode.partition("-")
-    parts = load_components(
-        folder, execution=execution, cache_dir=cache_dir, precision=precision or None
-    )
-    unet, vae, text = parts["denoiser"], parts["vae"], parts["text_encoder"]
-    scheduler = parts["scheduler"]
-    size = unet.config["sample_size"]
-
-    def generate():
-        context = text.encode(["", PROMPT])
-        scheduler.set_timesteps(8)
-        latents = paddiff.randomness.Generator(0).randn((1, unet.in_channels, size, size))
-        latents = latents * scheduler.init_noise_sigma
-        for t in scheduler.timesteps:
-            batch = scheduler.scale_model_input(np.concatenate([latents] * 2), t)
-            uncond, cond = np.split(unet(batch, t, context), 2)
-            latents = scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
-        return vae.decode(latents / vae.scaling_factor)
-
-    return generate
 
 
 if __name__ == "__main__":
