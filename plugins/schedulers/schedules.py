@@ -300,3 +300,11 @@ def vp_schedule(config: dict, timesteps, end_abar: float, **extra):
         train_sigmas=train_sigmas_for(config),  # finite at zero SNR, for looking sigmas up
         extra=extra,
     )
+
+
+def abar_of_sigma(sigma) -> np.float32:
+    """abar = 1 / (sigma^2 + 1) as float32. For the sigmas of `vp_sigmas` this is the training
+    schedule's own float32 abar wherever 1 - abar is small (elsewhere within two ulps), so a
+    sampler can do diffusers' float32 arithmetic in abar where its rounding shows: 1 - abar / abar'
+    cancels near sigma = 0, and a sampler agrees with diffusers there only by cancelling alike."""
+    return np.float32(1 / (1 + np.float64(sigma) ** 2))
