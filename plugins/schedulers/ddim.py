@@ -50,9 +50,9 @@ def sample_ddim(model, x, sigmas, *, noise, callback, start=0, targets, eta=0.0,
         x0 = model(x, sigmas[i])
         eps = (x - alpha * x0) / s  # from the unclipped x0, as diffusers keeps the model's eps
         x0 = clip_or_threshold(x0, options)
-        # eta times the std of the posterior q(x' | x, x0) (Song et al. eq. 16), written in
-        # sigmas: s'^2 (1 - abar / abar') = s'^2 (1 - sigma'^2 / sigma^2), which does not cancel
-        # near sigma = 0 as 1 - abar / abar' does
+        # eta times the std of the posterior q(x' | x, x0) (Song et al. eq. 16), whose variance
+        # (1 - abar') / (1 - abar) * (1 - abar / abar') is written s'^2 (1 - sigma'^2 / sigma^2):
+        # 1 - abar / abar' cancels near sigma = 0
         std = np.float32(eta) * s_to * np.sqrt(1 - targets[i] ** 2 / sigmas[i] ** 2)
         x = alpha_to * x0 + np.sqrt(s_to**2 - std**2) * eps
         if eta > 0:

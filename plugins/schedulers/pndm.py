@@ -56,8 +56,8 @@ def pndm_schedule(config: dict, steps: int):
     return dataclasses.replace(schedule, timestep_of_extra=midpoints)
 
 
-# Adams-Bashforth combinations of 1-4 outputs (newest last), in diffusers' float32 order
 def plms(o):
+    """The Adams-Bashforth combination of 1-4 outputs (newest last), in diffusers' order."""
     if len(o) == 1:
         return o[-1]
     if len(o) == 2:
