@@ -1,58 +1,71 @@
-"""DDIM (Song et al. 2021, eq. 12): x_{t'} = sqrt(abar_t') x0 + sqrt(1 - abar_t' - std^2) eps
-+ std * noise, with std = eta * sqrt(posterior variance). eta = 0 is the deterministic sampler;
-eta = 1 matches DDPM's variance. `eta` is a config option here (diffusers passes it to step)."""
+"""DDIM (Song et al. 2021, "Denoising Diffusion Implicit Models", eq. 12): from the predicted x0
+and noise eps, x' = alpha' x0 + sqrt(s'^2 - std^2) eps + std * noise, where std is `eta` times
+the DDPM posterior's standard deviation (eq. 16). eta = 0 is the deterministic sampler, eta = 1
+has DDPM's variance. `eta` is a config option here (diffusers passes it to `step`)."""
 
 from __future__ import annotations
 
 import numpy as np
-from paddiff.plugins.schedulers import prediction
-from paddiff.plugins.schedulers.base import (
-    BETA_DEFAULTS,
-    CLIP_DEFAULTS,
-    F32,
-    BaseScheduler,
-    as_f32,
-    draw_noise,
-    integer_timesteps,
-)
+from paddiff.plugins.schedulers import schedules
+from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.sampling import Sampler
+from paddiff.sampling.denoiser import vp_coefficients
+
+DEFAULTS = {
+    **schedules.BETA_DEFAULTS,
+    "clip_sample": True,
+    "clip_sample_range": 1.0,
+    "thresholding": False,  # Imagen's dynamic thresholding of x0
+    "dynamic_thresholding_ratio": 0.995,
+    "sample_max_value": 1.0,
+    # abar after the last step: 1 (a clean sample) or abar_0 (SD's configs say False)
+    "set_alpha_to_one": True,
+    "steps_offset": 0,
+    "timestep_spacing": "leading",
+    "rescale_betas_zero_snr": False,
+    "eta": 0.0,
+}
 
 
-class DDIMScheduler(BaseScheduler):
-    DEFAULTS = {
-        **BETA_DEFAULTS,
-        **CLIP_DEFAULTS,
-        # abar used after the last step: 1 (a clean sample) or abar_0 (SD's configs say False)
-        "set_alpha_to_one": True,
-        "steps_offset": 0,
-        "timestep_spacing": "leading",
-        "rescale_betas_zero_snr": False,
-        "eta": 0.0,
-    }
+def ddim_schedule(config: dict, steps: int):
+    """The config's spacing rounded to training timesteps. Each step lands on abar[t - T // n]
+    whatever the spacing (as diffusers steps), so with "trailing" or "linspace" spacing a step's
+    target (`targets`) can differ from the next step's sigma."""
+    schedules.check_steps(config, steps)
+    T = config["num_train_timesteps"]
+    spaced = schedules.spaced_timesteps(
+        config["timestep_spacing"], steps, T, config["steps_offset"]
+    )
+    timesteps = np.round(spaced).astype(np.int64)
+    end = 1.0 if config["set_alpha_to_one"] else schedules.alphas_cumprod_from_config(config)[0]
+    targets = schedules.vp_sigmas(config, timesteps - T // steps, end)
+    return schedules.vp_schedule(config, timesteps, end, targets=targets)
 
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        self._check_steps(num_inference_steps)
-        self.timesteps = integer_timesteps(self.config, num_inference_steps)
-        self.num_inference_steps = num_inference_steps
-        self._reset()
 
-    def step(self, model_output, timestep, sample, generator=None, eta: float | None = None):
-        self._index(timestep)
-        eta = self.config["eta"] if eta is None else eta
-        t = int(timestep)
-        # diffusers steps back by T // n whatever the spacing; kept for parity
-        prev_t = t - self.config["num_train_timesteps"] // self.num_inference_steps
-        final = F32(1.0) if self.config["set_alpha_to_one"] else self.alphas_cumprod[0]
-        abar = self.alphas_cumprod[t]
-        abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else final
-        sample, model_output = as_f32(sample), as_f32(model_output)
-        alpha, s = np.sqrt(abar), np.sqrt(1 - abar)
-        predict = self.config["prediction_type"]
-        x0 = prediction.to_x0(model_output, sample, alpha, s, predict)
-        eps = prediction.to_epsilon(model_output, sample, alpha, s, predict)
-        x0 = prediction.clip_or_threshold(x0, self.config)
-        variance = (1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)
-        std = F32(eta) * np.sqrt(variance)
-        prev = np.sqrt(abar_prev) * x0 + np.sqrt(1 - abar_prev - std**2) * eps
+def sample_ddim(model, x, sigmas, *, noise, callback, start=0, targets, eta=0.0, **options):
+    draw = getattr(noise, "randn", noise)  # a Generator, or a plain noise(shape) function
+    for i in range(start, len(sigmas) - 1):
+        alpha, s = vp_coefficients(sigmas[i])
+        alpha_to, s_to = vp_coefficients(targets[i])
+        x0 = model(x, sigmas[i])
+        eps = (x - alpha * x0) / s  # from the unclipped x0, as diffusers keeps the model's eps
+        x0 = clip_or_threshold(x0, options)
+        # eta times the std of the posterior q(x' | x, x0) (Song et al. eq. 16), whose variance
+        # (1 - abar') / (1 - abar) * (1 - abar / abar') is written s'^2 (1 - sigma'^2 / sigma^2):
+        # 1 - abar / abar' cancels near sigma = 0
+        std = np.float32(eta) * s_to * np.sqrt(1 - targets[i] ** 2 / sigmas[i] ** 2)
+        x = alpha_to * x0 + np.sqrt(s_to**2 - std**2) * eps
         if eta > 0:
-            prev = prev + std * draw_noise(generator, sample.shape)
-        return self.output(prev, x0)
+            x = x + std * draw(x.shape)
+        x = callback(i, x)
+    return x
+
+
+DDIMScheduler = Sampler(
+    name="DDIMScheduler",
+    sample=sample_ddim,
+    schedule=ddim_schedule,
+    defaults=DEFAULTS,
+    space="vp",
+    check=schedules.checker("DDIMScheduler"),
+)

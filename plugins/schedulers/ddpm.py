@@ -1,64 +1,73 @@
-"""DDPM ancestral sampling (Ho et al. 2020, eq. 6-7): sample x_{t'} from the Gaussian posterior
-q(x_{t'} | x_t, x0) given the predicted x0, for the previous timestep t' of the schedule."""
+"""DDPM ancestral sampling (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", eq. 6-7):
+each step draws x' from the Gaussian posterior q(x' | x, x0) given the predicted x0, for the
+next timestep of the schedule (the skipped training steps combined into one)."""
 
 from __future__ import annotations
 
 import numpy as np
-from paddiff.plugins.schedulers import prediction
-from paddiff.plugins.schedulers.base import (
-    BETA_DEFAULTS,
-    CLIP_DEFAULTS,
-    F32,
-    BaseScheduler,
-    as_f32,
-    draw_noise,
-    integer_timesteps,
-)
+from paddiff.plugins.schedulers import schedules
+from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.sampling import Sampler
+
+DEFAULTS = {
+    **schedules.BETA_DEFAULTS,
+    "clip_sample": True,
+    "clip_sample_range": 1.0,
+    "thresholding": False,  # Imagen's dynamic thresholding of x0
+    "dynamic_thresholding_ratio": 0.995,
+    "sample_max_value": 1.0,
+    # the noise's variance: the posterior's (fixed_small, and fixed_small_log, its log-space
+    # form, is sampled alike) or beta_t (fixed_large) (Ho et al. sec. 3.2)
+    "variance_type": "fixed_small",
+    "timestep_spacing": "leading",
+    "steps_offset": 0,
+    "rescale_betas_zero_snr": False,
+}
 
 
-class DDPMScheduler(BaseScheduler):
-    DEFAULTS = {
-        **BETA_DEFAULTS,
-        **CLIP_DEFAULTS,
-        "variance_type": "fixed_small",
-        "timestep_spacing": "leading",
-        "steps_offset": 0,
-        "rescale_betas_zero_snr": False,
-    }
-    # fixed_small: the posterior variance beta~_t; fixed_large: beta_t (Ho et al. sec. 3.2)
-    CHOICES = {"variance_type": ("fixed_small", "fixed_small_log", "fixed_large")}
+def ddpm_schedule(config: dict, steps: int):
+    """The config's spacing rounded to training timesteps, ending on a clean sample. Ho et al.'s
+    Algorithm 2 adds no noise on the step from the first training timestep (t = 0 here); a run
+    ending on another timestep (steps_offset = 1) draws noise there too, as diffusers does, so
+    `adds_noise` says which steps draw."""
+    schedules.check_steps(config, steps)
+    spaced = schedules.spaced_timesteps(
+        config["timestep_spacing"], steps, config["num_train_timesteps"], config["steps_offset"]
+    )
+    timesteps = np.round(spaced).astype(np.int64)
+    return schedules.vp_schedule(config, timesteps, 1.0, adds_noise=timesteps > 0)
 
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        self._check_steps(num_inference_steps)
-        self.timesteps = integer_timesteps(self.config, num_inference_steps)
-        self.num_inference_steps = num_inference_steps
-        self._reset()
 
-    def step(self, model_output, timestep, sample, generator=None):
-        i = self._index(timestep)
-        t = int(self.timesteps[i])
-        prev_t = int(self.timesteps[i + 1]) if i + 1 < len(self.timesteps) else -1
-        abar = self.alphas_cumprod[t]
-        abar_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else F32(1.0)
-        alpha = abar / abar_prev  # the combined alpha of the skipped training steps
+def sample_ddpm(
+    model, x, sigmas, *, noise, callback, start=0, adds_noise, variance_type, **options
+):
+    draw = getattr(noise, "randn", noise)  # a Generator, or a plain noise(shape) function
+    for i in range(start, len(sigmas) - 1):
+        x0 = clip_or_threshold(model(x, sigmas[i]), options)
+        # in abar, with diffusers' float32 order (see schedules.abar_of_sigma)
+        abar, abar_to = schedules.abar_of_sigma(sigmas[i]), schedules.abar_of_sigma(sigmas[i + 1])
+        alpha = abar / abar_to  # of the training steps this step spans, combined
         beta = 1 - alpha
-        sample = as_f32(sample)
-        x0 = prediction.to_x0(
-            as_f32(model_output),
-            sample,
-            np.sqrt(abar),
-            np.sqrt(1 - abar),
-            self.config["prediction_type"],
-        )
-        x0 = prediction.clip_or_threshold(x0, self.config)
-        # posterior mean (Ho et al. eq. 7)
-        prev = (np.sqrt(abar_prev) * beta / (1 - abar)) * x0 + (
-            np.sqrt(alpha) * (1 - abar_prev) / (1 - abar)
-        ) * sample
-        if t > 0:
-            if self.config["variance_type"] == "fixed_large":
-                std = np.sqrt(beta)
-            else:
-                std = np.sqrt(np.maximum((1 - abar_prev) / (1 - abar) * beta, F32(1e-20)))
-            prev = prev + std * draw_noise(generator, sample.shape)
-        return self.output(prev, x0)
+        # the posterior mean (eq. 7)
+        x = (abar_to**0.5 * beta) / (1 - abar) * x0 + alpha**0.5 * (1 - abar_to) / (1 - abar) * x
+        if adds_noise[i]:
+            if variance_type == "fixed_large":
+                variance = beta
+            else:  # the posterior's variance, floored as diffusers floors it
+                variance = np.maximum((1 - abar_to) / (1 - abar) * beta, np.float32(1e-20))
+            x = x + variance**0.5 * draw(x.shape)
+        x = callback(i, x)
+    return x
+
+
+DDPMScheduler = Sampler(
+    name="DDPMScheduler",
+    sample=sample_ddpm,
+    schedule=ddpm_schedule,
+    defaults=DEFAULTS,
+    space="vp",
+    check=schedules.checker(
+        "DDPMScheduler",
+        {"variance_type": ("fixed_small", "fixed_small_log", "fixed_large")},
+    ),
+)

@@ -271,3 +271,40 @@ def ve_init_sigma(config: dict, sigmas: np.ndarray) -> float:
     if config["timestep_spacing"] in ("linspace", "trailing"):
         return sigma_max
     return float(np.sqrt(sigma_max**2 + 1))
+
+
+# -- VP schedules: the samplers that step in alphas_cumprod (DDPM, DDIM, PNDM, LCM) ---------------
+
+
+def vp_sigmas(config: dict, timesteps, end_abar: float) -> np.ndarray:
+    """sigma of abar_t at each training timestep t (inf where abar_t = 0, the zero-terminal-SNR
+    start); where t < 0 (stepping past the first training step), the sigma of `end_abar`: 1
+    gives a clean sample, abar_0 is where diffusers ends without set_alpha_to_one."""
+    abar = alphas_cumprod_from_config(config)
+    t = np.asarray(timesteps, dtype=np.int64)
+    return sigmas_from_alphas_cumprod(
+        np.where(t >= 0, abar[np.maximum(t, 0)], np.float32(end_abar))
+    )
+
+
+def vp_schedule(config: dict, timesteps, end_abar: float, **extra):
+    """The `paddiff.sampling.Schedule` of a "vp" sampler that visits the integer `timesteps`
+    (descending) and ends at `end_abar`; `extra` are the sampler's own per-step arrays."""
+    from paddiff.sampling import Schedule
+
+    timesteps = check_in_range(np.asarray(timesteps, dtype=np.int64), config)
+    return Schedule(
+        sigmas=vp_sigmas(config, np.append(timesteps, -1), end_abar),
+        timesteps=timesteps,
+        init_sigma=1.0,  # a vp sample at pure noise has unit variance
+        train_sigmas=train_sigmas_for(config),  # finite at zero SNR, for looking sigmas up
+        extra=extra,
+    )
+
+
+def abar_of_sigma(sigma) -> np.float32:
+    """abar = 1 / (sigma^2 + 1) as float32. For the sigmas of `vp_sigmas` this is the training
+    schedule's own float32 abar wherever 1 - abar is small (elsewhere within two ulps), so a
+    sampler can do diffusers' float32 arithmetic in abar where its rounding shows: 1 - abar / abar'
+    cancels near sigma = 0, and a sampler agrees with diffusers there only by cancelling alike."""
+    return np.float32(1 / (1 + np.float64(sigma) ** 2))
