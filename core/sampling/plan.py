@@ -11,7 +11,8 @@ third-party packages), and returns a `Plan` with one interface:
                                      run the steps; callback(i, x) -> x after each step
 
 `strength` < 1 skips the first steps (image-to-image starts from a partly noised image), as
-diffusers does: the last int(steps * strength) of a `steps`-step schedule run.
+diffusers does: the last int(steps * strength) of a `steps`-step schedule run. `eta` (DDIM's
+stochasticity) given per call replaces the scheduler config's; None keeps the config's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Plan(Protocol):
     def sample(self, network, prediction_type, x, *, noise, callback) -> np.ndarray: ...
 
 
-def plan_sampling(scheduler, steps: int, strength: float = 1.0, eta: float = 0.0) -> Plan:
+def plan_sampling(scheduler, steps: int, strength: float = 1.0, eta: float | None = None) -> Plan:
     skipped = steps - min(int(steps * strength), steps)
     if isinstance(scheduler, ConfiguredSampler):
         return FunctionPlan(scheduler, steps, skipped, eta)
@@ -53,7 +54,7 @@ class FunctionPlan:
         self.schedule = setup.schedule(steps)
         self.timesteps = np.asarray(self.schedule.timesteps)[start:]
         self.options = {**setup.config, **self.schedule.extra}
-        if "eta" in setup.config and eta:  # DDIM's stochasticity, a per-call setting
+        if eta is not None and "eta" in setup.config:  # DDIM's stochasticity, per call
             self.options["eta"] = eta
 
     def initial(self, noise):
@@ -101,8 +102,10 @@ class ProtocolPlan:
         # (a solver may drop repeated timesteps and so take fewer steps than asked for)
         self.run_steps = min(steps - skipped, len(self.calls))
         self.timesteps = self.calls[[self._first_call(j) for j in range(self.run_steps)]]
-        # a per-call eta (DDIM) only when given, so a config's own eta otherwise holds
-        self.step_options = {"eta": eta} if eta and _accepts(scheduler.step, "eta") else {}
+        # a per-call eta (DDIM) when given, as diffusers' pipelines pass it
+        self.step_options = (
+            {"eta": eta} if eta is not None and _accepts(scheduler.step, "eta") else {}
+        )
 
     def _first_call(self, run_step: int) -> int:
         """Index in `calls` of the first network call of the run's step `run_step`."""

@@ -43,7 +43,6 @@ def ddim_schedule(config: dict, steps: int):
 
 
 def sample_ddim(model, x, sigmas, *, noise, callback, start=0, targets, eta=0.0, **options):
-    draw = getattr(noise, "randn", noise)  # a Generator, or a plain noise(shape) function
     for i in range(start, len(sigmas) - 1):
         alpha, s = vp_coefficients(sigmas[i])
         alpha_to, s_to = vp_coefficients(targets[i])
@@ -56,7 +55,7 @@ def sample_ddim(model, x, sigmas, *, noise, callback, start=0, targets, eta=0.0,
         std = np.float32(eta) * s_to * np.sqrt(1 - targets[i] ** 2 / sigmas[i] ** 2)
         x = alpha_to * x0 + np.sqrt(s_to**2 - std**2) * eps
         if eta > 0:
-            x = x + std * draw(x.shape)
+            x = x + std * noise(x.shape)
         x = callback(i, x)
     return x
 

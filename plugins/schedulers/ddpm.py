@@ -41,7 +41,6 @@ def ddpm_schedule(config: dict, steps: int):
 def sample_ddpm(
     model, x, sigmas, *, noise, callback, start=0, adds_noise, variance_type, **options
 ):
-    draw = getattr(noise, "randn", noise)  # a Generator, or a plain noise(shape) function
     for i in range(start, len(sigmas) - 1):
         x0 = clip_or_threshold(model(x, sigmas[i]), options)
         # in abar, with diffusers' float32 order (see schedules.abar_of_sigma)
@@ -55,7 +54,7 @@ def sample_ddpm(
                 variance = beta
             else:  # the posterior's variance, floored as diffusers floors it
                 variance = np.maximum((1 - abar_to) / (1 - abar) * beta, np.float32(1e-20))
-            x = x + variance**0.5 * draw(x.shape)
+            x = x + variance**0.5 * noise(x.shape)
         x = callback(i, x)
     return x
 

@@ -53,7 +53,6 @@ def lcm_schedule(config: dict, steps: int):
 
 
 def sample_lcm(model, x, sigmas, *, noise, callback, start=0, c_skip, c_out, **options):
-    draw = getattr(noise, "randn", noise)  # a Generator, or a plain noise(shape) function
     last = len(sigmas) - 2
     for i in range(start, last + 1):
         x0 = clip_or_threshold(model(x, sigmas[i]), options)
@@ -62,7 +61,7 @@ def sample_lcm(model, x, sigmas, *, noise, callback, start=0, c_skip, c_out, **o
             x = denoised
         else:
             alpha_to, s_to = vp_coefficients(sigmas[i + 1])
-            x = alpha_to * denoised + s_to * draw(x.shape)
+            x = alpha_to * denoised + s_to * noise(x.shape)
         x = callback(i, x)
     return x
 

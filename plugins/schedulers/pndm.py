@@ -6,8 +6,6 @@ run warms up: with three pseudo Runge-Kutta steps (eq. 13, four network calls ea
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from paddiff.plugins.schedulers import schedules
 from paddiff.sampling import Sampler
@@ -42,7 +40,7 @@ def pndm_schedule(config: dict, steps: int):
     # t' of each step; the last has none (-T - 1 keeps its unused points below 0)
     following = np.append(timesteps[1:], -T - 1)
     mid = following + half
-    schedule = schedules.vp_schedule(
+    return schedules.vp_schedule(
         config,
         timesteps,
         end,
@@ -50,10 +48,8 @@ def pndm_schedule(config: dict, steps: int):
         corrector_from=schedules.vp_sigmas(config, following + k, end),
         prk_first=schedules.vp_sigmas(config, timesteps - half, end),
         prk_mid=schedules.vp_sigmas(config, mid, end),
+        prk_mid_timesteps=mid,  # the network's timestep at the Runge-Kutta midpoints
     )
-    # the network's timestep at the Runge-Kutta midpoints
-    midpoints = (schedules.vp_sigmas(config, mid[:-1], end), mid[:-1])
-    return dataclasses.replace(schedule, timestep_of_extra=midpoints)
 
 
 def plms(o):
@@ -79,14 +75,15 @@ def sample_pndm(
     corrector_from,
     prk_first,
     prk_mid,
+    prk_mid_timesteps,
     skip_prk_steps,
     prediction_type,
     **options,
 ):
-    def output(x, sigma):
+    def output(x, sigma, timestep=None):
         """The network's own output (eps, or v) at x, back from x0: PLMS combines those."""
         alpha, s = vp_coefficients(sigma)
-        x0 = model(x, sigma)
+        x0 = model(x, sigma, timestep)
         return (x - alpha * x0) / s if prediction_type == "epsilon" else (alpha * x - x0) / s
 
     def transfer(x, out, sigma, sigma_to):
@@ -105,9 +102,9 @@ def sample_pndm(
         if not skip_prk_steps and len(outputs) < 3 and i < last:
             # pseudo Runge-Kutta (eq. 13): three more calls, each from x
             x1 = transfer(x, out, sigmas[i], prk_first[i])
-            out1 = output(x1, prk_mid[i])
+            out1 = output(x1, prk_mid[i], prk_mid_timesteps[i])
             x2 = transfer(x, out1, sigmas[i], prk_mid[i])
-            out2 = output(x2, prk_mid[i])
+            out2 = output(x2, prk_mid[i], prk_mid_timesteps[i])
             x3 = transfer(x, out2, sigmas[i], sigmas[i + 1])
             out3 = output(x3, sigmas[i + 1])
             rk4 = 1 / 6 * out + 1 / 3 * out1 + 1 / 3 * out2 + 1 / 6 * out3
