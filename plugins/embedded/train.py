@@ -15,7 +15,8 @@ once, then trains a small UNet2DConditionModel and a small BERT text encoder joi
 denoising loss (Ho et al. 2020) on its linear beta schedule, with the v parametrisation of the
 target (Salimans & Ho 2022, as SD 2.x uses; `--prediction-type epsilon` gives eq. 14 of DDPM
 exactly); 10% of captions are replaced by "" so classifier-free guidance has an unconditional
-model to contrast with. A caption term (`caption_loss`) keeps shape, colour and background readable in the text features.
+model to contrast with. A caption term (`caption_loss`) keeps shape, colour and background
+readable in the text features.
 
 Why v: with noise prediction the loss hardly depends on the prompt. At large t the target is
 almost the noise itself whatever the caption, and at small t the image is visible in x_t; the
