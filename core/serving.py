@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from paddiff import images
 from PIL import Image, UnidentifiedImageError
 
 
@@ -225,30 +226,22 @@ def _open_image(source, name: str, max_pixels: int | None) -> Image.Image:
             f"{max_pixels} pixels"
         )
     try:
-        return image.convert("RGB")
+        image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise RequestError(f"'{name}' could not be decoded: {exc}") from None
+    return images.load_image(image, name)  # the library's one rule for modes (16-bit, alpha...)
 
 
 def load_image(image, name: str = "image") -> Image.Image:
     """What the Python API accepts as an image -> RGB PIL image.
 
-    A PIL image; a NumPy array (H, W[, C]) of uint8, or of floats in [0, 1]; a file path; or
-    base64 text / bytes (as sent over HTTP).
+    A PIL image, a NumPy array or a file path, by `paddiff.images.load_image`'s rules (uint8, or
+    floats in [0, 1], ...); or base64 text / bytes (as sent over HTTP).
     """
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.dtype != np.uint8:
-            array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255).round().astype(np.uint8)
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-            raise ValueError(f"'{name}' array must be HxW, HxWx3 or HxWx4, got {image.shape}")
-        return Image.fromarray(array).convert("RGB")
-    if isinstance(image, Path) or (isinstance(image, str) and os.path.isfile(image)):
-        return _open_image(str(image), name, None)
+    if isinstance(image, (Image.Image, np.ndarray, Path)) or (
+        isinstance(image, str) and os.path.isfile(image)
+    ):
+        return images.load_image(image, name)
     if isinstance(image, str) and "." in image and not image.startswith("data:"):
         # no base64 text holds a "."; this was meant as a file name
         raise FileNotFoundError(f"{name} file not found: {image}")
