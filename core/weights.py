@@ -49,7 +49,11 @@ __all__ = [
 WeightsFormatError = CheckpointFormatError
 
 TORCH, PADDLE = "torch", "paddle"  # Linear weights are [out, in] in torch, [in, out] in Paddle
+# The one list of weight-file suffixes: what `load_state_dict` reads, so also what the loader takes
+# as a single-file checkpoint (paddiff.loader) and what a folder's model hash covers
+# (paddiff.model_hash). Pickles are PyTorch's (.bin .ckpt .pt .pth) and Paddle's (.pdparams).
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pdparams")
+WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -173,8 +177,8 @@ def load_state_dict(path: str | Path, dtype: str | None = None) -> StateDict:
     if path.suffix in PICKLE_SUFFIXES:
         return _load_pickle(path, dtype)
     raise WeightsFormatError(
-        f"{path}: unknown weights format {path.suffix!r}; expected .safetensors or one of "
-        + ", ".join(PICKLE_SUFFIXES)
+        f"{path}: unknown weights format {path.suffix!r}; expected one of "
+        + ", ".join(WEIGHT_SUFFIXES)
     )
 
 
