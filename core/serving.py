@@ -190,11 +190,27 @@ def _scheduler(value, limits) -> str:
         raise RequestError(f"'scheduler' must be a scheduler name, got {value!r}")
     # With no list set, the pipeline itself checks the name (registered names and aliases).
     allowed = limits.allowed_schedulers
-    if allowed is not None and value not in allowed:
+    if allowed is not None and value not in allowed and not _same_scheduler(value, allowed):
         raise RequestError(
             f"scheduler {value!r} is not allowed; this server allows: {', '.join(allowed)}"
         )
     return value
+
+
+def _same_scheduler(value: str, allowed: tuple[str, ...]) -> bool:
+    """Whether `value` selects what an allowed name selects: compared after the library's one name
+    resolver, so "DPM++ 2M Karras" passes where "dpm++2m-karras" is allowed."""
+    from paddiff.registry import UnknownPluginError
+    from paddiff.scheduler_names import resolve_scheduler_name
+
+    def resolved(name: str):
+        try:
+            return resolve_scheduler_name(name)
+        except UnknownPluginError:
+            return None
+
+    wanted = resolved(value)
+    return wanted is not None and any(resolved(name) == wanted for name in allowed)
 
 
 def decode_image(data, name: str, limits: ServingLimits) -> Image.Image:
