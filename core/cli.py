@@ -14,27 +14,49 @@ import warnings
 
 import paddiff
 
-#: sub-command -> module with `add_arguments(parser)`, `run(args) -> int` and a `HELP` line.
+#: sub-command -> (module with `add_arguments(parser)` and `run(args) -> int`, help line). The help
+#: lines live here, not in the modules, so `paddiff --help` can list every command without
+#: importing any of them.
 COMMANDS = {
-    "plugins": "paddiff.commands.plugins",
-    "generate": "paddiff.commands.generate",
-    "img2img": "paddiff.commands.img2img",
-    "inpaint": "paddiff.commands.inpaint",
-    "export": "paddiff.commands.export",
+    "plugins": (
+        "paddiff.commands.plugins",
+        "list the installed components (plugins) and their status",
+    ),
+    "generate": ("paddiff.commands.generate", "generate images from a text prompt"),
+    "img2img": (
+        "paddiff.commands.img2img",
+        "generate images from an image and a text prompt",
+    ),
+    "inpaint": (
+        "paddiff.commands.inpaint",
+        "repaint the masked part of an image guided by a text prompt",
+    ),
+    "export": (
+        "paddiff.commands.export",
+        "export a model's networks to Paddle Inference programs (the static fast path)",
+    ),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of `command` only (the one sub-command module imported)."""
     parser = argparse.ArgumentParser(
         prog="paddiff",
         description="Text-to-image diffusion on PaddlePaddle.",
     )
     parser.add_argument("--version", action="version", version=f"paddiff {paddiff.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.add_arguments(commands.add_parser(name, help=module.HELP, description=module.HELP))
+    for name, (module_name, help_line) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_line, description=help_line)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(sub)
     return parser
+
+
+def _command_in(argv: list[str]) -> str | None:
+    # The top-level parser has only flags (-h, --version), so the first word that is not a flag
+    # names the sub-command; anything else is left for argparse to reject.
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def _show_one_line(message, category, filename, lineno, file=None, line=None) -> None:
@@ -43,7 +65,8 @@ def _show_one_line(message, category, filename, lineno, file=None, line=None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

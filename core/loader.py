@@ -21,7 +21,7 @@ from typing import Any
 
 from paddiff.registry import Registry, default_registry
 from paddiff.weights import (
-    PICKLE_SUFFIXES,
+    WEIGHT_SUFFIXES,
     load_component_weights,
     load_state_dict,
     save_state_dict,
@@ -34,7 +34,7 @@ COMPONENTS = {
     "text_encoder": ("text_encoder", "text_encoders"),
 }
 SCHEDULER = ("scheduler", "schedulers")
-CHECKPOINT_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
+CHECKPOINT_SUFFIXES = WEIGHT_SUFFIXES  # a single file is a checkpoint if load_state_dict reads it
 # the class a single-file checkpoint's part is loaded with, unless overridden
 SINGLE_FILE_CLASSES = {
     "denoiser": "UNet2DConditionModel",

@@ -11,7 +11,8 @@ import functools
 import hashlib
 from pathlib import Path
 
-WEIGHT_SUFFIXES = {".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".pdparams"}
+from paddiff.weights import WEIGHT_SUFFIXES  # the files the loader reads are the ones hashed
+
 _CHUNK = 1 << 20
 
 

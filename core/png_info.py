@@ -122,39 +122,9 @@ def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False) if any(c in text for c in ',:\n"') else text
 
 
-#: diffusers scheduler class -> WebUI's sampler name, where paddiff.scheduler_names has none.
-_WEBUI_SAMPLERS = {
-    "DDIMScheduler": "DDIM",
-    "PNDMScheduler": "PLMS",
-    "DDPMScheduler": "DDPM",
-    "LMSDiscreteScheduler": "LMS",
-    "EulerDiscreteScheduler": "Euler",
-    "HeunDiscreteScheduler": "Heun",
-    "KDPM2DiscreteScheduler": "DPM2",
-    "UniPCMultistepScheduler": "UniPC",
-    "DEISMultistepScheduler": "DEIS",
-    "LCMScheduler": "LCM",
-}
-
-
 def sampler_label(class_name: str, config: dict) -> str:
-    """WebUI's name for a scheduler and its config ("DPM++ 2M Karras"), or the class name.
+    """WebUI's name for a scheduler and its config ("DPM++ 2M Karras"), or the class name; the
+    names come from the one table of scheduler names, `paddiff.scheduler_names.ALIASES`."""
+    from paddiff.scheduler_names import webui_name
 
-    The WebUI spellings come from `paddiff.scheduler_names.ALIASES`: of the entries for this
-    class whose options the config has, the most specific one that has a WebUI-style name.
-    """
-    from paddiff.scheduler_names import ALIASES
-
-    matches = [
-        (len(options), names)
-        for names, target, options in ALIASES
-        if target == class_name and all(config.get(k) == v for k, v in options.items())
-    ]
-    for _, names in sorted(matches, key=lambda match: -match[0]):
-        webui = [name for name in names if " " in name]
-        if webui:
-            return webui[0]
-    label = _WEBUI_SAMPLERS.get(class_name, class_name)
-    if config.get("use_karras_sigmas"):
-        label += " Karras"
-    return label
+    return webui_name(class_name, config) or class_name

@@ -7,7 +7,10 @@ Case, spaces, underscores and hyphens do not matter. The WebUI mapping follows d
 documented table of A1111 / k-diffusion names ("Schedulers" overview); "Karras" means
 `use_karras_sigmas=True`.
 
-This module is data plus two functions; it imports no plugin (listing stays fast).
+It is also the one place that maps back: `webui_name` gives the WebUI spelling of a scheduler and
+its config, which image metadata's "Sampler" field uses (paddiff.png_info).
+
+This module is data plus a few functions; it imports no plugin (listing stays fast).
 """
 
 from __future__ import annotations
@@ -23,21 +26,22 @@ DPM_2M_SDE = {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}
 DPM_3M_SDE = {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}
 
 #: (names, registry name, options). The first name is the canonical short alias shown in
-#: `paddiff plugins list`; the others are spellings users bring from WebUIs and papers.
+#: `paddiff plugins list`; the others are spellings users bring from WebUIs and papers. The one
+#: with capitals, where WebUI has the sampler, is WebUI's own spelling (see `webui_name`).
 ALIASES: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
-    (("ddpm",), "DDPMScheduler", {}),
-    (("ddim",), "DDIMScheduler", {}),
+    (("ddpm", "DDPM"), "DDPMScheduler", {}),
+    (("ddim", "DDIM"), "DDIMScheduler", {}),
     (("pndm",), "PNDMScheduler", {}),
-    (("plms",), "PNDMScheduler", {"skip_prk_steps": True}),
-    (("lms",), "LMSDiscreteScheduler", NOT_KARRAS),
-    (("lms-karras",), "LMSDiscreteScheduler", KARRAS),
-    (("euler",), "EulerDiscreteScheduler", NOT_KARRAS),
-    (("euler-karras",), "EulerDiscreteScheduler", KARRAS),
+    (("plms", "PLMS"), "PNDMScheduler", {"skip_prk_steps": True}),
+    (("lms", "LMS"), "LMSDiscreteScheduler", NOT_KARRAS),
+    (("lms-karras", "LMS Karras"), "LMSDiscreteScheduler", KARRAS),
+    (("euler", "Euler"), "EulerDiscreteScheduler", NOT_KARRAS),
+    (("euler-karras", "Euler Karras"), "EulerDiscreteScheduler", KARRAS),
     (("euler-a", "euler-ancestral", "Euler a"), "EulerAncestralDiscreteScheduler", {}),
-    (("heun",), "HeunDiscreteScheduler", NOT_KARRAS),
-    (("heun-karras",), "HeunDiscreteScheduler", KARRAS),
-    (("dpm2",), "KDPM2DiscreteScheduler", NOT_KARRAS),
-    (("dpm2-karras",), "KDPM2DiscreteScheduler", KARRAS),
+    (("heun", "Heun"), "HeunDiscreteScheduler", NOT_KARRAS),
+    (("heun-karras", "Heun Karras"), "HeunDiscreteScheduler", KARRAS),
+    (("dpm2", "DPM2"), "KDPM2DiscreteScheduler", NOT_KARRAS),
+    (("dpm2-karras", "DPM2 Karras"), "KDPM2DiscreteScheduler", KARRAS),
     (("dpm2-a", "DPM2 a", "dpm2-ancestral"), "KDPM2AncestralDiscreteScheduler", NOT_KARRAS),
     (("dpm2-a-karras", "DPM2 a Karras"), "KDPM2AncestralDiscreteScheduler", KARRAS),
     (
@@ -62,10 +66,11 @@ ALIASES: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     # DPMSolverSDEScheduler, which needs torchsde's Brownian tree)
     (("dpm++sde", "DPM++ SDE", "dpm-singlestep"), "DPMSolverSinglestepScheduler", NOT_KARRAS),
     (("dpm++sde-karras", "DPM++ SDE Karras"), "DPMSolverSinglestepScheduler", KARRAS),
-    (("unipc", "uni-pc"), "UniPCMultistepScheduler", NOT_KARRAS),
-    (("unipc-karras",), "UniPCMultistepScheduler", KARRAS),
-    (("deis",), "DEISMultistepScheduler", NOT_KARRAS),
-    (("lcm",), "LCMScheduler", {}),
+    (("unipc", "uni-pc", "UniPC"), "UniPCMultistepScheduler", NOT_KARRAS),
+    (("unipc-karras", "UniPC Karras"), "UniPCMultistepScheduler", KARRAS),
+    (("deis", "DEIS"), "DEISMultistepScheduler", NOT_KARRAS),
+    (("deis-karras", "DEIS Karras"), "DEISMultistepScheduler", KARRAS),
+    (("lcm", "LCM"), "LCMScheduler", {}),
 ]
 
 
@@ -82,6 +87,21 @@ _BY_KEY = {
 def aliases_for(registry_name: str) -> list[str]:
     """The canonical short aliases that select `registry_name` (for listings)."""
     return [names[0] for names, target, _ in ALIASES if target == registry_name]
+
+
+def webui_name(registry_name: str, config: dict) -> str | None:
+    """WebUI's spelling for a scheduler and its config ("DPM++ 2M Karras"), or None if it has none:
+    of the entries for `registry_name` whose options the config has, the most specific one's."""
+    matches = [
+        (len(options), names)
+        for names, target, options in ALIASES
+        if target == registry_name and all(config.get(k) == v for k, v in options.items())
+    ]
+    for _, names in sorted(matches, key=lambda match: -match[0]):
+        webui = [name for name in names if name != name.lower()]
+        if webui:
+            return webui[0]
+    return None
 
 
 def resolve_scheduler_name(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from paddiff import images
 from PIL import Image, UnidentifiedImageError
 
 
@@ -189,11 +190,27 @@ def _scheduler(value, limits) -> str:
         raise RequestError(f"'scheduler' must be a scheduler name, got {value!r}")
     # With no list set, the pipeline itself checks the name (registered names and aliases).
     allowed = limits.allowed_schedulers
-    if allowed is not None and value not in allowed:
+    if allowed is not None and value not in allowed and not _same_scheduler(value, allowed):
         raise RequestError(
             f"scheduler {value!r} is not allowed; this server allows: {', '.join(allowed)}"
         )
     return value
+
+
+def _same_scheduler(value: str, allowed: tuple[str, ...]) -> bool:
+    """Whether `value` selects what an allowed name selects: compared after the library's one name
+    resolver, so "DPM++ 2M Karras" passes where "dpm++2m-karras" is allowed."""
+    from paddiff.registry import UnknownPluginError
+    from paddiff.scheduler_names import resolve_scheduler_name
+
+    def resolved(name: str):
+        try:
+            return resolve_scheduler_name(name)
+        except UnknownPluginError:
+            return None
+
+    wanted = resolved(value)
+    return wanted is not None and any(resolved(name) == wanted for name in allowed)
 
 
 def decode_image(data, name: str, limits: ServingLimits) -> Image.Image:
@@ -225,30 +242,22 @@ def _open_image(source, name: str, max_pixels: int | None) -> Image.Image:
             f"{max_pixels} pixels"
         )
     try:
-        return image.convert("RGB")
+        image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise RequestError(f"'{name}' could not be decoded: {exc}") from None
+    return images.load_image(image, name)  # the library's one rule for modes (16-bit, alpha...)
 
 
 def load_image(image, name: str = "image") -> Image.Image:
     """What the Python API accepts as an image -> RGB PIL image.
 
-    A PIL image; a NumPy array (H, W[, C]) of uint8, or of floats in [0, 1]; a file path; or
-    base64 text / bytes (as sent over HTTP).
+    A PIL image, a NumPy array or a file path, by `paddiff.images.load_image`'s rules (uint8, or
+    floats in [0, 1], ...); or base64 text / bytes (as sent over HTTP).
     """
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.dtype != np.uint8:
-            array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255).round().astype(np.uint8)
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-            raise ValueError(f"'{name}' array must be HxW, HxWx3 or HxWx4, got {image.shape}")
-        return Image.fromarray(array).convert("RGB")
-    if isinstance(image, Path) or (isinstance(image, str) and os.path.isfile(image)):
-        return _open_image(str(image), name, None)
+    if isinstance(image, (Image.Image, np.ndarray, Path)) or (
+        isinstance(image, str) and os.path.isfile(image)
+    ):
+        return images.load_image(image, name)
     if isinstance(image, str) and "." in image and not image.startswith("data:"):
         # no base64 text holds a "."; this was meant as a file name
         raise FileNotFoundError(f"{name} file not found: {image}")

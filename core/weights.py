@@ -5,7 +5,10 @@
 - `load_component_weights(folder)`: the weights of one component folder (`unet/`, `vae/`,
   `text_encoder/`), whatever diffusers, transformers, ppdiffusers or paddlenlp named them, sharded
   or not, with fp16 variants.
-- `save_state_dict(state, path)`: a `.safetensors` file (what `save_pretrained` writes).
+- `save_state_dict(state, path)`: paddiff's one `.safetensors` writer. Every component's
+  `save_pretrained` writes its weights with it (through `plugins/nn/component_io.save_component`),
+  and so do the loader (converted single files for plugins that only read folders), the test
+  helpers and the benchmarks.
 
 Both loaders return a `StateDict`: a read-only mapping whose values are read from disk when they
 are looked up, one tensor at a time, so that a loader copying tensors into a model one by one
@@ -46,7 +49,11 @@ __all__ = [
 WeightsFormatError = CheckpointFormatError
 
 TORCH, PADDLE = "torch", "paddle"  # Linear weights are [out, in] in torch, [in, out] in Paddle
+# The one list of weight-file suffixes: what `load_state_dict` reads, so also what the loader takes
+# as a single-file checkpoint (paddiff.loader) and what a folder's model hash covers
+# (paddiff.model_hash). Pickles are PyTorch's (.bin .ckpt .pt .pth) and Paddle's (.pdparams).
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pdparams")
+WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -170,8 +177,8 @@ def load_state_dict(path: str | Path, dtype: str | None = None) -> StateDict:
     if path.suffix in PICKLE_SUFFIXES:
         return _load_pickle(path, dtype)
     raise WeightsFormatError(
-        f"{path}: unknown weights format {path.suffix!r}; expected .safetensors or one of "
-        + ", ".join(PICKLE_SUFFIXES)
+        f"{path}: unknown weights format {path.suffix!r}; expected one of "
+        + ", ".join(WEIGHT_SUFFIXES)
     )
 
 
@@ -323,8 +330,12 @@ def save_state_dict(
     to {"format": "pt"}, which diffusers and transformers expect of torch-layout files.
     """
     path = Path(path)
+    metadata = dict(metadata or {"format": "pt"})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        # The format allows only strings here; other readers refuse a file with anything else.
+        raise ValueError(f"safetensors metadata must map str to str, got {metadata!r}")
     specs = {key: _spec(state, key) for key in state}
-    header: dict = {"__metadata__": dict(metadata or {"format": "pt"})}
+    header: dict = {"__metadata__": metadata}
     offset = 0
     for key, (shape, dtype) in specs.items():
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -340,7 +351,8 @@ def save_state_dict(
             array = np.ascontiguousarray(state[key], dtype=dtype.newbyteorder("<"))
             if array.shape != shape:
                 raise ValueError(f"tensor {key!r} changed shape while saving")
-            f.write(memoryview(array).cast("B"))
+            if array.size:  # memoryview cannot cast an empty array; it has no bytes anyway
+                f.write(memoryview(array).cast("B"))
     os.replace(partial, path)
 
 

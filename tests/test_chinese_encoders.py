@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import paddiff
 import pytest
-from safetensors.numpy import load_file, save_file
+from paddiff.weights import save_state_dict
+from safetensors.numpy import load_file
 
 FIXTURES = Path(__file__).parent / "fixtures" / "chinese"
 SD1 = Path(__file__).parent / "fixtures" / "sd" / "sd1"  # the models area's tiny SD 1.x
@@ -120,7 +121,7 @@ def test_missing_unexpected_and_misshaped_weights_are_named(tmp_path):
     state["roberta.encoder.layer.0.extra.weight"] = np.zeros(3, np.float32)
     state["roberta.embeddings.word_embeddings.weight"] = np.zeros((5, 32), np.float32)
     state["roberta.pooler.dense.bias"] = np.zeros(32, np.float32)  # known and unused: ignored
-    save_file(state, str(weights))
+    save_state_dict(state, weights)
     with pytest.raises(ValueError) as error:
         load(model)
     message = str(error.value)

@@ -12,7 +12,8 @@ from paddiff.plugins.denoisers.unet import UNet2DConditionModel
 from paddiff.plugins.nn.state_dict import StateDictMismatchError
 from paddiff.plugins.text_encoders.clip import CLIPTextModel, to_network_keys
 from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
-from safetensors.numpy import load_file, save_file
+from paddiff.weights import save_state_dict
+from safetensors.numpy import load_file
 
 SD1 = Path(__file__).parent / "fixtures" / "sd" / "sd1"
 COMPONENTS = {
@@ -60,7 +61,7 @@ def test_missing_key_names_the_file_and_the_key(tmp_path):
     weights = folder / "diffusion_pytorch_model.safetensors"
     state = load_file(str(weights))
     del state["mid_block.resnets.1.conv2.weight"]
-    save_file(state, str(weights))
+    save_state_dict(state, weights)
     with pytest.raises(StateDictMismatchError) as info:
         UNet2DConditionModel.from_pretrained(folder)
     message = str(info.value)
@@ -74,7 +75,7 @@ def test_wrong_shape_and_unexpected_key_are_reported(tmp_path):
     state = load_file(str(weights))
     state["quant_conv.weight"] = np.zeros((8, 8, 3, 3), np.float32)
     state["encoder.extra.weight"] = np.zeros(3, np.float32)
-    save_file(state, str(weights))
+    save_state_dict(state, weights)
     with pytest.raises(StateDictMismatchError) as info:
         AutoencoderKL.from_pretrained(folder)
     message = str(info.value)
@@ -89,7 +90,7 @@ def test_linear_weights_are_checked_in_torch_layout(tmp_path):
     state = load_file(str(weights))
     key = "encoder.layers.0.mlp.fc1.weight"  # torch layout (64, 32)
     state[key] = np.ascontiguousarray(state[key].T)
-    save_file(state, str(weights))
+    save_state_dict(state, weights)
     with pytest.raises(StateDictMismatchError, match="mlp.fc1.weight: file \\(32, 64\\)"):
         CLIPTextModel.from_pretrained(folder)
 

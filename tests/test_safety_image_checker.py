@@ -132,14 +132,15 @@ def test_missing_weights_folder_is_a_clear_error(tmp_path):
 
 
 def test_weights_that_do_not_fit_name_the_keys(tmp_path):
-    from safetensors.numpy import load_file, save_file
+    from paddiff.weights import save_state_dict
+    from safetensors.numpy import load_file
 
     folder = tmp_path / "safety_checker"
     shutil.copytree(CHECKER, folder)
     state = load_file(str(CHECKER / "model.safetensors"))
     state.pop("visual_projection.weight")
     state["extra.weight"] = np.zeros(3, np.float32)
-    save_file(state, str(folder / "model.safetensors"))
+    save_state_dict(state, folder / "model.safetensors")
     with pytest.raises(
         ValueError, match=r"missing \['visual_projection.weight'\].*\['extra.weight'\]"
     ):
@@ -149,7 +150,8 @@ def test_weights_that_do_not_fit_name_the_keys(tmp_path):
 def test_nested_checkpoint_keys_load_too(tmp_path, checker):
     """SD's published checkpoints nest the tower (vision_model.vision_model.*) and carry
     position_ids; transformers 5 saves it flat. Both load to the same network."""
-    from safetensors.numpy import load_file, save_file
+    from paddiff.weights import save_state_dict
+    from safetensors.numpy import load_file
 
     folder = tmp_path / "sd" / "safety_checker"
     shutil.copytree(CHECKER, folder)
@@ -158,7 +160,7 @@ def test_nested_checkpoint_keys_load_too(tmp_path, checker):
         ("vision_model." + k if k.startswith("vision_model.") else k): v for k, v in state.items()
     }
     nested["vision_model.vision_model.embeddings.position_ids"] = np.arange(17)[None]
-    save_file(nested, str(folder / "model.safetensors"))
+    save_state_dict(nested, folder / "model.safetensors")
     other = StableDiffusionSafetyChecker.from_config(
         {
             "weights": str(folder),

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HELP = "export a model's networks to Paddle Inference programs (the static fast path)"
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", type=Path, help="model folder or single-file checkpoint")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from paddiff.commands.generation_options import add_common_arguments, run_generation
 
-HELP = "repaint the masked part of an image guided by a text prompt"
-
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, strength_default=1.0)

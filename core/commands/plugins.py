@@ -7,7 +7,7 @@ import json
 from paddiff import registry
 from paddiff.scheduler_names import aliases_for
 
-HELP = "list the installed components (plugins) and their status"
+HELP = "list the installed components (plugins) and their status"  # for `plugins list`
 
 
 def add_arguments(parser) -> None:

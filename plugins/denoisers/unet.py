@@ -249,7 +249,11 @@ class UNet2DConditionModel(Denoiser):
 
     def use_execution(self, mode: str, cache=None) -> None:
         """ "static" runs an exported program (exported on first use into `cache`), "dynamic"
-        Paddle's dynamic graph, "auto" static unless the export fails."""
+        Paddle's dynamic graph. "auto" (also what None or $PADDIFF_EXECUTION resolve to) exports
+        only networks of at least 10 M parameters (`AUTO_STATIC_MIN_PARAMETERS`: below that,
+        oneDNN's per-call costs outweigh its gains, so e.g. the embedded model's UNet stays
+        dynamic), and falls back to the dynamic graph, with a warning, when the export fails or
+        free memory is under 1.25x the program's weights (oneDNN holds a second copy)."""
         set_execution([self.runner], mode, cache)
 
     def __call__(self, latents, timestep, conditioning):

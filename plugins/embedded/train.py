@@ -1,18 +1,22 @@
-"""Train the embedded model from scratch on the procedural dataset, in two stages, then export it.
+"""Train the embedded model from scratch on the procedural dataset, in four stages.
 
-    python -m paddiff.plugins.embedded.train vae    --work /work/embedded-train
-    python -m paddiff.plugins.embedded.train unet   --work /work/embedded-train
-    python -m paddiff.plugins.embedded.train export --work /work/embedded-train
+    python -m paddiff.plugins.embedded.train vae     --work /work/embedded-train
+    python -m paddiff.plugins.embedded.train decoder --work /work/embedded-train
+    python -m paddiff.plugins.embedded.train unet    --work /work/embedded-train
+    python -m paddiff.plugins.embedded.train export  --work /work/embedded-train
 
 The networks are paddiff's own plugin classes (AutoencoderKL, UNet2DConditionModel, BertModel),
 trained through their `.net` Paddle layers, so the exported folder is loaded by the same loader and
-pipeline as any Stable Diffusion model. Stage 1 (`vae`) fits a small AutoencoderKL (64x64x3 -> 16x16x4) with a reconstruction loss and a
-small KL term. Stage 2 (`unet`) encodes a fixed set of renderings once, then trains a small
-UNet2DConditionModel and a small BERT text encoder jointly with DDPM's denoising loss (Ho et al.
-2020) on its linear beta schedule, with the v parametrisation of the target (Salimans & Ho 2022,
-as SD 2.x uses; `--prediction-type epsilon` gives eq. 14 of DDPM exactly); 10% of captions are
-replaced by "" so classifier-free guidance has an unconditional model to contrast with. A
-caption term (`caption_loss`) keeps shape, colour and background readable in the text features.
+pipeline as any Stable Diffusion model. Stage 1 (`vae`) fits a small AutoencoderKL
+(64x64x3 -> 16x16x4) with a reconstruction loss and a small KL term. Stage 2 (`decoder`, optional)
+continues the decoder alone on the frozen encoder's latents, so images get sharper without
+changing the latent space the UNet learns on. Stage 3 (`unet`) encodes a fixed set of renderings
+once, then trains a small UNet2DConditionModel and a small BERT text encoder jointly with DDPM's
+denoising loss (Ho et al. 2020) on its linear beta schedule, with the v parametrisation of the
+target (Salimans & Ho 2022, as SD 2.x uses; `--prediction-type epsilon` gives eq. 14 of DDPM
+exactly); 10% of captions are replaced by "" so classifier-free guidance has an unconditional
+model to contrast with. A caption term (`caption_loss`) keeps shape, colour and background
+readable in the text features.
 
 Why v: with noise prediction the loss hardly depends on the prompt. At large t the target is
 almost the noise itself whatever the caption, and at small t the image is visible in x_t; the
@@ -20,13 +24,15 @@ colours and the shape the caption names matter only in a narrow middle band. A r
 targets still ignored its prompts after 2,500 steps (the loss with and without the caption
 differed by 1-2%, all images wrong); v = sqrt(a) eps - sqrt(1 - a) x_0 tends to -x_0 at large t,
 where only the caption can say what x_0 is, and the same data gave correct backgrounds after
-1,000 steps. `export` writes the model
-folder in diffusers layout (model_index.json, unet/, vae/, text_encoder/ and tokenizer/ in Taiyi's
-BERT layout, scheduler/).
+1,000 steps. Stage 4 (`export`) writes the model folder in diffusers layout (model_index.json,
+unet/, vae/ from the decoder stage if it ran, text_encoder/ and tokenizer/ in Taiyi's BERT layout,
+scheduler/).
 
-Every random draw of step k comes from `np.random.default_rng([seed, stage, k])`, so a run that is
-stopped and resumed from a checkpoint sees the same batches as one that never stopped. Running the
-same command again resumes from the newest checkpoint in the work folder.
+Every random draw of step k comes from `np.random.default_rng([seed, stream, k])`, so a run that is
+stopped and resumed from a checkpoint sees the same batches as one that never stopped. The streams
+are 1 (`vae`), 2 (`unet`) and 3 (`decoder`): numbered in the order the stages were written, and
+kept so that retraining reproduces the shipped weights. Running the same command again resumes
+from the newest checkpoint in the work folder.
 """
 
 from __future__ import annotations
@@ -292,7 +298,7 @@ def to_model_range(images: np.ndarray) -> np.ndarray:
 
 
 def train_vae(args, decoder_only: bool = False) -> None:
-    """Stage 1, or with decoder_only its continuation: the encoder (and so the latents stage 2
+    """Stage 1, or with decoder_only its continuation: the encoder (and so the latents the UNet
     learns on) is frozen at the newest `vae` checkpoint, and only the decoder keeps learning."""
     paddle = setup_paddle(args.threads)
     from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
@@ -371,8 +377,8 @@ def encode_training_set(paddle, work: Path, count: int) -> tuple[list, np.ndarra
     """Latent means of `count` training renderings, cached in the work folder, and the scaling
     factor 1 / std that brings them to unit variance (as SD's 0.18215 does for its VAE).
 
-    The first call pins the VAE checkpoint in `unet/vae-checkpoint.txt`: stage 2 and the export
-    keep using that encoder even if stage 1 later writes newer checkpoints."""
+    The first call pins the VAE checkpoint in `unet/vae-checkpoint.txt`: the unet and export
+    stages keep using that encoder even if the vae stage later writes newer checkpoints."""
     pin = work / "unet" / "vae-checkpoint.txt"
     if pin.exists():
         vae, checkpoint = load_vae(paddle, work, checkpoint=work / "vae" / pin.read_text().strip())
@@ -408,7 +414,7 @@ def dataset_digest() -> str:
     return digest.hexdigest()[:10]
 
 
-# -- stage 2: UNet and text encoder ----------------------------------------------------------
+# -- stage 3: UNet and text encoder ----------------------------------------------------------
 
 
 def training_alphas_cumprod() -> np.ndarray:
@@ -693,7 +699,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--kl-weight", type=float, default=1e-4)
-    parser.add_argument("--images", type=int, default=8000, help="renderings for stage 2")
+    parser.add_argument("--images", type=int, default=8000, help="renderings for the unet stage")
     parser.add_argument(
         "--prediction-type",
         choices=["epsilon", "v_prediction"],

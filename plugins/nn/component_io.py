@@ -28,10 +28,10 @@ def load_component_weights(folder: str | Path, variant: str | None = None):
 
 def save_component(folder: str | Path, config: dict, state: dict, weights_name: str) -> None:
     """Write config.json and a safetensors file as diffusers' save_pretrained does."""
-    from safetensors.numpy import save_file
+    from paddiff.weights import save_state_dict  # paddiff's one .safetensors writer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     (folder / "config.json").write_text(text, encoding="utf-8")
-    save_file(state, str(folder / weights_name), metadata={"format": "pt"})
+    save_state_dict(state, folder / weights_name, metadata={"format": "pt"})
