@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paddiff.convert.legacy_names import OLD_VAE_ATTENTION
+from paddiff.convert.original_sd import convert_checkpoint
 from paddiff.loader import load_components, save_components
-from paddiff.plugins.convert.legacy_names import OLD_VAE_ATTENTION
-from paddiff.plugins.convert.original_sd import convert_checkpoint
 from paddiff.registry import Registry, UnknownPluginError
 from paddiff.weights import (
     StateDict,
@@ -332,7 +332,7 @@ def _original(name):
 
 def test_sd_sized_head_counts_are_inferred():
     # SD 2.x: 1024-wide context -> 64-channel heads; SD 1.x -> 8 heads everywhere
-    from paddiff.plugins.convert.original_unet import unet_config
+    from paddiff.convert.original_unet import unet_config
 
     shapes = {
         "input_blocks.0.0.weight": (320, 4, 3, 3),

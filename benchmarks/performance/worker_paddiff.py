@@ -14,7 +14,7 @@ import numpy as np
 import paddiff
 import paddle
 import workloads as w
-from paddiff.loader import set_execution
+from paddiff.execution import set_execution
 from paddiff.plugins.denoisers.unet import UNet2DConditionModel
 from paddiff.plugins.schedulers.ddim import DDIMScheduler
 from paddiff.plugins.text_encoders.clip import CLIPTextModel

@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from paddiff.plugins.inference.export import program_files
-from paddiff.plugins.inference.heap import reusing_heap
+from paddiff.execution.export import program_files
+from paddiff.execution.heap import reusing_heap
 from paddle import inference
 
 
