@@ -146,7 +146,7 @@ def test_import_paddiff_stays_cheap_and_the_api_loads_on_first_use():
     code = (
         "import sys, paddiff\n"
         "assert 'numpy' not in sys.modules and 'paddle' not in sys.modules, sorted(sys.modules)\n"
-        "assert paddiff.load_pipeline.__module__ == 'paddiff.pipeline'\n"
+        "assert paddiff.load_pipeline.__module__ == 'paddiff.loader'\n"
         "assert issubclass(paddiff.ValidationError, ValueError)\n"
         "assert 'paddle' not in sys.modules\n"
     )

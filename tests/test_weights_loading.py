@@ -401,7 +401,7 @@ def test_single_file_without_a_tokenizer_gets_sd_clip_tokenizer(name, pad_id, re
 
 
 def test_single_file_with_a_cut_vocabulary_asks_for_its_tokenizer(registry):
-    with pytest.raises(ValueError, match="1514-token vocabulary, not CLIP's 49408.*--tokenizer"):
+    with pytest.raises(ValueError, match="1514-token vocabulary, not the 49408.*--tokenizer"):
         load_components(WEIGHTS / "sd1.ckpt", registry=registry)
     # a config folder's own tokenizer/ is used when no tokenizer is given
     components = load_components(WEIGHTS / "sd1.ckpt", registry=registry, config=SD / "sd1")
