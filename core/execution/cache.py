@@ -49,7 +49,7 @@ def fingerprint(layer: paddle.nn.Layer, settings: dict | None = None) -> str:
     digest.update(json.dumps(settings or {}, sort_keys=True, default=str).encode())
     for name, param in layer.state_dict().items():
         digest.update(f"{name}{list(param.shape)}{param.dtype}".encode())
-        if not param._is_initialized():  # released to an exported program by another runner
+        if not param._is_initialized():  # released to an exported program by another Network
             continue
         flat = param.reshape([-1])
         step = max(1, flat.shape[0] // 4096)
@@ -118,4 +118,5 @@ class ExportCache:
     def predictor(
         self, layer: paddle.nn.Layer, model_key: str, component: str, specs: list[InputSpec]
     ):
+        """The loaded program for this key (exported first if the cache has none)."""
         return self.load(self.program(layer, model_key, component, specs))

@@ -1,4 +1,5 @@
-"""Run an exported program with Paddle Inference (oneDNN on CPU, GPU where Paddle has one)."""
+"""Run an exported program with Paddle Inference (oneDNN on CPU, GPU where Paddle has one): the
+built-in runtime back end (`runtimes.py`), and the precision and thread settings it runs with."""
 
 from __future__ import annotations
 
