@@ -65,7 +65,7 @@ def ids(length: int, pad: int, vocab: int = 1000) -> np.ndarray:
 def paddiff_times() -> None:
     import tempfile
 
-    from paddiff.plugins.inference.cache import ExportCache
+    from paddiff.execution.cache import ExportCache
     from paddiff.plugins.text_encoders.bert import BertModel, attention_bias
     from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
     from paddiff.plugins.text_encoders.xlm_roberta import RobertaSeriesModelWithTransformation

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import paddle
 import paddle.nn.functional as F
-from paddiff.plugins.inference.export import InputSpec, export_layer, program_files
-from paddiff.plugins.inference.heap import reusing_heap
-from paddiff.plugins.inference.predictor import default_threads
+from paddiff.execution.export import InputSpec, export_layer, program_files
+from paddiff.execution.heap import reusing_heap
+from paddiff.execution.predictor import default_threads
 from paddle import inference
 
 

@@ -22,8 +22,8 @@ import statistics
 import time
 
 import numpy as np
-from paddiff.plugins.inference.heap import reusing_heap
-from paddiff.plugins.inference.predictor import default_threads, onednn_shapes
+from paddiff.execution.heap import reusing_heap
+from paddiff.execution.predictor import default_threads, onednn_shapes
 
 
 def parse_input(text: str, rng: np.random.Generator) -> np.ndarray:

@@ -31,7 +31,7 @@ from paddiff.registry import (  # noqa: E402
 
 #: The generation API: name -> module, imported on first use (see __getattr__ below).
 _LAZY = {
-    "load_pipeline": "paddiff.pipeline",
+    "load_pipeline": "paddiff.loader",
     "Pipeline": "paddiff.pipeline",
     "GenerationResult": "paddiff.results",
     "StepInfo": "paddiff.results",

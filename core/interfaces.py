@@ -34,6 +34,11 @@ class Component(ABC):  # noqa: B024 (a marker base; the interfaces below are abs
     present, so the plugin gets every weight format, fp16 variants and converted single-file
     checkpoints for free; otherwise it calls `from_pretrained(folder, **options)`. Options the
     loader passes: `prediction_type` (denoisers), `tokenizer_path` (text encoders).
+
+    Optional for any component that runs Paddle networks: a method `networks()` returning the
+    `paddiff.execution.Network`s it calls. That is all a component says about execution;
+    `paddiff.execution.set_execution` then runs them in the dynamic graph or as exported
+    programs, as the user's `execution=` / `precision=` options ask.
     """
 
     #: Methods the registry checks for when it loads a plugin of this kind.

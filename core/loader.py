@@ -1,21 +1,26 @@
-"""A model location -> component instances: `load_components` and its inverse `save_components`.
+"""A model location -> component instances (`load_components`, and `load_pipeline` on top of it),
+and the inverse, `save_components`.
 
 Locations:
 - a folder with `model_index.json`: diffusers, ppdiffusers (`model_state.pdparams`, Paddle
   layout) or paddiff's own `save_components` output. The index names each component's class
   (`["diffusers", "UNet2DConditionModel"]`); the class is looked up in the registry by that name.
 - a single-file checkpoint (`.safetensors`, `.ckpt`, ...) in the original CompVis / A1111 layout,
-  converted in memory by `paddiff.plugins.convert.original_sd`.
+  converted in memory by `paddiff.convert.original_sd`.
+- nothing (`load_pipeline()`): the embedded default model, the folder that the `paddiff.models`
+  entry point `embedded` returns (paddiff's own package registers it).
 
 Component classes are built with `from_state_dict(config, state, source=..., **options)` when
 they have it (weights then come from `paddiff.weights`, in any format or variant), otherwise
-with `from_pretrained(folder, **options)`.
+with `from_pretrained(folder, **options)`. How their networks run is `paddiff.execution`'s
+business: the loader only hands the execution options to `set_execution`.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +75,16 @@ def load_components(
     tokenizer: the tokenizer folder (folders default to their `tokenizer/`; single files carry
                none and default to the `config` folder's `tokenizer/`, else to SD's CLIP
                tokenizer built from the vocabulary paddiff ships).
-    execution: "auto" (default; or $PADDIFF_EXECUTION), "static" or "dynamic": how components
-               that support it (`use_execution`) run. Static runs programs exported on first
+    execution: "auto" (default; or $PADDIFF_EXECUTION), "static" or "dynamic": how the networks
+               that components declare (`networks()`) run. Static runs programs exported on first
                use into `cache_dir` (default $PADDIFF_CACHE_DIR or ~/.cache/paddiff/exported)
                with Paddle Inference; "auto" is static with a fall-back to the dynamic graph for
                a network that cannot be exported. Dynamic is for training and debugging.
     precision: "fp32" (default; or $PADDIFF_PRECISION) or "bf16": the arithmetic of exported
                programs ("bf16" needs AVX512-BF16 or AMX; see docs/performance.md).
     """
-    from paddiff.plugins.inference.predictor import resolve_precision
-    from paddiff.plugins.inference.runner import resolve_execution
+    from paddiff.execution.modes import resolve_execution
+    from paddiff.execution.predictor import resolve_precision
 
     execution = resolve_execution(execution)  # wrong values fail before anything loads
     # (the dynamic graph ignores the precision, so only a static run needs the instructions)
@@ -95,14 +100,14 @@ def load_components(
                 "config= (--config) applies to single-file checkpoints; edit the folder's configs"
             )
         components = _from_folder(location, variant, tokenizer, registry, overrides)
-        return set_execution(components, execution, cache_dir, precision)
+        return _set_execution(components, execution, cache_dir, precision)
     if location.is_file() and location.suffix in CHECKPOINT_SUFFIXES:
         if variant is not None:
             raise ValueError(
                 f"{location}: variant= (--variant) applies to model folders, not single files"
             )
         components = _from_single_file(location, config, tokenizer, registry, overrides)
-        return set_execution(components, execution, cache_dir, precision)
+        return _set_execution(components, execution, cache_dir, precision)
     if location.exists():
         raise ValueError(
             f"{location} is neither a model folder (with model_index.json) nor a checkpoint file "
@@ -111,20 +116,10 @@ def load_components(
     raise FileNotFoundError(f"model not found: {location}")
 
 
-def set_execution(
-    components: dict[str, Any], execution=None, cache_dir=None, precision=None
-) -> dict[str, Any]:
-    """Switch every component that has `use_execution` to the execution mode (see above)."""
-    from paddiff.plugins.inference.cache import ExportCache
-    from paddiff.plugins.inference.runner import resolve_execution
+def _set_execution(components, execution, cache_dir, precision):
+    from paddiff.execution import set_execution  # imports Paddle: only once a model is loaded
 
-    mode = resolve_execution(execution)
-    # one cache for all components; its predictors use $PADDIFF_THREADS or every allowed core
-    cache = None if mode == "dynamic" else ExportCache(cache_dir, precision=precision)
-    for component in components.values():
-        if hasattr(component, "use_execution"):
-            component.use_execution(mode, cache)
-    return components
+    return set_execution(components, execution, cache_dir, precision)
 
 
 # -- folders ---------------------------------------------------------------------------------------
@@ -164,7 +159,7 @@ def _from_folder(folder, variant, tokenizer, registry, overrides) -> dict[str, A
 
 def _build_from_folder(cls, folder: Path, variant, options):
     if hasattr(cls, "from_state_dict"):
-        from paddiff.plugins.convert.legacy_names import modernize_keys
+        from paddiff.convert.legacy_names import modernize_keys
 
         config = _read_json(folder / "config.json")
         state = modernize_keys(load_component_weights(folder, variant))
@@ -216,7 +211,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str, Any]:
-    from paddiff.plugins.convert.original_sd import convert_checkpoint
+    from paddiff.convert.original_sd import convert_checkpoint
 
     config_folder = Path(config) if isinstance(config, (str, Path)) else None
     if config_folder and not config_folder.is_dir():
@@ -241,7 +236,7 @@ def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str,
         if name == "text_encoder" and tokenizer is None:
             part = parts[name]
             vocab_size = part.config.get("vocab_size")
-            options = {"tokenizer": _shipped_tokenizer(path, part.pad_token, vocab_size)}
+            options = {"tokenizer": _shipped_tokenizer(cls, path, part.pad_token, vocab_size)}
         components[name] = _build_from_state(
             cls, parts[name].config, parts[name].state, path, options
         )
@@ -249,17 +244,23 @@ def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str,
     return components
 
 
-def _shipped_tokenizer(path: Path, pad_token: str, vocab_size: int):
-    """A single file holds no tokenizer: SD 1.x and 2.x share CLIP's vocabulary, which paddiff
-    ships, and differ only in the pad token."""
-    from paddiff.plugins.text_encoders.clip_tokenizer import CLIPTokenizer
-
-    tokenizer = CLIPTokenizer.shipped(pad_token=pad_token)
+def _shipped_tokenizer(cls, path: Path, pad_token: str, vocab_size: int):
+    """A single file holds no tokenizer: SD 1.x and 2.x share CLIP's vocabulary and differ only
+    in the pad token. The text-encoder class the registry gave may ship that vocabulary
+    (`shipped_tokenizer(pad_token=...)`, as paddiff's CLIPTextModel does)."""
+    shipped = getattr(cls, "shipped_tokenizer", None)
+    if shipped is None:
+        raise ValueError(
+            f"{path} holds no tokenizer and {cls.__name__} ships none; pass tokenizer=<the "
+            "model's tokenizer folder> (--tokenizer on the command line)"
+        )
+    tokenizer = shipped(pad_token=pad_token)
     if vocab_size != len(tokenizer.vocab):
         raise ValueError(
-            f"{path}: its text encoder has a {vocab_size}-token vocabulary, not CLIP's "
-            f"{len(tokenizer.vocab)}, so the CLIP tokenizer paddiff ships does not fit; pass "
-            "tokenizer=<the model's tokenizer folder> (--tokenizer on the command line)"
+            f"{path}: its text encoder has a {vocab_size}-token vocabulary, not the "
+            f"{len(tokenizer.vocab)} of the tokenizer {cls.__name__} ships, so that tokenizer "
+            "does not fit; pass tokenizer=<the model's tokenizer folder> (--tokenizer on the "
+            "command line)"
         )
     return tokenizer
 
@@ -307,7 +308,9 @@ def save_components(components: dict[str, Any], folder: str | Path) -> None:
         library = getattr(component, "model_index_library", LIBRARIES.get(name, "diffusers"))
         index[sub] = [library, type(component).__name__]
     scheduler = components["scheduler"]
-    config = {"_class_name": type(scheduler).__name__, **scheduler.config}
+    from paddiff.sampling.sampler import scheduler_class_name
+
+    config = {"_class_name": scheduler_class_name(scheduler), **scheduler.config}
     (folder / "scheduler").mkdir(exist_ok=True)
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(config, indent=2))
     index["scheduler"] = ["diffusers", config["_class_name"]]
@@ -318,3 +321,71 @@ def save_components(components: dict[str, Any], folder: str | Path) -> None:
         name = getattr(tokenizer, "transformers_class", type(tokenizer).__name__)
         index["tokenizer"] = ["transformers", name]
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+# -- pipelines -------------------------------------------------------------------------------------
+
+#: The name results and PNG parameters give the embedded default model (its folder is "model").
+EMBEDDED_MODEL_NAME = "paddiff-embedded"
+#: Entry-point group of model folders that packages ship; `embedded` is the default model.
+MODELS_GROUP = "paddiff.models"
+
+
+def embedded_model_path() -> Path | None:
+    """The embedded default model's folder, if it is installed.
+
+    Found through the `paddiff.models` entry point `embedded` (paddiff's own first, so installing
+    another package never changes the default), so core imports no plugin by name; loading the
+    entry imports only a tiny `__init__`, keeping `paddiff generate` start-up cheap.
+    """
+    entries = [e for e in metadata.entry_points(group=MODELS_GROUP) if e.name == "embedded"]
+    entries.sort(key=lambda e: (getattr(e.dist, "name", "") or "") != "paddiff")
+    for entry in entries:
+        folder = entry.load()()
+        if folder is not None and (Path(folder) / "model_index.json").is_file():
+            return Path(folder)
+    return None
+
+
+def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **component_overrides):
+    """A `Pipeline` for a model: a diffusers folder, a single-file checkpoint or a ppdiffusers
+    folder; with no location, the embedded default model.
+
+    `scheduler` (a name such as "dpm++2m-karras", or an instance) replaces the model's own;
+    other keyword arguments (`text_encoder=`, `denoiser=`, `vae=`, `variant=`, `execution=`,
+    `cache_dir=`, `precision=`, ...) are passed to `load_components`, which uses given
+    components instead of loading them. The execution mode applies to the image safety checker
+    too.
+    """
+    from paddiff.pipeline import Pipeline
+
+    name = None
+    if location is None:
+        location, name = embedded_model_path(), EMBEDDED_MODEL_NAME
+        if location is None:
+            raise FileNotFoundError(
+                "no model given and the embedded default model is not installed (no "
+                f"'{MODELS_GROUP}' entry point 'embedded' with a model_index.json); pass a model "
+                "folder or checkpoint file: load_pipeline('path/to/model'), or --model PATH "
+                "on the command line"
+            )
+    components = load_components(location, **component_overrides)
+    pipeline = Pipeline(
+        text_encoder=components["text_encoder"],
+        denoiser=components["denoiser"],
+        vae=components["vae"],
+        scheduler=components["scheduler"],
+        safety_filters=safety_filters,
+        model_name=name or Path(location).stem,
+        model_path=location,
+    )
+    # the filters were built outside load_components; their networks follow the same options
+    _set_execution(
+        pipeline.safety.image_filters,
+        component_overrides.get("execution"),
+        component_overrides.get("cache_dir"),
+        component_overrides.get("precision"),
+    )
+    if scheduler is not None:
+        pipeline = pipeline.with_components(scheduler=scheduler)
+    return pipeline

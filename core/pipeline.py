@@ -279,7 +279,7 @@ class Pipeline:
 
     def _settings(self, request, i: int) -> dict:
         from paddiff.png_info import sampler_label
-        from paddiff.request import scheduler_class_name
+        from paddiff.sampling.sampler import scheduler_class_name
 
         scheduler = request.scheduler
         settings = {
@@ -368,54 +368,9 @@ def _shallow_copy(pipeline: Pipeline) -> Pipeline:
 
 # -- loading -----------------------------------------------------------------------------------
 
-
-#: The name results and PNG parameters give the embedded default model (its folder is "model").
-EMBEDDED_MODEL_NAME = "paddiff-embedded"
-
-
-def embedded_model_path() -> Path | None:
-    """The embedded default model's folder, if it is installed."""
-    import paddiff.plugins
-
-    folder = Path(paddiff.plugins.__file__).parent / "embedded" / "model"
-    return folder if (folder / "model_index.json").is_file() else None
-
-
-def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **component_overrides):
-    """A `Pipeline` for a model: a diffusers folder, a single-file checkpoint or a ppdiffusers
-    folder; with no location, the embedded default model.
-
-    `scheduler` (a name such as "dpm++2m-karras", or an instance) replaces the model's own;
-    other keyword arguments (`text_encoder=`, `denoiser=`, `vae=`, `variant=`, `execution=`,
-    `cache_dir=`, `precision=`, ...) are passed to the loader, which uses given components
-    instead of loading them. The execution mode applies to the image safety checker too.
-    """
-    name = None
-    if location is None:
-        location, name = embedded_model_path(), EMBEDDED_MODEL_NAME
-        if location is None:
-            raise FileNotFoundError(
-                "no model given and the embedded default model is not installed "
-                "(expected paddiff/plugins/embedded/model/model_index.json); pass a model "
-                "folder or checkpoint file: load_pipeline('path/to/model'), or --model PATH "
-                "on the command line"
-            )
-    from paddiff.loader import load_components, set_execution
-
-    components = load_components(location, **component_overrides)
-    pipeline = Pipeline(
-        **{name: components[name] for name in COMPONENT_NAMES},
-        safety_filters=safety_filters,
-        model_name=name or Path(location).stem,
-        model_path=location,
-    )
-    image_checkers = {str(i): f for i, f in enumerate(pipeline.safety.image_filters)}
-    set_execution(
-        image_checkers,
-        component_overrides.get("execution"),
-        component_overrides.get("cache_dir"),
-        component_overrides.get("precision"),
-    )
-    if scheduler is not None:
-        pipeline = pipeline.with_components(scheduler=scheduler)
-    return pipeline
+# load_pipeline lives with the rest of model loading; these names stay importable from here.
+from paddiff.loader import (  # noqa: E402, F401
+    EMBEDDED_MODEL_NAME,
+    embedded_model_path,
+    load_pipeline,
+)

@@ -17,7 +17,8 @@ import paddiff
 from paddiff import images as imageio
 from paddiff import validation as check
 from paddiff.randomness import Generator
-from paddiff.sampling import ConfiguredSampler, Sampler
+from paddiff.sampling import Sampler
+from paddiff.sampling.sampler import scheduler_class_name
 from paddiff.scheduler_names import create_scheduler
 from paddiff.validation import ValidationError
 
@@ -170,13 +171,6 @@ def resolve_scheduler(base, choice) -> tuple[Any, str]:
     except (KeyError, ValueError, paddiff.PluginError) as exc:
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         raise ValidationError(f"unknown scheduler {choice!r}: {message}") from None
-
-
-def scheduler_class_name(scheduler) -> str:
-    """The registry name of a sampler, or a protocol scheduler's class name."""
-    if isinstance(scheduler, ConfiguredSampler):
-        return scheduler.name
-    return type(scheduler).__name__
 
 
 def _mode_inputs(pipeline, mode: str, image, mask_image) -> dict:

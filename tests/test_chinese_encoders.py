@@ -78,7 +78,7 @@ def test_window_lengths_and_widths_come_from_the_folder():
 @pytest.mark.parametrize("folder", ["taiyi_like", "altdiffusion_m9_like"])
 def test_exported_program_matches_the_reference(tmp_path, folder):
     # Static execution (jit.save + Paddle Inference), as the UNet and VAE offer it.
-    from paddiff.plugins.inference.cache import ExportCache
+    from paddiff.execution.cache import ExportCache
 
     encoder = load(FIXTURES / folder)
     encoder.runner.use_static(ExportCache(tmp_path, threads=1))

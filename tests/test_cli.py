@@ -59,7 +59,8 @@ def test_builtins_are_listed_from_setup_cfg_entry_points():
     config.read(ROOT / "setup.cfg")
     declared = set()
     for group, value in config["options.entry_points"].items():
-        if group.startswith("paddiff."):
+        # component kinds only (paddiff.models names model folders, not components)
+        if group.removeprefix("paddiff.") in paddiff.interfaces.KINDS:
             for line in filter(None, (raw.strip() for raw in value.splitlines())):
                 declared.add((group.removeprefix("paddiff."), line.split("=")[0].strip()))
     result = run_cli("plugins", "list", "--json")

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
-from paddiff.plugins.inference.cache import ExportCache, fingerprint
-from paddiff.plugins.inference.export import InputSpec
-from paddiff.plugins.inference.predictor import Predictor
-from paddiff.plugins.inference.runner import (
+from paddiff.execution import (
     AUTO_STATIC_MIN_PARAMETERS,
-    GraphRunner,
+    InputSpec,
+    Network,
     resolve_execution,
     set_execution,
 )
+from paddiff.execution.cache import ExportCache, fingerprint
+from paddiff.execution.predictor import Predictor
 from paddle import nn
 
 
@@ -116,7 +116,7 @@ def test_precision_is_checked_before_anything_runs(tmp_path, monkeypatch):
 
 
 def test_cache_exports_once_and_reuses(layer, tmp_path, monkeypatch):
-    import paddiff.plugins.inference.cache as cache_module
+    import paddiff.execution.cache as cache_module
 
     exports = []
     real_export = cache_module.export_layer
@@ -173,18 +173,18 @@ def _copy_of(layer) -> SmallDenoiser:
 
 
 def test_cached_program_serves_a_new_layer_and_weights_come_back(layer, tmp_path, monkeypatch):
-    import paddiff.plugins.inference.cache as cache_module
+    import paddiff.execution.cache as cache_module
 
     inputs = _inputs(2)
     expected = layer(*(paddle.to_tensor(a) for a in inputs)).numpy()
-    GraphRunner(_copy_of(layer), "unet", SPECS).use_static(ExportCache(tmp_path))
-    first = GraphRunner(_copy_of(layer), "unet", SPECS)
+    Network("unet", _copy_of(layer), SPECS).use_static(ExportCache(tmp_path))
+    first = Network("unet", _copy_of(layer), SPECS)
     first.use_static(ExportCache(tmp_path))
     first(*inputs)  # exports
 
     monkeypatch.setattr(cache_module, "export_layer", lambda *a: pytest.fail("exported twice"))
     fresh = _copy_of(layer)
-    runner = GraphRunner(fresh, "unet", SPECS)
+    runner = Network("unet", fresh, SPECS)
     runner.use_static(ExportCache(tmp_path))
     np.testing.assert_allclose(runner(*inputs), expected, atol=1e-4, rtol=0)
     # one copy of the weights: the Layer gave its copy up to the loaded program ...
@@ -209,7 +209,7 @@ class NotExportable(nn.Layer):
 
 def test_auto_falls_back_to_the_dynamic_graph_with_a_warning(tmp_path):
     x = np.ones((2, 3), np.float32)
-    runner = GraphRunner(NotExportable(), "odd", [InputSpec("x", (None, 3))])
+    runner = Network("odd", NotExportable(), [InputSpec("x", (None, 3))])
     expected = runner(x)
     runner.use_static(ExportCache(tmp_path), fallback=True)
     with pytest.warns(UserWarning, match="could not export odd"):
@@ -222,11 +222,11 @@ def test_auto_falls_back_to_the_dynamic_graph_with_a_warning(tmp_path):
 
 def test_auto_exports_only_networks_large_enough_to_gain(tmp_path):
     width = math.isqrt(AUTO_STATIC_MIN_PARAMETERS) + 1  # one Linear just over the threshold
-    large = GraphRunner(nn.Linear(width, width), "large", [InputSpec("x", (None, width))])
-    small = GraphRunner(nn.Linear(3, 3), "small", [InputSpec("x", (None, 3))])
-    set_execution([large, small], "auto", ExportCache(tmp_path))
+    large = Network("large", nn.Linear(width, width), [InputSpec("x", (None, width))])
+    small = Network("small", nn.Linear(3, 3), [InputSpec("x", (None, 3))])
+    set_execution([large, small], "auto", cache=ExportCache(tmp_path))
     assert (large.mode, small.mode) == ("static", "dynamic")
-    set_execution([small], "static", ExportCache(tmp_path))  # asked for explicitly: exported
+    set_execution([small], "static", cache=ExportCache(tmp_path))  # asked for explicitly: exported
     assert small.mode == "static"
 
 
@@ -247,12 +247,12 @@ def _assert_static_matches(component, call, shapes, cache, tolerance=1e-4):
     """`call(shape)` in the dynamic graph, then from exported programs (one program for all
     shapes), then dynamic again with the weights read back from the program."""
     expected = [call(shape) for shape in shapes]
-    component.use_execution("static", cache)
+    set_execution(component, "static", cache=cache)
     for shape, want in zip(shapes, expected, strict=True):
         for got, ref in zip(np.atleast_1d(call(shape)), np.atleast_1d(want), strict=True):
             assert got.shape == ref.shape
             np.testing.assert_allclose(got, ref, atol=tolerance, rtol=0)
-    component.use_execution("dynamic")
+    set_execution(component, "dynamic")
     for shape, want in zip(shapes, expected, strict=True):
         np.testing.assert_allclose(call(shape), want, atol=1e-6, rtol=0)
 
@@ -292,7 +292,7 @@ def test_static_vae_decoder_and_encoder_match_dynamic(tmp_path):
     state = rng.bit_generator.state
     expected = [call((2, 8)), call((1, 6))]
     rng.bit_generator.state = state
-    vae.use_execution("static", ExportCache(tmp_path))
+    set_execution(vae, "static", cache=ExportCache(tmp_path))
     for want, got in zip(expected, [call((2, 8)), call((1, 6))], strict=True):
         for a, b in zip(got, want, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
@@ -324,7 +324,7 @@ def test_loader_switches_components_and_rejects_unknown_modes(tmp_path):
 def test_export_command_writes_a_folder_generation_uses_as_its_cache(tmp_path, monkeypatch):
     import json
 
-    import paddiff.plugins.inference.cache as cache_module
+    import paddiff.execution.cache as cache_module
     from paddiff.cli import main
     from paddiff.loader import load_components
 
@@ -456,7 +456,7 @@ def test_static_safety_checker_scores_match_dynamic(tmp_path):
     )
     images = [Image.open(f) for f in sorted((safety / "images").glob("*.png"))[:3]]
     expected = checker.scores(images)
-    checker.use_execution("static", ExportCache(tmp_path))
+    set_execution(checker, "static", cache=ExportCache(tmp_path))
     for got, want in zip(checker.scores(images), expected, strict=True):
         for key in ("special_scores", "concept_scores"):
             np.testing.assert_allclose(got[key], want[key], atol=1e-4, rtol=0)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from paddiff.plugins.inference import heap
+from paddiff.execution import heap
 
 needs_glibc = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
@@ -20,7 +20,7 @@ needs_glibc = pytest.mark.skipif(
 # the heap grow). Not through NumPy, which asks for huge pages on big arrays.
 FAULTS_SCRIPT = """
 import ctypes, json, resource
-from paddiff.plugins.inference.heap import reusing_heap
+from paddiff.execution.heap import reusing_heap
 
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p

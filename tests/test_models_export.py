@@ -20,7 +20,7 @@ def run_exported(layer, inputs: dict[str, np.ndarray], folder: Path) -> np.ndarr
     from paddle import inference
     from paddle.static import InputSpec
 
-    # The batch is left dynamic, as paddiff's GraphRunner exports it.
+    # The batch is left dynamic, as a paddiff.execution.Network exports it.
     specs = [InputSpec([None, *a.shape[1:]], str(a.dtype), name) for name, a in inputs.items()]
     paddle.jit.save(
         paddle.jit.to_static(layer, input_spec=specs, full_graph=True), str(folder / "m")

@@ -136,7 +136,7 @@ def test_img2img_and_inpaint(toy_model, tmp_path, capsys):
 
 
 def test_without_a_model_or_the_embedded_one_the_error_says_what_to_do(monkeypatch, capsys):
-    monkeypatch.setattr(paddiff.pipeline, "embedded_model_path", lambda: None)
+    monkeypatch.setattr(paddiff.loader, "embedded_model_path", lambda: None)
     assert main(["generate", "a cat", "--no-progress"]) == 1
     error = capsys.readouterr().err
     assert "embedded default model is not installed" in error and "--model" in error
@@ -146,7 +146,7 @@ def test_import_paddiff_stays_cheap_and_the_api_loads_on_first_use():
     code = (
         "import sys, paddiff\n"
         "assert 'numpy' not in sys.modules and 'paddle' not in sys.modules, sorted(sys.modules)\n"
-        "assert paddiff.load_pipeline.__module__ == 'paddiff.pipeline'\n"
+        "assert paddiff.load_pipeline.__module__ == 'paddiff.loader'\n"
         "assert issubclass(paddiff.ValidationError, ValueError)\n"
         "assert 'paddle' not in sys.modules\n"
     )
@@ -242,7 +242,7 @@ def test_tokenizer_config_and_variant_options_reach_the_loader(tmp_path, capsys)
 
 
 def test_precision_option_reaches_the_exported_programs(tmp_path, capsys, monkeypatch):
-    from paddiff.plugins.inference import predictor
+    from paddiff.execution import predictor
 
     used = []
     real_init = predictor.Predictor.__init__
@@ -256,7 +256,7 @@ def test_precision_option_reaches_the_exported_programs(tmp_path, capsys, monkey
     monkeypatch.setattr(
         predictor, "resolve_precision", lambda p=None, check_hardware=True: p or "fp32"
     )
-    import paddiff.plugins.inference.cache as cache
+    import paddiff.execution.cache as cache
 
     monkeypatch.setattr(cache, "resolve_precision", lambda p=None, check_hardware=True: p or "fp32")
     model = ["--model", str(SD / "sd1"), "-o", str(tmp_path / "a.png"), *REAL]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paddiff.convert.legacy_names import OLD_VAE_ATTENTION
+from paddiff.convert.original_sd import convert_checkpoint
 from paddiff.loader import load_components, save_components
-from paddiff.plugins.convert.legacy_names import OLD_VAE_ATTENTION
-from paddiff.plugins.convert.original_sd import convert_checkpoint
 from paddiff.registry import Registry, UnknownPluginError
 from paddiff.weights import (
     StateDict,
@@ -332,7 +332,7 @@ def _original(name):
 
 def test_sd_sized_head_counts_are_inferred():
     # SD 2.x: 1024-wide context -> 64-channel heads; SD 1.x -> 8 heads everywhere
-    from paddiff.plugins.convert.original_unet import unet_config
+    from paddiff.convert.original_unet import unet_config
 
     shapes = {
         "input_blocks.0.0.weight": (320, 4, 3, 3),
@@ -401,7 +401,7 @@ def test_single_file_without_a_tokenizer_gets_sd_clip_tokenizer(name, pad_id, re
 
 
 def test_single_file_with_a_cut_vocabulary_asks_for_its_tokenizer(registry):
-    with pytest.raises(ValueError, match="1514-token vocabulary, not CLIP's 49408.*--tokenizer"):
+    with pytest.raises(ValueError, match="1514-token vocabulary, not the 49408.*--tokenizer"):
         load_components(WEIGHTS / "sd1.ckpt", registry=registry)
     # a config folder's own tokenizer/ is used when no tokenizer is given
     components = load_components(WEIGHTS / "sd1.ckpt", registry=registry, config=SD / "sd1")

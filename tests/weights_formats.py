@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from paddiff.plugins.convert import original_clip, original_unet, original_vae
-from paddiff.plugins.convert.legacy_names import paddlenlp_clip_keymap
+from paddiff.convert import original_clip, original_unet, original_vae
+from paddiff.convert.legacy_names import paddlenlp_clip_keymap
 from paddiff.weights import find_component_weights, load_component_weights, save_state_dict
 
 COMPONENT_FOLDERS = ("unet", "vae", "text_encoder")
@@ -117,7 +117,7 @@ def add_fp16_variant(model: Path) -> None:
         save_state_dict(state, folder / old.name.replace(".safetensors", ".fp16.safetensors"))
 
 
-# -- original single-file layout (the inverse of paddiff.plugins.convert) -------------------------
+# -- original single-file layout (the inverse of paddiff.convert) -------------------------
 
 
 def to_original(model: Path) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ import paddiff
 import paddle
 import workloads as w
 from paddiff import registry
-from paddiff.loader import set_execution
+from paddiff.execution import set_execution
 from paddiff.plugins.denoisers.unet import UNet2DConditionModel
 from paddiff.plugins.text_encoders.clip import CLIPTextModel
 from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL

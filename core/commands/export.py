@@ -29,9 +29,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import paddiff
     import paddle
+    from paddiff.execution import ExportCache, networks_of, set_execution
     from paddiff.loader import load_components
-    from paddiff.plugins.inference.cache import ExportCache
-    from paddiff.plugins.inference.runner import runners_of
 
     components = load_components(args.model, tokenizer=args.tokenizer, execution="dynamic")
     cache = ExportCache(args.out_dir)
@@ -42,23 +41,22 @@ def run(args) -> int:
         "programs": {},
     }
     for name, component in components.items():
-        for attribute, runner in runners_of(component).items():
-            label = runner.component
-            expected = None if args.no_check else _sample_call(runner, component, args)
-            prefix = runner.export(cache)
+        for network in networks_of(component):
+            expected = None if args.no_check else _sample_call(network, component, args)
+            prefix = network.export(cache)
             entry = {
                 "component": name,
-                "attribute": attribute,
                 "program": str(prefix.relative_to(args.out_dir)),
                 "inputs": [
-                    {"name": s.name, "shape": s.shape, "dtype": s.dtype} for s in runner.specs
+                    {"name": s.name, "shape": s.shape, "dtype": s.dtype} for s in network.inputs
                 ],
             }
             if expected is not None:
                 inputs, want = expected
-                runner.use_static(cache)
-                entry["max_abs_error"] = _max_error(runner(*inputs), want)
-                runner.use_dynamic()
+                set_execution(network, "static", cache=cache)
+                entry["max_abs_error"] = _max_error(network(*inputs), want)
+                set_execution(network, "dynamic")
+            label = network.name
             manifest["programs"][label] = entry
             print(f"{label}: {prefix}" + _error_note(entry))
     (args.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -66,15 +64,15 @@ def run(args) -> int:
     return 0
 
 
-def _sample_call(runner, component, args):
-    """Inputs of the --batch/--height/--width generation for this runner, and the dynamic
+def _sample_call(network, component, args):
+    """Inputs of the --batch/--height/--width generation for this network, and the dynamic
     graph's outputs for them."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     factor = getattr(component, "downsample_factor", 8)
     arrays = []
-    for spec in runner.specs:
+    for spec in network.inputs:
         shape = list(spec.shape)
         if spec.dtype == "int64":  # token ids
             shape = [2 if shape[0] is None else shape[0], 77]
@@ -87,13 +85,13 @@ def _sample_call(runner, component, args):
             shape[3] = args.width // (1 if image else factor)
         elif len(shape) == 3:  # text conditioning (batch, tokens, width)
             shape[1] = 77 if shape[1] is None else shape[1]
-        if runner.component == "vae_decoder" or spec.name == "images":
+        if network.name == "vae_decoder" or spec.name == "images":
             shape[0] = 1
         values = rng.standard_normal(shape).astype(spec.dtype)
         if len(shape) == 1:  # timesteps
             values = np.full(shape, 500.0, spec.dtype)
         arrays.append(values)
-    return arrays, runner(*arrays)
+    return arrays, network(*arrays)
 
 
 def _max_error(got, want) -> float:

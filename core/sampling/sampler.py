@@ -122,3 +122,11 @@ class ConfiguredSampler:
 
     def schedule(self, steps: int) -> Schedule:
         return self.sampler.schedule(self.config, steps)
+
+
+def scheduler_class_name(scheduler) -> str:
+    """The registry name a scheduler of either form goes by: a configured sampler's name, or a
+    protocol scheduler's class name (what `_class_name` in scheduler_config.json holds)."""
+    if isinstance(scheduler, ConfiguredSampler):
+        return scheduler.name
+    return type(scheduler).__name__

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import paddle
+from paddiff.execution import InputSpec, Network
 from paddiff.interfaces import Denoiser
 from paddiff.plugins.denoisers.unet_blocks import BlockSettings, DownBlock, MidBlock, UpBlock
-from paddiff.plugins.inference.export import InputSpec
-from paddiff.plugins.inference.runner import GraphRunner, set_execution
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.layers import TimestepEmbedding, silu, timestep_embedding
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
@@ -211,13 +210,13 @@ class UNet2DConditionModel(Denoiser):
         self.config = {**DEFAULTS, **config}
         self.net = UNetNetwork(self.config)
         self.net.eval()
-        # Dynamic graph unless switched (use_execution); batch and latent size stay dynamic.
+        # Batch and latent size stay dynamic; paddiff.execution chooses how the network runs.
         inputs = [
             InputSpec("sample", (None, self.config["in_channels"], None, None)),
             InputSpec("timestep", (None,)),
             InputSpec("encoder_hidden_states", (None, None, self.config["cross_attention_dim"])),
         ]
-        self.runner = GraphRunner(self.net, "unet", inputs, self.config)
+        self.runner = Network("unet", self.net, inputs, self.config)
         self.in_channels = self.config["in_channels"]
         self.out_channels = self.config["out_channels"]
         self.prediction_type = prediction_type
@@ -247,14 +246,9 @@ class UNet2DConditionModel(Denoiser):
         config = {"_class_name": "UNet2DConditionModel", **self.config}
         save_component(folder, config, export_state_dict(self.net), WEIGHTS_NAME)
 
-    def use_execution(self, mode: str, cache=None) -> None:
-        """ "static" runs an exported program (exported on first use into `cache`), "dynamic"
-        Paddle's dynamic graph. "auto" (also what None or $PADDIFF_EXECUTION resolve to) exports
-        only networks of at least 10 M parameters (`AUTO_STATIC_MIN_PARAMETERS`: below that,
-        oneDNN's per-call costs outweigh its gains, so e.g. the embedded model's UNet stays
-        dynamic), and falls back to the dynamic graph, with a warning, when the export fails or
-        free memory is under 1.25x the program's weights (oneDNN holds a second copy)."""
-        set_execution([self.runner], mode, cache)
+    def networks(self) -> list[Network]:
+        """What runs this component (paddiff.execution decides how)."""
+        return [self.runner]
 
     def __call__(self, latents, timestep, conditioning):
         latents = np.asarray(latents, dtype=np.float32)

@@ -13,6 +13,7 @@ import math
 
 import paddle
 import paddle.nn.functional as F
+from paddiff.execution.export import fused_self_attention_supported
 from paddle import nn
 
 
@@ -166,21 +167,6 @@ def attention(q, k, v, heads: int):
         chunks = [scaled_dot_product(q[:, :, i : i + rows]) for i in range(0, n, rows)]
         out = paddle.concat(chunks, axis=2)
     return out.transpose([0, 2, 1, 3]).reshape([0, 0, inner])
-
-
-def fused_self_attention_supported() -> bool:
-    """Whether exported programs use Paddle's fused CPU self-attention op on this machine.
-
-    `self_dp_attention` (Paddle's AVX-512 kernel, static programs only) computes softmax(q k^T)v
-    in blocks without materialising the scores: for SD 1.5's 4096-token self-attention at 64x64
-    latents, 216 against 768 ms for matmul + softmax + matmul, and 15 against 30 ms at 1024
-    tokens, results equal within 3e-7 (docs/performance.md). It has no GPU kernel and needs
-    AVX-512, so other machines export the plain form (the export cache key records which).
-    """
-    from paddle.base import core
-
-    cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    return not cuda and core.supports_avx512f()
 
 
 def fused_self_attention(q, k, v, heads: int):

@@ -186,13 +186,12 @@ class StableDiffusionSafetyChecker(SafetyFilter):
         self.settings = settings or ClipImageSettings()
         self.replacement = replacement
         self.adjustment = float(adjustment)
-        # Dynamic graph unless switched (use_execution); any number of images per call.
-        from paddiff.plugins.inference.export import InputSpec
-        from paddiff.plugins.inference.runner import GraphRunner
+        # Any number of images per call; paddiff.execution chooses how the network runs.
+        from paddiff.execution import InputSpec, Network
 
         size = (self.settings.crop_height, self.settings.crop_width)
-        self.runner = GraphRunner(
-            network, "safety_checker", [InputSpec("pixel_values", (None, 3, *size))]
+        self.runner = Network(
+            "safety_checker", network, [InputSpec("pixel_values", (None, 3, *size))]
         )
 
     @classmethod
@@ -262,12 +261,9 @@ class StableDiffusionSafetyChecker(SafetyFilter):
             self.adjustment,
         )
 
-    def use_execution(self, mode: str, cache=None) -> None:
-        """ "static" runs the checker as an exported program (exported on first use into
-        `cache`), "dynamic" in Paddle's dynamic graph, "auto" static unless the export fails."""
-        from paddiff.plugins.inference.runner import set_execution
-
-        set_execution([self.runner], mode, cache)
+    def networks(self) -> list:
+        """What runs this filter (paddiff.execution decides how)."""
+        return [self.runner]
 
     def check_prompt(self, text: str) -> Verdict:
         return Verdict(allowed=True, filter=self.name)

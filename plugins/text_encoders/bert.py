@@ -237,18 +237,17 @@ class BertModel(TextEncoder):
         self.hidden_size = int(self._output_width())
         self.net = self._build_network()
         self.net.eval()
-        # `net.forward` gives the conditioning; dynamic graph unless switched (use_execution).
-        # Batch and prompt length stay dynamic in an exported program; a zero bias (no mask)
-        # lets one program serve the masked and the unmasked case.
-        from paddiff.plugins.inference.export import InputSpec
-        from paddiff.plugins.inference.runner import GraphRunner
+        # `net.forward` gives the conditioning; paddiff.execution chooses how it runs. Batch
+        # and prompt length stay dynamic in an exported program; a zero bias (no mask) lets one
+        # program serve the masked and the unmasked case.
+        from paddiff.execution import InputSpec, Network
 
         inputs = [
             InputSpec("input_ids", (None, None), "int64"),
             InputSpec("position_ids", (None, None), "int64"),
             InputSpec("attention_bias", (None, 1, 1, None)),
         ]
-        self.runner = GraphRunner(self.net, "text_encoder", inputs, self.config)
+        self.runner = Network("text_encoder", self.net, inputs, self.config)
 
     # -- what subclasses change ----------------------------------------------------------------
 
@@ -323,12 +322,9 @@ class BertModel(TextEncoder):
         has more than fit in the window)."""
         return len(self.tokenizer.text_ids(text))
 
-    def use_execution(self, mode: str, cache=None) -> None:
-        """ "static" runs an exported program (exported on first use into `cache`), "dynamic"
-        Paddle's dynamic graph, "auto" static unless the export fails."""
-        from paddiff.plugins.inference.runner import set_execution
-
-        set_execution([self.runner], mode, cache)
+    def networks(self) -> list:
+        """What runs this component (paddiff.execution decides how)."""
+        return [self.runner]
 
     def hidden_states(self, ids: np.ndarray, mask: np.ndarray | None = None) -> list[np.ndarray]:
         """Every hidden state of the BERT / XLM-R encoder (embeddings output first) for ids,

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import paddle
 import paddle.nn.functional as F
+from paddiff.execution import InputSpec, Network
 from paddiff.interfaces import TextEncoder
-from paddiff.plugins.inference.export import InputSpec
-from paddiff.plugins.inference.runner import GraphRunner, set_execution
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
 from paddiff.plugins.text_encoders.clip_tokenizer import CLIPTokenizer
@@ -158,10 +157,10 @@ class CLIPTextModel(TextEncoder):
         self.tokenizer = tokenizer
         self.net = CLIPTextNetwork(self.config, clip_skip)
         self.net.eval()
-        # Dynamic graph unless switched (use_execution); batch and length stay dynamic.
-        self.runner = GraphRunner(
-            self.net,
+        # Batch and length stay dynamic; paddiff.execution chooses how the network runs.
+        self.runner = Network(
             "text_encoder",
+            self.net,
             [InputSpec("input_ids", (None, None), "int64")],
             {**self.config, "clip_skip": clip_skip},
         )
@@ -216,6 +215,12 @@ class CLIPTextModel(TextEncoder):
         load_state_dict_into(model.net, to_network_keys(state), source)
         return model
 
+    @classmethod
+    def shipped_tokenizer(cls, pad_token: str = "<|endoftext|>") -> CLIPTokenizer:
+        """CLIP's tokenizer from the vocabulary paddiff ships: what the loader gives single-file
+        checkpoints, which carry none (SD 1.x pads with "<|endoftext|>", 2.x with "!")."""
+        return CLIPTokenizer.shipped(pad_token=pad_token)
+
     def save_pretrained(self, folder) -> None:
         """config.json + model.safetensors with transformers' (4.x) `text_model.` keys."""
         config = {
@@ -228,10 +233,9 @@ class CLIPTextModel(TextEncoder):
     def tokenize(self, prompts):
         return self.tokenizer(list(prompts))
 
-    def use_execution(self, mode: str, cache=None) -> None:
-        """ "static" runs an exported program (exported on first use into `cache`), "dynamic"
-        Paddle's dynamic graph, "auto" static unless the export fails."""
-        set_execution([self.runner], mode, cache)
+    def networks(self) -> list[Network]:
+        """What runs this component (paddiff.execution decides how)."""
+        return [self.runner]
 
     def encode(self, prompts):
         return self.runner(np.asarray(self.tokenize(prompts), np.int64))

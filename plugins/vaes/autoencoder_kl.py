@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import paddle
+from paddiff.execution import InputSpec, Network
 from paddiff.interfaces import VAE
-from paddiff.plugins.inference.export import InputSpec
-from paddiff.plugins.inference.runner import GraphRunner, set_execution
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.layers import Attention, Downsample2D, ResnetBlock2D, Upsample2D, silu
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
@@ -236,18 +235,18 @@ class AutoencoderKL(VAE):
         self.config = {**DEFAULTS, **config}
         self.net = AutoencoderKLNetwork(self.config)
         self.net.eval()
-        # Dynamic graph unless switched (use_execution); batch and image size stay dynamic.
+        # Batch and image size stay dynamic; paddiff.execution chooses how the networks run.
         latent, channels = self.config["latent_channels"], self.config["in_channels"]
         decoder = _Half(
             self.net.decode, decoder=self.net.decoder, post_quant_conv=self.net.post_quant_conv
         )
         encoder = _Half(self.net.moments, encoder=self.net.encoder, quant_conv=self.net.quant_conv)
-        self.runner = GraphRunner(
-            decoder, "vae_decoder", [InputSpec("latents", (None, latent, None, None))], self.config
+        self.runner = Network(
+            "vae_decoder", decoder, [InputSpec("latents", (None, latent, None, None))], self.config
         )
-        self.encoder_runner = GraphRunner(
-            encoder,
+        self.encoder_runner = Network(
             "vae_encoder",
+            encoder,
             [InputSpec("images", (None, channels, None, None))],
             self.config,
         )
@@ -285,10 +284,9 @@ class AutoencoderKL(VAE):
             raise ValueError(f"tile_overlap must be in [0, tile_size), got {tile_overlap}")
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
 
-    def use_execution(self, mode: str, cache=None) -> None:
-        """ "static" runs exported programs (exported on first use into `cache`), "dynamic"
-        Paddle's dynamic graph, "auto" static unless the export fails."""
-        set_execution([self.runner, self.encoder_runner], mode, cache)
+    def networks(self) -> list[Network]:
+        """What runs this component (paddiff.execution decides how)."""
+        return [self.runner, self.encoder_runner]
 
     def posterior(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and log-variance of q(z | images), unscaled."""

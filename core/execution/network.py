@@ -1,53 +1,47 @@
-"""Run a network's `forward` either in Paddle's dynamic graph or as an exported program."""
+"""`Network`: what a component declares about one of its networks, and calls to run it.
+
+A component builds one `Network` per Paddle Layer it runs (`Network("unet", layer, inputs)`),
+lists them in its `networks()` method and calls them with NumPy arrays. Whether a call runs the
+dynamic graph or an exported program, and with which runtime and precision, is decided by
+`paddiff.execution.set_execution`, never by the component: that keeps the "auto" rule, the cache
+and the fall-backs in one place for every component, built-in or third-party.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 import paddle
-from paddiff.plugins.inference.cache import ExportCache, fingerprint
-from paddiff.plugins.inference.export import (
+from paddiff.execution.cache import ExportCache, fingerprint
+from paddiff.execution.export import (
     InputSpec,
     load_exported_weights,
     names_file,
     program_files,
 )
-from paddiff.plugins.inference.heap import reusing_heap
-from paddiff.plugins.inference.predictor import Predictor
-
-#: "auto" is static for networks of at least AUTO_STATIC_MIN_PARAMETERS parameters (with a fall-back
-#: to the dynamic graph when one cannot be exported) and dynamic for smaller ones.
-EXECUTION_MODES = ("auto", "static", "dynamic")
-#: Below this, oneDNN's fixed costs per call outweigh what it saves: the embedded model's UNet
-#: (1.7 M parameters) ran 8 steps in 0.35 s in the dynamic graph against 0.49-0.56 s exported,
-#: while SD 1.5's (860 M) ran 1.7x faster exported (docs/performance.md).
-AUTO_STATIC_MIN_PARAMETERS = 10_000_000
-EXECUTION_ENV = "PADDIFF_EXECUTION"
+from paddiff.execution.heap import reusing_heap
 
 
-def resolve_execution(execution: str | None = None) -> str:
-    """The execution mode asked for: the argument, else $PADDIFF_EXECUTION, else "auto"."""
-    mode = execution or os.environ.get(EXECUTION_ENV) or "auto"
-    if mode not in EXECUTION_MODES:
-        source = "execution=" if execution else f"${EXECUTION_ENV}"
-        raise ValueError(f"{source} {mode!r} is not one of {', '.join(EXECUTION_MODES)}")
-    return mode
+class Network:
+    """One network of a component: `Network(name, layer, inputs, settings=None)`.
 
+    name:     the program's name in the export cache ("unet", "vae_decoder", ...).
+    layer:    the Paddle Layer; its `forward` is what runs and what is exported.
+    inputs:   `InputSpec`s of `forward`'s arguments, in order; `None` dimensions stay dynamic.
+    settings: config values the computation depends on beyond the weights (e.g. clip_skip):
+              part of the cache key, so a changed setting never reuses an old program.
 
-class GraphRunner:
-    """Calls `layer.forward` with NumPy arrays and returns NumPy arrays.
+    Calling it with NumPy arrays returns NumPy arrays (one array, or a list for several outputs).
 
     In "dynamic" mode it runs the Layer directly (what training and debugging want). In "static"
     mode the first call exports the Layer through `cache` (or finds it there) and all calls run
-    the exported program with Paddle Inference, which on CPU is several times faster than the
-    dynamic graph (docs/performance.md). `specs` name the inputs in `forward`'s order; their
-    `None` dimensions stay dynamic, so one program serves every batch size and image size.
-    `settings` are the component's config values, part of the cache key with the weights.
+    the exported program with the cache's runtime (Paddle Inference), which on CPU is several
+    times faster than the dynamic graph (docs/performance.md). Dynamic `None` dimensions let one
+    program serve every batch size and image size.
 
     Memory: once the program is loaded, the Layer's copy of the weights the program holds is
     released, so the process keeps one plain copy of the model (the predictor's); oneDNN adds its
@@ -57,26 +51,27 @@ class GraphRunner:
 
     def __init__(
         self,
+        name: str,
         layer: paddle.nn.Layer,
-        component: str,
-        specs: list[InputSpec],
+        inputs: list[InputSpec],
         settings: dict | None = None,
     ):
+        self.name = name
         self.layer = layer
-        self.settings = settings  # config values the computation depends on, for the cache key
-        self.component = component
-        self.specs = list(specs)
+        self.inputs = tuple(inputs)
+        self.settings = settings
         self.mode = "dynamic"
         self._cache: ExportCache | None = None
         self._fallback = False
         self._model_key: str | None = None
-        self._predictor: Predictor | None = None
+        self._predictor = None  # the runtime's loaded program
         self._released_to = None  # the program prefix holding the weights the Layer gave up
         self._loading = threading.Lock()  # one export and one predictor, whatever the threads
 
     def use_static(self, cache: ExportCache, fallback: bool = False) -> None:
-        """Run exported programs from `cache`; with `fallback`, a network that fails to export
-        runs in the dynamic graph instead (with a warning) rather than raising."""
+        """Run exported programs from `cache` (set_execution's business, not the component's);
+        with `fallback`, a network that fails to export runs in the dynamic graph instead (with
+        a warning) rather than raising."""
         if self._released_to is None:
             # Hash now, while the weights are here (a later use_static after dynamic-graph
             # training sees the new weights; once released, the key of the program stays).
@@ -90,10 +85,10 @@ class GraphRunner:
         return sum(int(np.prod(p.shape)) for p in self.layer.parameters())
 
     def export(self, cache: ExportCache) -> Path:
-        """Make sure `cache` holds this runner's program (exporting it if not); its prefix."""
+        """Make sure `cache` holds this network's program (exporting it if not); its prefix."""
         self._restore_weights()
         key = fingerprint(self.layer, self.settings)
-        return cache.program(self.layer, key, self.component, self.specs)
+        return cache.program(self.layer, key, self.name, self.inputs)
 
     def use_dynamic(self) -> None:
         self.mode, self._cache, self._predictor = "dynamic", None, None
@@ -101,8 +96,8 @@ class GraphRunner:
 
     def restore_weights(self) -> None:
         """Give the Layer its weights back (read from the exported program) without leaving
-        static mode, for code that calls the Layer's other methods (e.g. every hidden state
-        of a text encoder); the process then holds them twice."""
+        static mode. A component calls this before it uses the Layer other than through this
+        Network (e.g. every hidden state of a text encoder); the process then holds them twice."""
         with self._loading:
             self._restore_weights()
 
@@ -119,15 +114,15 @@ class GraphRunner:
             return [o.numpy() for o in outputs]
         return outputs.numpy()
 
-    def _load_predictor(self) -> Predictor | None:
+    def _load_predictor(self):
         try:
             self._restore_weights()  # only if a program of another cache took them
-            prefix = self._cache.program(self.layer, self._model_key, self.component, self.specs)
+            prefix = self._cache.program(self.layer, self._model_key, self.name, self.inputs)
         except Exception as exc:
             if not self._fallback:
                 raise
             warnings.warn(
-                f"paddiff: could not export {self.component} ({type(exc).__name__}: {exc}); "
+                f"paddiff: could not export {self.name} ({type(exc).__name__}: {exc}); "
                 "running it in the dynamic graph",
                 stacklevel=3,
             )
@@ -137,9 +132,7 @@ class GraphRunner:
             self.use_dynamic()
             return None
         self._release_weights(prefix)  # before loading, so two copies never coexist
-        self._predictor = Predictor(
-            prefix, threads=self._cache.threads, precision=self._cache.precision
-        )
+        self._predictor = self._cache.load(prefix)
         return self._predictor
 
     def _release_weights(self, prefix) -> None:
@@ -178,20 +171,3 @@ def _memory_allows(prefix) -> bool:
         stacklevel=4,
     )
     return False
-
-
-def runners_of(component) -> dict[str, GraphRunner]:
-    """The GraphRunners a component runs its networks with, by attribute name."""
-    return {k: v for k, v in vars(component).items() if isinstance(v, GraphRunner)}
-
-
-def set_execution(runners: list[GraphRunner], mode: str, cache: ExportCache | None) -> None:
-    """Switch a component's runners to `mode` ("auto", "static" or "dynamic")."""
-    mode = resolve_execution(mode)
-    for runner in runners:
-        if mode == "dynamic" or (
-            mode == "auto" and runner.parameter_count() < AUTO_STATIC_MIN_PARAMETERS
-        ):
-            runner.use_dynamic()
-        else:
-            runner.use_static(cache or ExportCache(), fallback=mode == "auto")

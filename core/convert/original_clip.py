@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from paddiff.plugins.convert.keymap import Block, KeyMap, rename_state
+from paddiff.convert.keymap import Block, KeyMap, rename_state
 from paddiff.weights import StateDict, TensorInfo
 
 CLIP_PREFIX = "cond_stage_model.transformer."

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from paddiff.plugins.convert.keymap import Block, KeyMap
+from paddiff.convert.keymap import Block, KeyMap
 from paddiff.weights import StateDict
 
 PADDLENLP_LAYER = (

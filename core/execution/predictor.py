@@ -1,4 +1,5 @@
-"""Run an exported program with Paddle Inference (oneDNN on CPU, GPU where Paddle has one)."""
+"""Run an exported program with Paddle Inference (oneDNN on CPU, GPU where Paddle has one): the
+built-in runtime back end (`runtimes.py`), and the precision and thread settings it runs with."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from paddiff.plugins.inference.export import program_files
-from paddiff.plugins.inference.heap import reusing_heap
+from paddiff.execution.export import program_files
+from paddiff.execution.heap import reusing_heap
 from paddle import inference
 
 

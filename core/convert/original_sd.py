@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paddiff.plugins.convert import original_clip, original_unet, original_vae
-from paddiff.plugins.convert.keymap import rename_state
+from paddiff.convert import original_clip, original_unet, original_vae
+from paddiff.convert.keymap import rename_state
 from paddiff.weights import StateDict, WeightsFormatError
 
 

@@ -10,7 +10,7 @@ The attention blocks kept their inner names, so only ResBlocks need renames insi
 
 from __future__ import annotations
 
-from paddiff.plugins.convert.keymap import Block, KeyMap
+from paddiff.convert.keymap import Block, KeyMap
 
 PREFIX = "model.diffusion_model."
 

@@ -12,8 +12,15 @@ from pathlib import Path
 import numpy as np
 import paddiff
 import paddle
-from paddiff.plugins.inference.export import InputSpec, export_layer, names_file, program_files
-from paddiff.plugins.inference.predictor import Predictor, resolve_precision
+from paddiff.execution.export import (
+    InputSpec,
+    export_layer,
+    fused_self_attention_supported,
+    names_file,
+    program_files,
+)
+from paddiff.execution.predictor import resolve_precision
+from paddiff.execution.runtimes import get_runtime
 
 
 def default_cache_dir() -> Path:
@@ -34,8 +41,6 @@ def fingerprint(layer: paddle.nn.Layer, settings: dict | None = None) -> str:
     dtype, plus an evenly strided sample of up to 4096 of its values: any retrained or differently
     converted model changes the sample.
     """
-    from paddiff.plugins.nn.layers import fused_self_attention_supported
-
     digest = hashlib.sha256(f"paddle {paddle.__version__} paddiff {paddiff.__version__}".encode())
     # which attention an export uses depends on the machine (AVX-512, GPU), so the key does too
     digest.update(f"fused attention {fused_self_attention_supported()}".encode())
@@ -44,7 +49,7 @@ def fingerprint(layer: paddle.nn.Layer, settings: dict | None = None) -> str:
     digest.update(json.dumps(settings or {}, sort_keys=True, default=str).encode())
     for name, param in layer.state_dict().items():
         digest.update(f"{name}{list(param.shape)}{param.dtype}".encode())
-        if not param._is_initialized():  # released to an exported program by another runner
+        if not param._is_initialized():  # released to an exported program by another Network
             continue
         flat = param.reshape([-1])
         step = max(1, flat.shape[0] // 4096)
@@ -67,7 +72,8 @@ def _source_digest(layer: paddle.nn.Layer) -> bytes:
 
 
 class ExportCache:
-    """Exports a layer the first time a (model, component, shapes) key is asked for; reuses it after.
+    """Exports a layer the first time a (model, component, shapes) key is asked for; reuses it
+    after, and loads programs with its runtime back end at its threads and precision.
 
     Several processes may share one cache folder: each export is written under a temporary name
     and renamed into place, so a reader sees a whole program or none.
@@ -78,11 +84,13 @@ class ExportCache:
         root: str | Path | None = None,
         threads: int | None = None,
         precision: str | None = None,
+        runtime: str | None = None,
     ):
         self.root = Path(root) if root else default_cache_dir()
         self.threads = threads
         # how predictors run the programs ("fp32" or "bf16"); the programs themselves are the same
         self.precision = resolve_precision(precision)
+        self.runtime = get_runtime(runtime)
         self._lock = threading.Lock()
 
     def prefix(self, model_key: str, component: str, specs: list[InputSpec]) -> Path:
@@ -103,8 +111,12 @@ class ExportCache:
                 export_layer(layer, specs, prefix)
         return prefix
 
+    def load(self, prefix: Path):
+        """The program at `prefix`, loaded by the runtime back end (a callable on arrays)."""
+        return self.runtime.load(prefix, threads=self.threads, precision=self.precision)
+
     def predictor(
         self, layer: paddle.nn.Layer, model_key: str, component: str, specs: list[InputSpec]
-    ) -> Predictor:
-        prefix = self.program(layer, model_key, component, specs)
-        return Predictor(prefix, threads=self.threads, precision=self.precision)
+    ):
+        """The loaded program for this key (exported first if the cache has none)."""
+        return self.load(self.program(layer, model_key, component, specs))

@@ -8,7 +8,7 @@ two trailing 1-sized axes dropped.
 
 from __future__ import annotations
 
-from paddiff.plugins.convert.keymap import Block, KeyMap
+from paddiff.convert.keymap import Block, KeyMap
 
 PREFIX = "first_stage_model."
 
