@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import paddiff
-from helpers import ROOT, run_cli
+
+from support.helpers import ROOT, run_cli
 
 
 def test_version():

@@ -8,8 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from helpers import run_cli
 from paddiff.plugins.embedded import MODEL_DIR, dataset, evaluate, quality
+
+from support.helpers import run_cli
 
 # Until the first trained model is exported (the training run is in progress).
 pytestmark = pytest.mark.skipif(

@@ -17,8 +17,8 @@ import paddiff
 import pytest
 from safetensors.numpy import load_file, save_file
 
-FIXTURES = Path(__file__).parent / "fixtures" / "chinese"
-SD1 = Path(__file__).parent / "fixtures" / "sd" / "sd1"  # the models area's tiny SD 1.x
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "chinese"
+SD1 = Path(__file__).parents[1] / "fixtures" / "sd" / "sd1"  # the models area's tiny SD 1.x
 FOLDERS = ["taiyi_like", "chinese_clip_like", "altdiffusion_like", "altdiffusion_m9_like"]
 
 with open(FIXTURES / "prompts.json", encoding="utf-8") as f:
@@ -144,7 +144,7 @@ def test_save_pretrained_round_trips(tmp_path, folder):
 
 def test_taiyi_published_pytorch_bin_loads(tmp_path):
     # Taiyi's text_encoder/ holds pytorch_model.bin (with the old position_ids buffer).
-    from tests.weights_formats import write_torch_zip
+    from support.weights_formats import write_torch_zip
 
     model = copy_model(tmp_path, "taiyi_like")
     weights = model / "text_encoder" / "model.safetensors"

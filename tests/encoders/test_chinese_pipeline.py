@@ -16,8 +16,8 @@ import numpy as np
 import paddiff
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures" / "chinese"
-SD1 = Path(__file__).parent / "fixtures" / "sd" / "sd1"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "chinese"
+SD1 = Path(__file__).parents[1] / "fixtures" / "sd" / "sd1"
 TOLERANCE = 2  # per pixel, out of 255
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import paddiff
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures" / "chinese"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "chinese"
 
 # (model folder, registry name, key in reference_token_ids.npz)
 TOKENIZERS = [
@@ -104,6 +104,6 @@ def test_a_clip_tokenizer_folder_given_to_bert_is_named_for_what_it_is():
     # it used to fail on CLIP's <|startoftext|> as an "added token"
     from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
 
-    clip_folder = Path(__file__).parent / "fixtures" / "sd" / "sd1" / "tokenizer"
+    clip_folder = Path(__file__).parents[1] / "fixtures" / "sd" / "sd1" / "tokenizer"
     with pytest.raises(ValueError, match="expected a WordPiece model .* got 'BPE'"):
         WordPieceTokenizer.from_folder(clip_folder)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from paddiff.plugins.text_encoders.clip_tokenizer import CLIPTokenizer, split_pieces
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sd"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sd"
 
 
 def tokenizer(variant: str) -> CLIPTokenizer:

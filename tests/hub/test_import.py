@@ -1,6 +1,6 @@
 """The name collision between the library `paddiff` and the PaddleHub module folder `paddiff`,
 reproduced without PaddleHub: its loader puts the folder's parent first on `sys.path` and imports
-`paddiff.module` (paddlehub/utils/utils.py, load_py_module). Fast; test_hub_module.py covers the
+`paddiff.module` (paddlehub/utils/utils.py, load_py_module). Fast; test_module.py covers the
 same through the real `hub` commands."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import paddiff
 import pytest
 
-HUB_SHIM = Path(__file__).resolve().parent.parent / "hub_module" / "paddiff" / "__init__.py"
+HUB_SHIM = Path(__file__).resolve().parents[2] / "hub_module" / "paddiff" / "__init__.py"
 
 LOAD_LIKE_PADDLEHUB = """
     import importlib, json, sys

@@ -29,7 +29,7 @@ from paddiff.plugins.embedded import evaluate
 from paddiff.serving import ServingLimits
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HUB_MODULE = ROOT / "hub_module" / "paddiff"
 # `model=` is tested with this tiny random-weight SD 1.x folder (32x32); everything else uses the
 # module's default, the embedded model, as a user who installs the module meets it.

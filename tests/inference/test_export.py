@@ -105,7 +105,7 @@ def test_precision_is_checked_before_anything_runs(tmp_path, monkeypatch):
     monkeypatch.delenv("PADDIFF_PRECISION")
     from paddiff.loader import load_components
 
-    sd1 = Path(__file__).parent / "fixtures" / "sd" / "sd1"
+    sd1 = Path(__file__).parents[1] / "fixtures" / "sd" / "sd1"
     with pytest.raises(ValueError, match="precision= 'fp16'"):  # even where it would not apply
         load_components(sd1, execution="dynamic", precision="fp16")
     from paddle.base import core
@@ -240,7 +240,7 @@ def test_execution_mode_from_argument_or_environment(monkeypatch):
         resolve_execution("fast")
 
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sd"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sd"
 
 
 def _assert_static_matches(component, call, shapes, cache, tolerance=1e-4):
@@ -368,7 +368,7 @@ def test_static_bert_and_xlmr_text_encoders_match_dynamic(folder, tmp_path):
 
     import paddiff
 
-    model = Path(__file__).parent / "fixtures" / "chinese" / folder
+    model = Path(__file__).parents[1] / "fixtures" / "chinese" / folder
     name = json.loads((model / "model_index.json").read_text())["text_encoder"][1]
     encoder = paddiff.get("text_encoders", name).from_pretrained(model / "text_encoder")
     prompts = {2: ["一只猫", "a red cube on a table"], 1: ["山水画"]}
@@ -377,7 +377,7 @@ def test_static_bert_and_xlmr_text_encoders_match_dynamic(folder, tmp_path):
     )
 
 
-EMBEDDED = Path(__file__).parent.parent / "plugins" / "embedded" / "model"
+EMBEDDED = Path(__file__).parents[2] / "plugins" / "embedded" / "model"
 
 
 @pytest.mark.skipif(not (EMBEDDED / "model_index.json").is_file(), reason="no embedded model")
@@ -404,7 +404,7 @@ def test_static_embedded_model_matches_dynamic(tmp_path):
 @pytest.mark.slow
 def test_static_full_size_sd15_matches_dynamic(tmp_path):
     """SD 1.5-size UNet, VAE decoder and text encoder (PADDIFF_FULLSIZE_DIR, see
-    tests/test_models_parity.py), exported with dynamic shapes: within 1e-4 of the dynamic graph
+    tests/models/test_parity.py), exported with dynamic shapes: within 1e-4 of the dynamic graph
     at 32x32 latents, batch 2. About 3 minutes and 8 GB of memory on 2 cores."""
     import os
 
@@ -414,7 +414,7 @@ def test_static_full_size_sd15_matches_dynamic(tmp_path):
 
     folder = os.environ.get("PADDIFF_FULLSIZE_DIR")
     if not folder:
-        pytest.skip("set PADDIFF_FULLSIZE_DIR (see tests/test_models_parity.py)")
+        pytest.skip("set PADDIFF_FULLSIZE_DIR (see tests/models/test_parity.py)")
     cache = ExportCache(tmp_path)
     rng = np.random.default_rng(0)
     text = CLIPTextModel.from_pretrained(Path(folder) / "text_encoder")
@@ -450,7 +450,7 @@ def test_static_safety_checker_scores_match_dynamic(tmp_path):
     from paddiff.plugins.safety.image_checker import StableDiffusionSafetyChecker
     from PIL import Image
 
-    safety = Path(__file__).parent / "fixtures" / "safety"
+    safety = Path(__file__).parents[1] / "fixtures" / "safety"
     checker = StableDiffusionSafetyChecker.from_pretrained(
         safety / "tiny_checker" / "safety_checker"
     )
@@ -467,7 +467,7 @@ def test_load_pipeline_switches_the_image_checker_too(tmp_path):
     from paddiff.pipeline import load_pipeline
     from paddiff.plugins.safety.image_checker import StableDiffusionSafetyChecker
 
-    safety = Path(__file__).parent / "fixtures" / "safety" / "tiny_checker" / "safety_checker"
+    safety = Path(__file__).parents[1] / "fixtures" / "safety" / "tiny_checker" / "safety_checker"
     checker = StableDiffusionSafetyChecker.from_pretrained(safety)
     pipeline = load_pipeline(
         FIXTURES / "sd1", safety_filters=[checker], execution="static", cache_dir=tmp_path

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sd"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sd"
 
 
 def run_exported(layer, inputs: dict[str, np.ndarray], folder: Path) -> np.ndarray:

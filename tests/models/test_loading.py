@@ -14,7 +14,7 @@ from paddiff.plugins.text_encoders.clip import CLIPTextModel, to_network_keys
 from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
 from safetensors.numpy import load_file, save_file
 
-SD1 = Path(__file__).parent / "fixtures" / "sd" / "sd1"
+SD1 = Path(__file__).parents[1] / "fixtures" / "sd" / "sd1"
 COMPONENTS = {
     "unet": (UNet2DConditionModel, "diffusion_pytorch_model.safetensors"),
     "vae": (AutoencoderKL, "diffusion_pytorch_model.safetensors"),

@@ -18,7 +18,7 @@ import pytest
 from paddiff.randomness import Generator
 from paddiff.registry import check_conformance
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sd"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sd"
 VARIANTS = ("sd1", "sd2_v", "inpaint")
 KIND_OF = {"unet": "denoisers", "vae": "vaes", "text_encoder": "text_encoders"}
 TOLERANCE = 1e-4  # max abs error, fp32

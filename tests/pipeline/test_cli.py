@@ -13,10 +13,10 @@ import pytest
 from paddiff.cli import main
 from paddiff.weights import save_state_dict
 from PIL import Image
-from pipeline_toys import toy_pipeline
 
-from tests.helpers import ROOT
-from tests.weights_formats import to_original, with_full_clip_vocabulary
+from support.helpers import ROOT
+from support.pipeline_toys import toy_pipeline
+from support.weights_formats import to_original, with_full_clip_vocabulary
 
 
 @pytest.fixture()

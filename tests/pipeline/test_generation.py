@@ -9,7 +9,8 @@ from paddiff.randomness import Generator, RecordedNoise
 from paddiff.results import GenerationCancelled
 from paddiff.safety import SafetyBlocked, SafetyFilters
 from PIL import Image
-from pipeline_toys import ToyQuietScheduler, ToyScheduler, ToyWordFilter, toy_pipeline
+
+from support.pipeline_toys import ToyQuietScheduler, ToyScheduler, ToyWordFilter, toy_pipeline
 
 FAST = dict(steps=4, progress=False)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from paddiff.randomness import RecordedNoise
-from pipeline_fixtures import REFERENCES, fixture_pipeline
+
+from support.pipeline_fixtures import REFERENCES, fixture_pipeline
 
 TOLERANCE = 2  # per pixel, out of 255
 

@@ -6,7 +6,8 @@ import numpy as np
 import paddiff
 import pytest
 from paddiff.prompt_weighting import encode_weighted, parse_weights
-from pipeline_toys import ToyTextEncoder, toy_pipeline
+
+from support.pipeline_toys import ToyTextEncoder, toy_pipeline
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import run_cli
 from paddiff.png_info import parse_parameters
 from PIL import Image
-from pipeline_fixtures import MODELS, fixture_pipeline
+
+from support.helpers import run_cli
+from support.pipeline_fixtures import MODELS, fixture_pipeline
 
 STEPS = 5
 

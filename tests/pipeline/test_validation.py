@@ -8,7 +8,8 @@ import numpy as np
 import paddiff
 import pytest
 from PIL import Image
-from pipeline_toys import toy_pipeline
+
+from support.pipeline_toys import toy_pipeline
 
 IMAGE = Image.new("RGB", (32, 32))
 MASK = Image.new("L", (32, 32), 255)

@@ -14,7 +14,7 @@ from paddiff.registry import Registry
 from paddiff.safety import SafetyBlocked, load_filters
 from PIL import Image
 
-MODEL_DIR = Path(__file__).parent / "fixtures" / "safety" / "tiny_checker"
+MODEL_DIR = Path(__file__).parents[1] / "fixtures" / "safety" / "tiny_checker"
 
 
 def test_default_config_without_model_says_image_checking_is_off():

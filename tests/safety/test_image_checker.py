@@ -19,7 +19,7 @@ from paddiff.plugins.safety.image_checker import (  # noqa: E402
     StableDiffusionSafetyChecker,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "safety"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "safety"
 CHECKER = FIXTURES / "tiny_checker" / "safety_checker"
 REFERENCE = np.load(FIXTURES / "reference.npz")
 META = json.loads((FIXTURES / "reference.json").read_text(encoding="utf-8"))

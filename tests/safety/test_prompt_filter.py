@@ -12,7 +12,7 @@ from paddiff.plugins.safety.automaton import Automaton
 from paddiff.plugins.safety.prompt_filter import PromptTermFilter
 from paddiff.plugins.safety.term_lists import TermFileError, parse_terms
 
-FIXTURES = Path(__file__).parent / "fixtures" / "safety"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "safety"
 EXTRA_TERMS = FIXTURES / "extra_terms.txt"
 
 # (prompt, category that must be reported). The default lists ship these terms.

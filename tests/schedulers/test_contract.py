@@ -11,7 +11,8 @@ from paddiff import registry
 from paddiff.interfaces import SchedulerOutput
 from paddiff.randomness import Generator
 from paddiff.scheduler_names import create_scheduler
-from scheduler_helpers import MODEL_CONFIGS, SD_CONFIG, denoise, point_mass_denoiser
+
+from support.scheduler_helpers import MODEL_CONFIGS, SD_CONFIG, denoise, point_mass_denoiser
 
 EXAMPLE = "example-euler"
 NAMES = sorted(set(registry.Registry().names("schedulers")) | {EXAMPLE})

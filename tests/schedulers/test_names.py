@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import run_cli
 from paddiff import registry
 from paddiff.scheduler_names import ALIASES, create_scheduler, resolve_scheduler_name
-from scheduler_helpers import SD_CONFIG
+
+from support.helpers import run_cli
+from support.scheduler_helpers import SD_CONFIG
 
 BUILT_IN = registry.Registry(third_party=False).names("schedulers")
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from paddiff import registry
 from paddiff.randomness import RecordedNoise
-from scheduler_helpers import reference, reference_classes, stand_in_model
+
+from support.scheduler_helpers import reference, reference_classes, stand_in_model
 
 STEPS = (1, 4, 10, 25, 50)
 TOLERANCE = 1e-5

@@ -8,7 +8,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from paddiff import registry
 from paddiff.randomness import Generator
-from scheduler_helpers import SD_CONFIG, denoise, gaussian_data_denoiser, point_mass_denoiser
+
+from support.scheduler_helpers import (
+    SD_CONFIG,
+    denoise,
+    gaussian_data_denoiser,
+    point_mass_denoiser,
+)
 
 BUILT_IN = sorted(r.name for r in registry.Registry(third_party=False).list("schedulers"))
 # LCM picks its steps from the grid it was distilled on; a 1000-point grid allows any count.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODELS = Path(__file__).parent / "fixtures" / "sd"
-REFERENCES = Path(__file__).parent / "fixtures" / "pipeline"
+MODELS = Path(__file__).parents[1] / "fixtures" / "sd"
+REFERENCES = Path(__file__).parents[1] / "fixtures" / "pipeline"
 
 
 def fixture_pipeline(name: str = "sd1", scheduler: str | None = None):

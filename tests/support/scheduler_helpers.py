@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "schedulers"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schedulers"
 
 #: Stable Diffusion 1.5's scheduler_config.json (a model folder's file, unknown keys included).
 SD_CONFIG = {

@@ -17,7 +17,7 @@ from paddiff.weights import (
     save_state_dict,
 )
 
-from tests.helpers import ROOT
+from support.helpers import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "weights"
 

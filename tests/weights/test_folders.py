@@ -15,7 +15,7 @@ from paddiff.weights import (
     save_state_dict,
 )
 
-from tests.weights_formats import as_sharded, write_torch_zip
+from support.weights_formats import as_sharded, write_torch_zip
 
 STATE = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.float32)}
 

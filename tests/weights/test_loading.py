@@ -1,7 +1,7 @@
 """`load_components` end to end: every SD fixture through every weight format, against diffusers.
 
 The fixtures in tests/fixtures/sd/<name>/ are diffusers folders with reference outputs. Each
-test derives another format from them in a temporary folder (see tests/weights_formats.py), loads
+test derives another format from them in a temporary folder (see tests/support/weights_formats.py), loads
 it, and compares UNet output, VAE encode/decode and text-encoder hidden states with the
 reference (max abs error <= 1e-4).
 """
@@ -26,8 +26,8 @@ from paddiff.weights import (
     save_state_dict,
 )
 
-from tests.helpers import ROOT
-from tests.weights_formats import (
+from support.helpers import ROOT
+from support.weights_formats import (
     add_fp16_variant,
     as_bin,
     as_sharded,
@@ -487,7 +487,7 @@ def test_a_malicious_bin_in_a_model_folder_is_refused(tmp_path, registry):
 
     from paddiff.weights import UnsafeCheckpointError
 
-    from tests.test_weights_unsafe import RunsCommand, torch_zip
+    from weights.test_unsafe import RunsCommand, torch_zip
 
     model = copy_model(SD / "sd1", tmp_path / "m")
     (model / "unet" / "diffusion_pytorch_model.safetensors").unlink()
