@@ -17,9 +17,11 @@ import paddiff
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from support.fixture_configs import CHINESE_MODELS
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "chinese"
 SD1 = Path(__file__).parents[1] / "fixtures" / "sd" / "sd1"  # the models area's tiny SD 1.x
-FOLDERS = ["taiyi_like", "chinese_clip_like", "altdiffusion_like", "altdiffusion_m9_like"]
+FOLDERS = list(CHINESE_MODELS)
 
 with open(FIXTURES / "prompts.json", encoding="utf-8") as f:
     PROMPTS = [prompt for prompts in json.load(f).values() for prompt in prompts]

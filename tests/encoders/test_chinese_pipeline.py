@@ -1,7 +1,8 @@
 """Whole Taiyi-like and AltDiffusion-like pipelines equal diffusers' images within 2/255.
 
-The model folders are assembled as tests/fixtures/chinese/make_reference.py assembles them: the
-SD 1.x test fixture's unet/, vae/ and scheduler/ with this area's text_encoder/ and tokenizer/.
+The model folders are assembled as tests/fixtures/chinese/make_reference.py assembles them (one
+function, tests/support/fixture_configs.py): the SD 1.x test fixture's unet/, vae/ and scheduler/
+with this area's text_encoder/ and tokenizer/.
 The references (txt2img_<name>.npz, same format as tests/fixtures/pipeline) come from diffusers'
 StableDiffusionPipeline (Taiyi) and AltDiffusionPipeline, started from the stored latents.
 """
@@ -9,28 +10,16 @@ StableDiffusionPipeline (Taiyi) and AltDiffusionPipeline, started from the store
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import paddiff
 import pytest
 
+from support.fixture_configs import assemble_chinese_pipeline
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "chinese"
-SD1 = Path(__file__).parents[1] / "fixtures" / "sd" / "sd1"
 TOLERANCE = 2  # per pixel, out of 255
-
-
-def assemble(name: str, target: Path) -> Path:
-    shutil.copytree(
-        SD1, target, ignore=shutil.ignore_patterns("text_encoder", "tokenizer*", "*.npz")
-    )
-    for part in ("text_encoder", "tokenizer"):
-        shutil.copytree(FIXTURES / name / part, target / part)
-    index = json.loads((SD1 / "model_index.json").read_text())
-    index.update(json.loads((FIXTURES / name / "model_index.json").read_text()))
-    (target / "model_index.json").write_text(json.dumps(index))
-    return target
 
 
 @pytest.mark.parametrize("name", ["taiyi_like", "altdiffusion_like"])
@@ -40,7 +29,9 @@ def test_chinese_prompts_give_the_reference_images(tmp_path, name):
         pytest.skip("paddiff.load_pipeline is not merged yet")
     with np.load(FIXTURES / f"txt2img_{name}.npz") as data:
         ref = {key: data[key] for key in data.files}
-    pipe = load_pipeline(assemble(name, tmp_path / name), scheduler=str(ref["scheduler"]))
+    pipe = load_pipeline(
+        assemble_chinese_pipeline(name, tmp_path / name), scheduler=str(ref["scheduler"])
+    )
     size = int(ref["size"])
     result = pipe.text_to_image(
         [str(p) for p in ref["prompts"]],
@@ -65,7 +56,7 @@ def test_chinese_prompts_give_the_reference_images(tmp_path, name):
 def test_saved_chinese_models_name_their_own_tokenizer_class(tmp_path, name, tokenizer_class):
     from paddiff.loader import load_components, save_components
 
-    components = load_components(assemble(name, tmp_path / name))
+    components = load_components(assemble_chinese_pipeline(name, tmp_path / name))
     save_components(components, tmp_path / "saved")
     index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
     assert index["tokenizer"] == ["transformers", tokenizer_class]

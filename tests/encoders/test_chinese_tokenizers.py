@@ -15,13 +15,15 @@ import numpy as np
 import paddiff
 import pytest
 
+from support.fixture_configs import CHINESE_MODELS
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "chinese"
 
 # (model folder, registry name, key in reference_token_ids.npz)
 TOKENIZERS = [
-    ("taiyi_like", "BertModel", "bert"),
-    ("chinese_clip_like", "ChineseCLIPTextModel", "chinese_clip"),
-    ("altdiffusion_like", "RobertaSeriesModelWithTransformation", "xlm_roberta"),
+    (folder, model["text_encoder"], model["token_ids"])
+    for folder, model in CHINESE_MODELS.items()
+    if model["token_ids"]
 ]
 
 

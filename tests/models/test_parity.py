@@ -18,8 +18,10 @@ import pytest
 from paddiff.randomness import Generator
 from paddiff.registry import check_conformance
 
+from support.fixture_configs import SD_VARIANTS, UNET_CASES
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "sd"
-VARIANTS = ("sd1", "sd2_v", "inpaint")
+VARIANTS = SD_VARIANTS
 KIND_OF = {"unet": "denoisers", "vae": "vaes", "text_encoder": "text_encoders"}
 TOLERANCE = 1e-4  # max abs error, fp32
 
@@ -48,7 +50,7 @@ def assert_close(actual, expected):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("case", ["even", "odd"])
+@pytest.mark.parametrize("case", list(UNET_CASES))
 def test_unet_matches_diffusers(variant, case):
     unet, ref = load(variant, "unet"), reference(variant)
     out = unet(

@@ -11,9 +11,15 @@ import numpy as np
 import pytest
 from paddiff.randomness import RecordedNoise
 
+from support.fixture_configs import PIPELINE_CASES
 from support.pipeline_fixtures import REFERENCES, fixture_pipeline
 
 TOLERANCE = 2  # per pixel, out of 255
+
+
+def cases(call: str) -> list[tuple[str, str]]:
+    """(reference name, model folder) of the recorded cases of one pipeline call."""
+    return [(name, c["model"]) for name, c in PIPELINE_CASES.items() if c["call"] == call]
 
 
 def reference(name: str) -> dict:
@@ -43,10 +49,7 @@ def common(ref: dict) -> dict:
     )
 
 
-@pytest.mark.parametrize(
-    "case, model",
-    [("txt2img_sd1", "sd1"), ("txt2img_sd1_euler", "sd1"), ("txt2img_sd2_v_euler", "sd2_v")],
-)
+@pytest.mark.parametrize("case, model", cases("text_to_image"))
 def test_text_to_image_matches_diffusers(case, model):
     ref = reference(case)
     pipe = fixture_pipeline(model, scheduler=str(ref["scheduler"]))
@@ -60,9 +63,10 @@ def test_text_to_image_matches_diffusers(case, model):
     assert_matches(result.images, ref["expected"])
 
 
-def test_image_to_image_matches_diffusers():
-    ref = reference("img2img_sd1")
-    pipe = fixture_pipeline("sd1", scheduler=str(ref["scheduler"]))
+@pytest.mark.parametrize("case, model", cases("image_to_image"))
+def test_image_to_image_matches_diffusers(case, model):
+    ref = reference(case)
+    pipe = fixture_pipeline(model, scheduler=str(ref["scheduler"]))
     result = pipe.image_to_image(
         str(ref["prompts"][0]),
         ref["image"],
@@ -73,9 +77,7 @@ def test_image_to_image_matches_diffusers():
     assert_matches(result.images, ref["expected"])
 
 
-@pytest.mark.parametrize(
-    "case, model", [("inpaint_unet9", "inpaint"), ("inpaint_blend_sd1", "sd1")]
-)
+@pytest.mark.parametrize("case, model", cases("inpaint"))
 def test_inpaint_matches_diffusers(case, model):
     ref = reference(case)
     pipe = fixture_pipeline(model, scheduler=str(ref["scheduler"]))

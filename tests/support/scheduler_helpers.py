@@ -9,22 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schedulers"
+from support.fixture_configs import SD_CONFIG, stand_in_model  # shared with make_reference.py
 
-#: Stable Diffusion 1.5's scheduler_config.json (a model folder's file, unknown keys included).
-SD_CONFIG = {
-    "_class_name": "PNDMScheduler",
-    "_diffusers_version": "0.6.0",
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "trained_betas": None,
-    "clip_sample": False,
-}
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schedulers"
 
 #: Other model folders' scheduler_config.json files, as published (SD 2.1 768-v, SDXL base,
 #: an LCM-distilled SD 1.5).
@@ -84,12 +71,6 @@ MODEL_CONFIGS = {
         "trained_betas": None,
     },
 }
-
-
-def stand_in_model(sample: np.ndarray, t: float) -> np.ndarray:
-    """A smooth, deterministic fake denoiser output; the same function make_reference.py uses."""
-    x = np.asarray(sample).astype(np.float64)
-    return (0.3 * x * math.cos(t / 200) + 0.1 * np.sin(x + t / 1000)).astype(np.float32)
 
 
 def denoise(scheduler, sample, generator=None, model=stand_in_model, on_step=None):

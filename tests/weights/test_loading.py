@@ -26,6 +26,7 @@ from paddiff.weights import (
     save_state_dict,
 )
 
+from support.fixture_configs import SD_VARIANTS, SINGLE_FILES
 from support.helpers import ROOT
 from support.weights_formats import (
     add_fp16_variant,
@@ -44,7 +45,7 @@ from paddiff.plugins.nn.state_dict import StateDictMismatchError  # noqa: E402
 
 SD = ROOT / "tests" / "fixtures" / "sd"
 WEIGHTS = ROOT / "tests" / "fixtures" / "weights"
-MODELS = ("sd1", "sd2_v", "inpaint")
+MODELS = SD_VARIANTS  # every tiny fixture folder
 TOLERANCE = 1e-4
 PROMPTS = json.loads((SD / "prompts.json").read_text(encoding="utf-8"))
 
@@ -285,7 +286,7 @@ def test_scheduler_aliases_select_the_real_schedulers():
 # -- single files --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, file", [("sd1", "sd1.ckpt"), ("sd2_v", "sd2_v.safetensors")])
+@pytest.mark.parametrize("name, file", list(SINGLE_FILES.items()))
 def test_test_time_single_files_equal_the_diffusers_verified_ones(name, file):
     # tests/fixtures/weights/<file> was read back by diffusers' from_single_file (make_formats.py);
     # the helper that makes the other single files at test time must write the same layout.
@@ -298,7 +299,7 @@ def test_test_time_single_files_equal_the_diffusers_verified_ones(name, file):
         np.testing.assert_array_equal(committed[key], made[key], err_msg=key)
 
 
-@pytest.mark.parametrize("name, file", [("sd1", "sd1.ckpt"), ("sd2_v", "sd2_v.safetensors")])
+@pytest.mark.parametrize("name, file", list(SINGLE_FILES.items()))
 def test_committed_single_files_load_to_the_reference(name, file, registry):
     components = load_components(
         WEIGHTS / file,
