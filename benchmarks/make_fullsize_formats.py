@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# tests/ on sys.path, as pytest puts it there (pyproject.toml), for the tests' shared helpers.
+sys.path.insert(0, str(ROOT / "tests"))
 
 from paddiff.weights import load_state_dict, save_state_dict  # noqa: E402
 
-from tests.weights_formats import (  # noqa: E402
+from support.weights_formats import (  # noqa: E402
     add_fp16_variant,
     to_original,
     to_paddlenlp_names,

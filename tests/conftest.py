@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 # Components loaded by tests run in the dynamic graph unless a test asks for static execution
-# (tests/test_inference_export.py): parity tests compare the network itself, and exporting every
+# (tests/inference/test_export.py): parity tests compare the network itself, and exporting every
 # fixture model would cost minutes and write to ~/.cache.
 os.environ.setdefault("PADDIFF_EXECUTION", "dynamic")
 
