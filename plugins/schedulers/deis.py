@@ -1,13 +1,45 @@
 """DEIS multistep, the "log-rho" variant (Zhang & Chen 2023, "Fast Sampling of Diffusion Models
 with Exponential Integrator", eq. 14-15): the noise prediction is extrapolated as a Lagrange
-polynomial in log rho, rho = sigma / alpha, and integrated exactly in rho (orders 1-3)."""
+polynomial in log rho, rho = s / alpha (= sigma), through the last one to three steps, and
+integrated exactly in rho; order 1 is the DDIM step. WebUI name: "DEIS"."""
 
 from __future__ import annotations
 
 import numpy as np
-from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.base import F32, as_f32
-from paddiff.plugins.schedulers.solver import SOLVER_DEFAULTS, SolverScheduler
+from paddiff.plugins.schedulers import schedules, solver
+from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.sampling import Sampler, Schedule
+from paddiff.sampling.denoiser import F32
+
+DEFAULTS = {
+    **solver.SOLVER_DEFAULTS,
+    "algorithm_type": "deis",
+    "solver_type": "logrho",
+    "timestep_spacing": "linspace",
+    "steps_offset": 0,
+}
+CHOICES = {"algorithm_type": ("deis",), "solver_type": ("logrho",)}
+
+
+def deis_schedule(config: dict, steps: int) -> Schedule:
+    """The config's integer timesteps, or Karras / exponential sigmas over the training range
+    (timesteps rounded for Karras); DEIS never ends on sigma 0, but on the smallest sigma of
+    the respaced schedule, or of the training schedule."""
+    schedules.check_steps(config, steps)
+    train = schedules.train_sigmas_for(config)
+    timesteps = schedules.solver_timesteps(
+        config["timestep_spacing"], steps, config["num_train_timesteps"], config["steps_offset"]
+    )
+    respaced = solver.respaced_sigmas(config, train, steps)
+    if respaced is None:
+        sigmas = schedules.interpolate_sigmas(timesteps, train)
+        final = train[0]
+    else:
+        sigmas, timesteps = respaced
+        if config["use_karras_sigmas"]:
+            timesteps = timesteps.round()
+        final = sigmas[-1]
+    return solver.solver_schedule(timesteps, sigmas, final, train)
 
 
 def integral_2(t, b, c):
@@ -22,74 +54,47 @@ def integral_3(t, b, c, d):
     return numerator / ((np.log(b) - lc) * (np.log(b) - ld))
 
 
-class DEISMultistepScheduler(SolverScheduler):
-    DEFAULTS = {
-        **SOLVER_DEFAULTS,
-        "algorithm_type": "deis",
-        "solver_type": "logrho",
-        "timestep_spacing": "linspace",
-        "steps_offset": 0,
-    }
-    CHOICES = {"algorithm_type": ("deis",), "solver_type": ("logrho",)}
-
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        self._check_steps(num_inference_steps)
-        c, n = self.config, num_inference_steps
-        timesteps = schedules.solver_timesteps(
-            c["timestep_spacing"], n, c["num_train_timesteps"], c["steps_offset"]
-        )
-        respaced = self._respaced(n)
-        if respaced is not None:
-            sigmas, timesteps = respaced
-            if c["use_karras_sigmas"]:
-                timesteps = timesteps.round()
-            final = sigmas[-1]  # DEIS ends on the respaced schedule's smallest sigma
-        else:
-            sigmas = schedules.interpolate_sigmas(timesteps, self.train_sigmas)
-            final = self.train_sigmas[0]  # and on the training minimum otherwise, never on 0
-        self.sigmas = np.append(sigmas, final).astype(F32)
-        self.timesteps = np.asarray(timesteps).astype(np.int64)
-        self.num_inference_steps = len(self.timesteps)
-        self.eps_history: list = [None] * c["solver_order"]  # newest last
-        self.warmed_up = 0
-        self._reset()
-
-    def _order(self, i: int) -> int:
-        c, n = self.config, len(self.timesteps)
-        short = c["lower_order_final"] and n < 15
-        if i == n - 1 and short:
-            return 1
-        if i == n - 2 and short:
-            return min(2, c["solver_order"], self.warmed_up + 1)
-        return min(c["solver_order"], self.warmed_up + 1)
-
-    def step(self, model_output, timestep, sample, generator=None):
-        i = self._index(timestep)
-        sample = as_f32(sample)
-        x0 = self._x0(as_f32(model_output), sample, i)
-        alpha_s0, sigma_s0, lambda_s0 = self.coefficients(i)
-        eps = (sample - alpha_s0 * x0) / sigma_s0  # thresholding acts through x0
-        self.eps_history = [*self.eps_history[1:], eps]
-        order = self._order(i)
-        alpha_t, sigma_t, lambda_t = self.coefficients(i + 1)
-        m = self.eps_history
+def sample_deis(model, x, sigmas, *, noise, callback, start=0, **options):
+    """DEIS log-rho, orders 1-3; x is in VP form."""
+    steps, max_order = len(sigmas) - 1, options["solver_order"]
+    # lower orders for the last steps when there are few, counted on the whole schedule (as
+    # diffusers does, also when `start` > 0)
+    short = options["lower_order_final"] and steps < 15
+    alpha, s, lam = solver.vp(sigmas)
+    rho = s / alpha
+    eps = []  # noise predictions of the steps run so far, newest last
+    for i in range(start, steps):
+        x0 = clip_or_threshold(model(x, sigmas[i]), options)
+        # the noise from x = alpha x0 + s noise, so that thresholding acts through x0
+        eps = [*eps, (x - alpha[i] * x0) / s[i]][-max_order:]
+        order = len(eps)  # warm-up: no higher than the predictions at hand
+        if i == steps - 1 and short:
+            order = 1
+        elif i == steps - 2 and short:
+            order = min(order, 2)
         if order == 1:  # the DDIM step
-            h = lambda_t - lambda_s0
-            prev = alpha_t / alpha_s0 * sample - sigma_t * (np.exp(h) - F32(1.0)) * eps
+            h = lam[i + 1] - lam[i]
+            x = alpha[i + 1] / alpha[i] * x - s[i + 1] * (np.exp(h) - F32(1.0)) * eps[-1]
+        elif order == 2:
+            t, s0, s1 = rho[i + 1], rho[i], rho[i - 1]
+            coef1 = integral_2(t, s0, s1) - integral_2(s0, s0, s1)
+            coef2 = integral_2(t, s1, s0) - integral_2(s0, s1, s0)
+            x = alpha[i + 1] * (x / alpha[i] + coef1 * eps[-1] + coef2 * eps[-2])
         else:
-            rho = [sigma_t / alpha_t] + [
-                s / a for a, s, _ in (self.coefficients(i - k) for k in range(order))
-            ]
-            if order == 2:
-                t, s0, s1 = rho
-                coef1 = integral_2(t, s0, s1) - integral_2(s0, s0, s1)
-                coef2 = integral_2(t, s1, s0) - integral_2(s0, s1, s0)
-                prev = alpha_t * (sample / alpha_s0 + coef1 * m[-1] + coef2 * m[-2])
-            else:
-                t, s0, s1, s2 = rho
-                coef1 = integral_3(t, s0, s1, s2) - integral_3(s0, s0, s1, s2)
-                coef2 = integral_3(t, s1, s2, s0) - integral_3(s0, s1, s2, s0)
-                coef3 = integral_3(t, s2, s0, s1) - integral_3(s0, s2, s0, s1)
-                prev = alpha_t * (sample / alpha_s0 + coef1 * m[-1] + coef2 * m[-2] + coef3 * m[-3])
-        self.warmed_up = min(self.warmed_up + 1, self.config["solver_order"])
-        return self.output(prev, x0)
+            t, s0, s1, s2 = rho[i + 1], rho[i], rho[i - 1], rho[i - 2]
+            coef1 = integral_3(t, s0, s1, s2) - integral_3(s0, s0, s1, s2)
+            coef2 = integral_3(t, s1, s2, s0) - integral_3(s0, s1, s2, s0)
+            coef3 = integral_3(t, s2, s0, s1) - integral_3(s0, s2, s0, s1)
+            x = alpha[i + 1] * (x / alpha[i] + coef1 * eps[-1] + coef2 * eps[-2] + coef3 * eps[-3])
+        x = callback(i, x)
+    return x
+
+
+DEISMultistepScheduler = Sampler(
+    name="DEISMultistepScheduler",
+    sample=sample_deis,
+    schedule=deis_schedule,
+    defaults=DEFAULTS,
+    space="vp",
+    check=solver.checker("DEISMultistepScheduler", CHOICES),
+)

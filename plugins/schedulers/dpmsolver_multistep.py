@@ -1,20 +1,21 @@
 """DPM-Solver++ multistep, orders 1-3 (Lu et al. 2022, "DPM-Solver++", Algorithms 1-2), and its
 SDE variant (`algorithm_type="sde-dpmsolver++"`, Gonzalez et al. 2023 / k-diffusion's
-sample_dpmpp_2m_sde). The solver integrates the ODE in lambda = log(alpha / s) with the data
-prediction x0 held polynomial: previous steps' x0 give the derivative terms D1 and D2.
-
-WebUI names: "DPM++ 2M" (order 2), "DPM++ 2M Karras" (+ use_karras_sigmas), "DPM++ 2M SDE"
+sample_dpmpp_2m_sde): the ODE is integrated in lambda = log(alpha / s) with the data prediction
+x0 held polynomial, the x0 of previous steps giving the derivative terms D1 and D2. WebUI names:
+"DPM++ 2M" (order 2), "DPM++ 2M Karras" (+ use_karras_sigmas), "DPM++ 2M SDE"
 (sde-dpmsolver++), "DPM++ 3M SDE" (order 3, sde-dpmsolver++)."""
 
 from __future__ import annotations
 
 import numpy as np
-from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.base import F32, as_f32, draw_noise
-from paddiff.plugins.schedulers.solver import SOLVER_DEFAULTS, SolverScheduler
+from paddiff.plugins.schedulers import schedules, solver
+from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.sampling import Sampler, Schedule
+from paddiff.sampling.denoiser import F32
 
+#: Options of both DPM-Solver++ forms (multistep and singlestep).
 DPM_DEFAULTS = {
-    **SOLVER_DEFAULTS,
+    **solver.SOLVER_DEFAULTS,
     "algorithm_type": "dpmsolver++",
     "solver_type": "midpoint",  # how the second-order term is weighted: midpoint or heun
     "final_sigmas_type": "zero",
@@ -24,6 +25,40 @@ DPM_CHOICES = {
     "algorithm_type": ("dpmsolver++", "sde-dpmsolver++"),
     "solver_type": ("midpoint", "heun"),
 }
+DEFAULTS = {
+    **DPM_DEFAULTS,
+    "euler_at_final": False,
+    "use_lu_lambdas": False,
+    "timestep_spacing": "linspace",
+    "steps_offset": 0,
+    "rescale_betas_zero_snr": False,
+}
+
+
+def dpm_schedule(config: dict, steps: int) -> Schedule:
+    """The config's integer timesteps (cut at lambda_min_clipped), or Karras / exponential /
+    Lu sigmas over the training range with their timesteps (rounded, except for the cosine
+    schedule and exponential sigmas, as diffusers does); then 0 or the smallest training sigma."""
+    schedules.check_steps(config, steps)
+    train = schedules.train_sigmas_for(config)
+    timesteps = schedules.solver_timesteps(
+        config["timestep_spacing"],
+        steps,
+        config["num_train_timesteps"],
+        config["steps_offset"],
+        last=solver.usable_timesteps(config),
+    )
+    respaced = solver.respaced_sigmas(config, train, steps)
+    if config["use_lu_lambdas"]:  # evenly spaced in log sigma (Lu et al. 2023, "DPM-Solver-v3")
+        sigmas = np.exp(np.linspace(float(np.log(train[-1])), float(np.log(train[0])), steps))
+        respaced = sigmas, schedules.sigma_to_timestep(sigmas, train)
+    if respaced is None:
+        sigmas = schedules.interpolate_sigmas(timesteps, train)
+    else:
+        sigmas, timesteps = respaced
+        if config["beta_schedule"] != "squaredcos_cap_v2" and not config["use_exponential_sigmas"]:
+            timesteps = timesteps.round()
+    return solver.solver_schedule(timesteps, sigmas, solver.final_sigma(config, train), train)
 
 
 def exponential_step(
@@ -56,86 +91,53 @@ def exponential_step(
     return x_t
 
 
-class DPMSolverMultistepScheduler(SolverScheduler):
-    DEFAULTS = {
-        **DPM_DEFAULTS,
-        "euler_at_final": False,
-        "use_lu_lambdas": False,
-        "timestep_spacing": "linspace",
-        "steps_offset": 0,
-        "rescale_betas_zero_snr": False,
-    }
-    CHOICES = DPM_CHOICES
-
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        self._check_steps(num_inference_steps)
-        c, n = self.config, num_inference_steps
-        timesteps = schedules.solver_timesteps(
-            c["timestep_spacing"],
-            n,
-            c["num_train_timesteps"],
-            c["steps_offset"],
-            last=self._usable_timesteps(),
-        )
-        respaced = self._respaced(n)
-        if c["use_lu_lambdas"]:  # evenly spaced in log sigma (Lu et al. 2023, "DPM-Solver-v3")
-            log_train = np.log(self.train_sigmas)
-            sigmas = np.exp(np.linspace(float(log_train[-1]), float(log_train[0]), n))
-            respaced = sigmas, schedules.sigma_to_timestep(sigmas, self.train_sigmas)
-        if respaced is not None:
-            sigmas, timesteps = respaced
-            if c["beta_schedule"] != "squaredcos_cap_v2" and not c["use_exponential_sigmas"]:
-                timesteps = timesteps.round()
-        else:
-            sigmas = schedules.interpolate_sigmas(timesteps, self.train_sigmas)
-        self.sigmas = np.append(sigmas, self._final_sigma()).astype(F32)
-        self.timesteps = np.asarray(timesteps).astype(np.int64)
-        self.num_inference_steps = len(self.timesteps)
-        self.x0_history: list = [None] * c["solver_order"]  # newest last
-        self.warmed_up = 0  # steps taken so far, up to solver_order
-        self._reset()
-
-    def _order(self, i: int) -> int:
-        c, n = self.config, len(self.timesteps)
-        short = c["lower_order_final"] and n < 15  # few steps: lower orders at the end are stabler
-        if i == n - 1 and (c["euler_at_final"] or short or c["final_sigmas_type"] == "zero"):
-            return 1
-        if i == n - 2 and short:
-            return min(2, c["solver_order"], self.warmed_up + 1)
-        return min(c["solver_order"], self.warmed_up + 1)
-
-    def step(self, model_output, timestep, sample, generator=None):
-        i = self._index(timestep)
-        sample = as_f32(sample)
-        x0 = self._x0(as_f32(model_output), sample, i)
-        self.x0_history = [*self.x0_history[1:], x0]
-        sde = self.config["algorithm_type"] == "sde-dpmsolver++"
-        noise = draw_noise(generator, sample.shape) if sde else None
-        order = self._order(i)
-        alpha_t, sigma_t, lambda_t = self.coefficients(i + 1)
-        _, sigma_s0, lambda_s0 = self.coefficients(i)
-        h = lambda_t - lambda_s0
-        rule = self.config["solver_type"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = sigma_t / sigma_s0
-            m0 = self.x0_history[-1]
+def sample_dpmpp_multistep(model, x, sigmas, *, noise, callback, start=0, **options):
+    """DPM-Solver++(1M/2M/3M) and its SDE form; x is in VP form."""
+    steps, max_order = len(sigmas) - 1, options["solver_order"]
+    sde = options["algorithm_type"] == "sde-dpmsolver++"
+    # Lower orders at the end: with few steps they are stabler, and a step that lands on sigma 0
+    # is exact at first order. Counted on the whole schedule, also when `start` > 0 (diffusers).
+    short = options["lower_order_final"] and steps < 15
+    first_order_last = short or options["euler_at_final"] or options["final_sigmas_type"] == "zero"
+    alpha, s, lam = solver.vp(sigmas)
+    x0s = []  # the x0 of the steps run so far, newest last: the multistep history
+    for i in range(start, steps):
+        x0s = [*x0s, clip_or_threshold(model(x, sigmas[i]), options)][-max_order:]
+        z = noise(x.shape) if sde else None
+        order = len(x0s)  # warm-up: no higher than the x0 estimates at hand
+        if i == steps - 1 and first_order_last:
+            order = 1
+        elif i == steps - 2 and short:
+            order = min(order, 2)
+        h = lam[i + 1] - lam[i]
+        with np.errstate(divide="ignore", invalid="ignore"):  # the final step has s = 0
+            ratio = s[i + 1] / s[i]
+            m0 = x0s[-1]
             if order == 1:
-                prev = exponential_step(sample, ratio, alpha_t, sigma_t, h, m0, noise=noise)
+                x = exponential_step(x, ratio, alpha[i + 1], s[i + 1], h, m0, noise=z)
             elif order == 2:
-                r0 = (lambda_s0 - self.coefficients(i - 1)[2]) / h
-                d1 = (F32(1.0) / r0) * (m0 - self.x0_history[-2])
-                prev = exponential_step(
-                    sample, ratio, alpha_t, sigma_t, h, m0, d1, rule, noise=noise
-                )
+                r0 = (lam[i] - lam[i - 1]) / h
+                d1 = (F32(1.0) / r0) * (m0 - x0s[-2])
+                rule = options["solver_type"]
+                x = exponential_step(x, ratio, alpha[i + 1], s[i + 1], h, m0, d1, rule, noise=z)
             else:
-                lambda_s1, lambda_s2 = self.coefficients(i - 1)[2], self.coefficients(i - 2)[2]
-                r0, r1 = (lambda_s0 - lambda_s1) / h, (lambda_s1 - lambda_s2) / h
-                m1, m2 = self.x0_history[-2], self.x0_history[-3]
+                r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
+                m1, m2 = x0s[-2], x0s[-3]
                 d1_0, d1_1 = (F32(1.0) / r0) * (m0 - m1), (F32(1.0) / r1) * (m1 - m2)
                 d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
                 d2 = (F32(1.0) / (r0 + r1)) * (d1_0 - d1_1)
-                prev = exponential_step(
-                    sample, ratio, alpha_t, sigma_t, h, m0, d1, "heun", d2, noise=noise
+                x = exponential_step(
+                    x, ratio, alpha[i + 1], s[i + 1], h, m0, d1, "heun", d2, noise=z
                 )
-        self.warmed_up = min(self.warmed_up + 1, self.config["solver_order"])
-        return self.output(prev, x0)
+        x = callback(i, x)
+    return x
+
+
+DPMSolverMultistepScheduler = Sampler(
+    name="DPMSolverMultistepScheduler",
+    sample=sample_dpmpp_multistep,
+    schedule=dpm_schedule,
+    defaults=DEFAULTS,
+    space="vp",
+    check=solver.checker("DPMSolverMultistepScheduler", DPM_CHOICES),
+)

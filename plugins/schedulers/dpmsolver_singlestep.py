@@ -1,21 +1,44 @@
-"""DPM-Solver++ singlestep (Lu et al. 2022, "DPM-Solver++", Algorithm 1 / DPM-Solver eq. 3.x):
-steps are grouped; within a group of order k, every intermediate model call restarts from the
-group's first sample, so the k-th call completes a k-th order step from there.
-
-WebUI names: "DPM++ SDE" and "DPM++ SDE Karras" map here, as diffusers' documentation does
-(k-diffusion's sample_dpmpp_sde is a similar second-order singlestep method)."""
+"""DPM-Solver++ singlestep (Lu et al. 2022, "DPM-Solver++", Algorithm 1; DPM-Solver, sec. 3.3):
+steps are grouped, and within a group of order k every step restarts from the group's first
+sample, so the group's k-th model call completes a k-th order step from there; the SDE variant
+(`algorithm_type="sde-dpmsolver++"`) adds fresh noise at every step. WebUI names: "DPM++ SDE"
+and "DPM++ SDE Karras" map here, as diffusers' documentation does (k-diffusion's
+sample_dpmpp_sde is a similar second-order singlestep method)."""
 
 from __future__ import annotations
 
 import numpy as np
-from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.base import F32, as_f32, draw_noise
+from paddiff.plugins.schedulers import schedules, solver
 from paddiff.plugins.schedulers.dpmsolver_multistep import (
     DPM_CHOICES,
     DPM_DEFAULTS,
     exponential_step,
 )
-from paddiff.plugins.schedulers.solver import SolverScheduler
+from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.sampling import Sampler, Schedule
+from paddiff.sampling.denoiser import F32
+
+DEFAULTS = {**DPM_DEFAULTS, "lower_order_final": False}
+
+
+def singlestep_schedule(config: dict, steps: int) -> Schedule:
+    """Linspace integer timesteps (cut at lambda_min_clipped), or Karras / exponential sigmas
+    over the training range (timesteps rounded for Karras); then 0 or the smallest training
+    sigma."""
+    schedules.check_steps(config, steps)
+    train = schedules.train_sigmas_for(config)
+    T = config["num_train_timesteps"]
+    timesteps = schedules.solver_timesteps(
+        "linspace", steps, T, last=solver.usable_timesteps(config)
+    )
+    respaced = solver.respaced_sigmas(config, train, steps)
+    if respaced is None:
+        sigmas = schedules.interpolate_sigmas(timesteps, train)
+    else:
+        sigmas, timesteps = respaced
+        if config["use_karras_sigmas"]:
+            timesteps = timesteps.round()
+    return solver.solver_schedule(timesteps, sigmas, solver.final_sigma(config, train), train)
 
 
 def order_list(steps: int, order: int, lower_order_final: bool, final_is_zero: bool) -> list[int]:
@@ -35,75 +58,55 @@ def order_list(steps: int, order: int, lower_order_final: bool, final_is_zero: b
     return orders
 
 
-class DPMSolverSinglestepScheduler(SolverScheduler):
-    DEFAULTS = {**DPM_DEFAULTS, "lower_order_final": False}
-    CHOICES = DPM_CHOICES
-
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        self._check_steps(num_inference_steps)
-        c, n = self.config, num_inference_steps
-        T = c["num_train_timesteps"]
-        timesteps = schedules.solver_timesteps("linspace", n, T, last=self._usable_timesteps())
-        respaced = self._respaced(n)
-        if respaced is not None:
-            sigmas, timesteps = respaced
-            if c["use_karras_sigmas"]:
-                timesteps = timesteps.round()
-        else:
-            sigmas = schedules.interpolate_sigmas(timesteps, self.train_sigmas)
-        self.sigmas = np.append(sigmas, self._final_sigma()).astype(F32)
-        self.timesteps = np.asarray(timesteps).astype(np.int64)
-        self.num_inference_steps = n = len(self.timesteps)
-        # an order that does not divide the step count needs the shortened final group
-        lower_final = (
-            c["lower_order_final"] or n % c["solver_order"] != 0 or c["final_sigmas_type"] == "zero"
-        )
-        final_is_zero = c["final_sigmas_type"] == "zero"
-        self.orders = order_list(n, c["solver_order"], lower_final, final_is_zero)
-        self.x0_history: list = [None] * c["solver_order"]
-        self.group_start = None  # the sample every call of the current group starts from
-        self._reset()
-
-    def step(self, model_output, timestep, sample, generator=None):
-        i = self._index(timestep)
-        sample = as_f32(sample)
-        x0 = self._x0(as_f32(model_output), sample, i)
-        self.x0_history = [*self.x0_history[1:], x0]
-        sde = self.config["algorithm_type"] == "sde-dpmsolver++"
-        noise = draw_noise(generator, sample.shape) if sde else None
-        order = self.orders[i]
-        while self.x0_history[-order] is None:
-            order -= 1
+def sample_dpmpp_singlestep(model, x, sigmas, *, noise, callback, start=0, **options):
+    """DPM-Solver++ singlestep, orders 1-3, and its SDE form; x is in VP form."""
+    steps, max_order = len(sigmas) - 1, options["solver_order"]
+    sde = options["algorithm_type"] == "sde-dpmsolver++"
+    final_is_zero = options["final_sigmas_type"] == "zero"
+    # an order that does not divide the step count needs the shortened final group; the groups
+    # are laid out on the whole schedule, also when `start` > 0 (as diffusers does)
+    lower_final = options["lower_order_final"] or steps % max_order != 0 or final_is_zero
+    orders = order_list(steps, max_order, lower_final, final_is_zero)
+    alpha, s, lam = solver.vp(sigmas)
+    x0s = []  # the x0 of the steps run so far, newest last
+    group_start = x  # the sample every step of the current group starts from
+    for i in range(start, steps):
+        x0s = [*x0s, clip_or_threshold(model(x, sigmas[i]), options)][-max_order:]
+        z = noise(x.shape) if sde else None
+        # a run that starts inside a group (image-to-image) has fewer x0 than the group needs
+        order = min(orders[i], len(x0s))
         if order == 1:
-            self.group_start = sample
-        alpha_t, sigma_t, lambda_t = self.coefficients(i + 1)
-        _, sigma_start, lambda_start = self.coefficients(i + 1 - order)  # the group's start
-        h = lambda_t - lambda_start
-        m = self.x0_history
-        rule = self.config["solver_type"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = sigma_t / sigma_start
+            group_start = x
+        j = i + 1 - order  # the group's first step
+        h = lam[i + 1] - lam[j]
+        with np.errstate(divide="ignore", invalid="ignore"):  # the final step has s = 0
+            ratio = s[i + 1] / s[j]
+            step = (group_start, ratio, alpha[i + 1], s[i + 1], h)
             if order == 1:
-                prev = exponential_step(
-                    self.group_start, ratio, alpha_t, sigma_t, h, m[-1], noise=noise
-                )
+                x = exponential_step(*step, x0s[-1], noise=z)
             elif order == 2:
-                r0 = (self.coefficients(i)[2] - lambda_start) / h
-                d1 = (F32(1.0) / r0) * (m[-1] - m[-2])
-                prev = exponential_step(
-                    self.group_start, ratio, alpha_t, sigma_t, h, m[-2], d1, rule, noise=noise
-                )
+                r0 = (lam[i] - lam[j]) / h
+                d1 = (F32(1.0) / r0) * (x0s[-1] - x0s[-2])
+                x = exponential_step(*step, x0s[-2], d1, options["solver_type"], noise=z)
             else:
-                r0 = (self.coefficients(i)[2] - lambda_start) / h
-                r1 = (self.coefficients(i - 1)[2] - lambda_start) / h
-                d1_0 = (F32(1.0) / r1) * (m[-2] - m[-3])
-                d1_1 = (F32(1.0) / r0) * (m[-1] - m[-3])
-                if rule == "midpoint":
+                r0, r1 = (lam[i] - lam[j]) / h, (lam[i - 1] - lam[j]) / h
+                d1_0 = (F32(1.0) / r1) * (x0s[-2] - x0s[-3])
+                d1_1 = (F32(1.0) / r0) * (x0s[-1] - x0s[-3])
+                if options["solver_type"] == "midpoint":
                     d1, d2 = d1_1, None
                 else:
                     d1 = (r0 * d1_0 - r1 * d1_1) / (r0 - r1)
                     d2 = F32(2.0) * (d1_1 - d1_0) / (r0 - r1)
-                prev = exponential_step(
-                    self.group_start, ratio, alpha_t, sigma_t, h, m[-3], d1, "heun", d2, noise=noise
-                )
-        return self.output(prev, x0)
+                x = exponential_step(*step, x0s[-3], d1, "heun", d2, noise=z)
+        x = callback(i, x)
+    return x
+
+
+DPMSolverSinglestepScheduler = Sampler(
+    name="DPMSolverSinglestepScheduler",
+    sample=sample_dpmpp_singlestep,
+    schedule=singlestep_schedule,
+    defaults=DEFAULTS,
+    space="vp",
+    check=solver.checker("DPMSolverSinglestepScheduler", DPM_CHOICES),
+)

@@ -1,22 +1,22 @@
-"""Shared base of the exponential-integrator ODE solvers (DPM-Solver, UniPC, DEIS)."""
+"""Shared pieces of the exponential-integrator solvers (DPM-Solver, UniPC, DEIS), as pure
+functions: their schedule (integer timesteps, or Karras / exponential sigmas over the whole
+training range; the final sigma), the VP coefficients of the noise levels, and the config check.
+
+The solvers keep x in VP form, x = alpha x0 + s noise with alpha = 1 / sqrt(sigma^2 + 1) and
+s = sigma alpha (the network's own input), and integrate in the log-SNR
+lambda = log(alpha / s) = -log(sigma) (Lu et al. 2022, "DPM-Solver", sec. 3.1).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from paddiff.plugins.schedulers import prediction, schedules
-from paddiff.plugins.schedulers.base import (
-    BETA_DEFAULTS,
-    F32,
-    BaseScheduler,
-    as_f32,
-    floor_zero_terminal_snr,
-)
+from paddiff.plugins.schedulers import schedules
+from paddiff.sampling import Schedule
+from paddiff.sampling.denoiser import F32, vp_coefficients
 
-#: Options shared by the exponential-integrator solvers (DPM-Solver, UniPC, DEIS).
+#: Options shared by the exponential-integrator solvers (diffusers' defaults).
 SOLVER_DEFAULTS = {
-    **BETA_DEFAULTS,
+    **schedules.BETA_DEFAULTS,
     "solver_order": 2,
     "thresholding": False,
     "dynamic_thresholding_ratio": 0.995,
@@ -27,63 +27,66 @@ SOLVER_DEFAULTS = {
 }
 
 
-class SolverScheduler(BaseScheduler):
-    """Multistep ODE solvers in log-SNR time (DPM-Solver, UniPC, DEIS). They keep the sample in
-    VP form (the model input is the sample itself) and step between the VE `sigmas`, with
-    lambda = log(alpha / s) = -log(sigma) as the integration variable."""
+def vp(sigmas):
+    """(alpha, s, lambda) of each noise level, float32 as diffusers computes them; lambda is
+    +inf at sigma = 0."""
+    alpha, s = vp_coefficients(sigmas)
+    with np.errstate(divide="ignore"):
+        return alpha, s, np.log(alpha) - np.log(s)
 
-    def __init__(self, **config: Any):
-        super().__init__(**config)
-        if self.config["solver_order"] not in (1, 2, 3):
-            raise ValueError(f"solver_order must be 1, 2 or 3, got {self.config['solver_order']}")
-        floor_zero_terminal_snr(self)
-        self.train_sigmas = schedules.sigmas_from_alphas_cumprod(self.alphas_cumprod)
-        self.sigmas = np.zeros(0, dtype=F32)
 
-    def _respaced(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(sigmas, fractional timesteps) for Karras or exponential sigmas spanning the whole
-        training range, or None when the config asks for neither."""
-        c = self.config
-        lo = c.get("sigma_min") or float(self.train_sigmas[0])
-        hi = c.get("sigma_max") or float(self.train_sigmas[-1])
-        if c["use_karras_sigmas"]:
-            sigmas = schedules.karras_sigmas(lo, hi, n)
-        elif c["use_exponential_sigmas"]:
-            sigmas = schedules.exponential_sigmas(lo, hi, n)
-        else:
-            return None
-        return sigmas, schedules.sigma_to_timestep(sigmas, self.train_sigmas)
+def respaced_sigmas(config: dict, train_sigmas: np.ndarray, steps: int):
+    """(sigmas, fractional timesteps) for Karras or exponential sigmas spanning the whole
+    training range (sigma_min / sigma_max when the config gives them), or None when the config
+    asks for neither."""
+    lo = config.get("sigma_min") or float(train_sigmas[0])
+    hi = config.get("sigma_max") or float(train_sigmas[-1])
+    if config["use_karras_sigmas"]:
+        sigmas = schedules.karras_sigmas(lo, hi, steps)
+    elif config["use_exponential_sigmas"]:
+        sigmas = schedules.exponential_sigmas(lo, hi, steps)
+    else:
+        return None
+    return sigmas, schedules.sigma_to_timestep(sigmas, train_sigmas)
 
-    def _usable_timesteps(self) -> int:
-        """1 + the largest timestep to start from: with lambda_min_clipped, the noisiest
-        timesteps whose log-SNR lambda is below that limit are left out (for cosine schedules)."""
-        abar = self.alphas_cumprod
-        with np.errstate(divide="ignore"):
-            lambdas = np.log(np.sqrt(abar)) - np.log(np.sqrt(1 - abar))
-        clipped = int(np.searchsorted(lambdas[::-1], self.config["lambda_min_clipped"]))
-        return self.config["num_train_timesteps"] - clipped
 
-    def _final_sigma(self) -> float:
-        return (
-            float(self.train_sigmas[0]) if self.config["final_sigmas_type"] == "sigma_min" else 0.0
-        )
+def usable_timesteps(config: dict) -> int:
+    """1 + the largest timestep to start from: with lambda_min_clipped, the noisiest timesteps
+    whose log-SNR is below that limit are left out (for cosine schedules)."""
+    abar = schedules.alphas_cumprod_from_config(config)
+    if config.get("rescale_betas_zero_snr"):
+        abar[-1] = 2.0**-24  # as schedules.train_sigmas_for floors it
+    with np.errstate(divide="ignore"):
+        lambdas = np.log(np.sqrt(abar)) - np.log(np.sqrt(1 - abar))
+    clipped = int(np.searchsorted(lambdas[::-1], config["lambda_min_clipped"]))
+    return config["num_train_timesteps"] - clipped
 
-    def coefficients(self, i: int):
-        """(alpha, s, lambda) of sigmas[i], in float32; lambda is +inf at sigma = 0."""
-        alpha, s = schedules.alpha_sigma(self.sigmas[i])
-        with np.errstate(divide="ignore"):
-            return alpha, s, np.log(alpha) - np.log(s)
 
-    def _x0(self, model_output, sample, i: int):
-        alpha, s, _ = self.coefficients(i)
-        x0 = prediction.to_x0(model_output, sample, alpha, s, self.config["prediction_type"])
-        return prediction.clip_or_threshold(x0, self.config)
+def final_sigma(config: dict, train_sigmas: np.ndarray) -> float:
+    """Where the last step lands: 0, or the smallest training sigma with "sigma_min"."""
+    return float(train_sigmas[0]) if config["final_sigmas_type"] == "sigma_min" else 0.0
 
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
-        """alpha * x0 + s * noise with each timestep's sigma from the current schedule."""
-        index = [self.index_for_timestep(t) for t in np.asarray(timesteps).reshape(-1)]
-        alpha, s = schedules.alpha_sigma(self.sigmas[index])
-        shape = (-1,) + (1,) * (np.ndim(original) - 1)
-        return (alpha.reshape(shape) * as_f32(original) + s.reshape(shape) * as_f32(noise)).astype(
-            F32
-        )
+
+def solver_schedule(timesteps, sigmas, final: float, train_sigmas: np.ndarray) -> Schedule:
+    """The Schedule of a solver: integer network timesteps (as diffusers passes them), the
+    sigmas with the final one appended, and unit initial noise (x is in VP form)."""
+    return Schedule(
+        sigmas=np.append(sigmas, final).astype(F32),
+        timesteps=np.asarray(timesteps).astype(np.int64),
+        init_sigma=1.0,
+        train_sigmas=train_sigmas,
+    )
+
+
+def checker(name: str, choices: dict):
+    """schedules.checker with the solvers' solver_order range."""
+    check_options = schedules.checker(name, choices)
+
+    def check(config: dict) -> None:
+        check_options(config)
+        if config["solver_order"] not in (1, 2, 3):
+            raise ValueError(
+                f"{name}: solver_order must be 1, 2 or 3, got {config['solver_order']}"
+            )
+
+    return check
