@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.plugins.schedulers.thresholding import CLIP_DEFAULTS, clip_or_threshold
 from paddiff.sampling import Sampler
 from paddiff.sampling.denoiser import vp_coefficients
 
 DEFAULTS = {
     **schedules.BETA_DEFAULTS,
-    "clip_sample": True,
-    "clip_sample_range": 1.0,
-    "thresholding": False,  # Imagen's dynamic thresholding of x0
-    "dynamic_thresholding_ratio": 0.995,
-    "sample_max_value": 1.0,
+    **CLIP_DEFAULTS,
     # abar after the last step: 1 (a clean sample) or abar_0 (SD's configs say False)
     "set_alpha_to_one": True,
     "steps_offset": 0,

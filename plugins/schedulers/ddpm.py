@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.plugins.schedulers.thresholding import CLIP_DEFAULTS, clip_or_threshold
 from paddiff.sampling import Sampler
 
 DEFAULTS = {
     **schedules.BETA_DEFAULTS,
-    "clip_sample": True,
-    "clip_sample_range": 1.0,
-    "thresholding": False,  # Imagen's dynamic thresholding of x0
-    "dynamic_thresholding_ratio": 0.995,
-    "sample_max_value": 1.0,
+    **CLIP_DEFAULTS,
     # the noise's variance: the posterior's (fixed_small, and fixed_small_log, its log-space
     # form, is sampled alike) or beta_t (fixed_large) (Ho et al. sec. 3.2)
     "variance_type": "fixed_small",

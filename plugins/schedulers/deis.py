@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from paddiff.plugins.schedulers import schedules, solver
-from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.plugins.schedulers.thresholding import clip_or_threshold
 from paddiff.sampling import Sampler, Schedule
 from paddiff.sampling.denoiser import F32
 

@@ -14,7 +14,7 @@ from paddiff.plugins.schedulers.dpmsolver_multistep import (
     DPM_DEFAULTS,
     exponential_step,
 )
-from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.plugins.schedulers.thresholding import clip_or_threshold
 from paddiff.sampling import Sampler, Schedule
 from paddiff.sampling.denoiser import F32
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from paddiff.plugins.schedulers import schedules
-from paddiff.plugins.schedulers.prediction import clip_or_threshold
+from paddiff.plugins.schedulers.thresholding import CLIP_DEFAULTS, clip_or_threshold
 from paddiff.sampling import Sampler
 from paddiff.sampling.denoiser import vp_coefficients
 
@@ -18,11 +18,8 @@ DEFAULTS = {
     "beta_end": 0.012,
     "beta_schedule": "scaled_linear",
     "original_inference_steps": 50,  # the grid of timesteps the model was distilled on
+    **CLIP_DEFAULTS,
     "clip_sample": False,
-    "clip_sample_range": 1.0,
-    "thresholding": False,  # Imagen's dynamic thresholding of x0
-    "dynamic_thresholding_ratio": 0.995,
-    "sample_max_value": 1.0,
     "set_alpha_to_one": True,  # not used: the last step returns the clean estimate
     "steps_offset": 0,
     "timestep_spacing": "leading",  # not used: the grid comes from original_inference_steps

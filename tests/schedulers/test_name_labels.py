@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from paddiff import registry
 from paddiff.png_info import sampler_label
+from paddiff.sampling.sampler import scheduler_class_name
 from paddiff.scheduler_names import (
     ALIASES,
     create_scheduler,
@@ -35,7 +36,7 @@ def test_webui_names_round_trip(label, target, options):
     assert resolve_scheduler_name(label, BUILT_IN) == (target, options)
     scheduler = create_scheduler(label, dict(SD_CONFIG))
     # what the pipeline writes into the PNG's Sampler field
-    assert sampler_label(type(scheduler).__name__, scheduler.config) == label
+    assert sampler_label(scheduler_class_name(scheduler), scheduler.config) == label
     assert webui_name(target, options) == label
 
 
