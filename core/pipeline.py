@@ -34,7 +34,7 @@ from paddiff.prompts import encode_pair
 from paddiff.randomness import BatchNoise
 from paddiff.request import build_request, generator_for, resolve_scheduler, seed_of
 from paddiff.results import GenerationCancelled, GenerationResult, StepInfo
-from paddiff.safety import SafetyFilters
+from paddiff.safety import as_safety
 from paddiff.sampling import plan_sampling
 from paddiff.sampling.denoiser import GuidedNetwork
 from paddiff.validation import DEFAULT_MAX_IMAGES, DEFAULT_MAX_PIXELS
@@ -335,29 +335,6 @@ def _fresh(scheduler):
     if isinstance(scheduler, ConfiguredSampler):
         return scheduler
     return type(scheduler).from_config(dict(scheduler.config))
-
-
-def as_safety(safety_filters) -> SafetyFilters:
-    """`SafetyFilters` for what a caller passed: None (no filtering), a `SafetyFilters` (as
-    it is, e.g. from `paddiff.safety.load_filters`), or `SafetyFilter` instances / registry
-    names, each checking what it declares in `checks` (both prompts and images by default)."""
-    if isinstance(safety_filters, SafetyFilters):
-        return safety_filters
-    if safety_filters is None:
-        return SafetyFilters()
-    if not isinstance(safety_filters, (list, tuple)):
-        safety_filters = [safety_filters]
-    group = SafetyFilters()
-    for item in safety_filters:
-        instance = (
-            paddiff.get("safety_filters", item).from_config({}) if isinstance(item, str) else item
-        )
-        checks = getattr(instance, "checks", ("prompts", "images"))
-        if "prompts" in checks:
-            group.prompt_filters.append(instance)
-        if "images" in checks:
-            group.image_filters.append(instance)
-    return group
 
 
 def _shallow_copy(pipeline: Pipeline) -> Pipeline:

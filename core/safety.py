@@ -205,3 +205,28 @@ def _black_out(images, verdicts: list[Verdict]):
         image if v.allowed else Image.new(image.mode, image.size)
         for image, v in zip(images, verdicts, strict=True)
     ]
+
+
+def as_safety(safety_filters) -> SafetyFilters:
+    """`SafetyFilters` for what a caller passed: None (no filtering), a `SafetyFilters` (as
+    it is, e.g. from `paddiff.safety.load_filters`), or `SafetyFilter` instances / registry
+    names, each checking what it declares in `checks` (both prompts and images by default)."""
+    if isinstance(safety_filters, SafetyFilters):
+        return safety_filters
+    if safety_filters is None:
+        return SafetyFilters()
+    if not isinstance(safety_filters, (list, tuple)):
+        safety_filters = [safety_filters]
+    group = SafetyFilters()
+    for item in safety_filters:
+        instance = (
+            default_registry().get("safety_filters", item).from_config({})
+            if isinstance(item, str)
+            else item
+        )
+        checks = getattr(instance, "checks", ("prompts", "images"))
+        if "prompts" in checks:
+            group.prompt_filters.append(instance)
+        if "images" in checks:
+            group.image_filters.append(instance)
+    return group

@@ -346,19 +346,17 @@ def test_export_command_writes_a_folder_generation_uses_as_its_cache(tmp_path, m
 
 
 def _generate(components, steps: int = 4) -> np.ndarray:
-    """Text -> `steps` denoising steps with classifier-free guidance -> image, as the pipeline
-    does it (its loop lives on another branch; this is the same arithmetic)."""
-    import paddiff
+    """Text -> `steps` guided sampling steps -> image, through the pipeline's sampling path."""
+    from paddiff.randomness import Generator
+    from paddiff.sampling import plan_sampling
+    from paddiff.sampling.denoiser import GuidedNetwork
 
-    unet, vae, scheduler = components["denoiser"], components["vae"], components["scheduler"]
+    unet, vae = components["denoiser"], components["vae"]
     context = components["text_encoder"].encode(["", "a red cube on a blue floor"])
-    scheduler.set_timesteps(steps)
-    latents = paddiff.randomness.Generator(0).randn((1, unet.in_channels, 8, 8))
-    latents = latents * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
-        batch = scheduler.scale_model_input(np.concatenate([latents] * 2), t)
-        uncond, cond = np.split(unet(batch, t, context), 2)
-        latents = scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
+    plan = plan_sampling(components["scheduler"], steps)
+    network = GuidedNetwork(unet, [context[1:]], [context[:1]], guidance_scale=7.5)
+    latents = plan.initial(Generator(0).randn((1, unet.in_channels, 8, 8)))
+    latents = plan.sample(network, unet.prediction_type, latents, noise=Generator(1))
     return vae.decode(latents / vae.scaling_factor)
 
 
