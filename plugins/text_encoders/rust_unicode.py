@@ -18,6 +18,9 @@ tests/test_defects_unicode_fuzz.py checks the result on random strings over the 
 * Its NFC uses older canonical combining classes: the marks in NFC_STARTERS (ccc != 0 for
   Python) are starters there, so they block composition and are never reordered; and it does
   not compose U+11935 U+11930 into U+11938 (Unicode 13.0 gave that letter a decomposition).
+* Its grapheme clusters (which XLM-R's normalizer replaces whole when short) follow Unicode 16.0;
+  `regex`'s `\\X` follows the newest Unicode. GRAPHEME_NEWER are the marks newer than 16.0 that
+  `regex` joins to the character before them and the reference does not (`graphemes`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
+
+import regex
 
 # fmt: off
 NEWER_LETTERS = (
@@ -59,6 +64,7 @@ NFC_STARTERS = (
     (0x11D44, 0x11D45), (0x11D97, 0x11D97), (0x16FF0, 0x16FF1), (0x1E130, 0x1E136),
     (0x1E2AE, 0x1E2AE), (0x1E2EC, 0x1E2EF),
 )
+GRAPHEME_NEWER = (0x5C8, 0x5C9, 0xB53, 0xB54, 0x1ADE, 0x1ADF, 0x1AEC, 0x1AED, 0x1AEE, 0x1AEF, 0x1AF0)
 # fmt: on
 # The information separators U+001C-U+001F: str.isspace() says yes, White_Space says no.
 _NOT_WHITE_SPACE = frozenset("\x1c\x1d\x1e\x1f")
@@ -82,6 +88,20 @@ _is_newer_number = _ranges_test(NEWER_NUMBERS)
 _NFC_BREAK = re.compile(
     "([" + "".join(f"\\U{low:08x}-\\U{high:08x}" for low, high in NFC_STARTERS) + "\U00011930])"
 )
+
+
+_GRAPHEME_BREAK = re.compile("(?=[" + "".join(map(chr, GRAPHEME_NEWER)) + "])")
+
+
+def graphemes(text: str) -> list[str]:
+    """Extended grapheme clusters as the reference finds them: `regex`'s, broken again before
+    the marks its Unicode 16.0 tables do not know."""
+    return [
+        part
+        for cluster in regex.findall(r"\X", text)
+        for part in _GRAPHEME_BREAK.split(cluster)
+        if part
+    ]
 
 
 def is_whitespace(char: str) -> bool:
