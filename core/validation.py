@@ -190,6 +190,7 @@ def check_settings(
     width=None,
     height=None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_images: int = DEFAULT_MAX_IMAGES,
     strength=None,
     scheduler=None,
 ) -> None:
@@ -200,7 +201,7 @@ def check_settings(
     check_guidance(guidance_scale)
     check_eta(eta)
     check_count("num_images_per_prompt", num_images)
-    check_image_count(num_images)
+    check_image_count(num_images, max_images)
     check_seeds(seed, num_images)
     if width is not None and height is not None:
         check_size(width, height, SIZE_MULTIPLE, max_pixels)

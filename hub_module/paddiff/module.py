@@ -103,23 +103,26 @@ class Paddiff:
         # One generation at a time per module object: the pipeline and Paddle's dygraph state are
         # not meant to be shared by threads. (`hub serving` itself answers one request at a time.)
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
 
     @property
     def pipeline(self):
         """The paddiff Pipeline, loaded on first use."""
-        if self._pipeline is None:
-            from paddiff.safety import load_filters
+        with self._load_lock:  # one load, even when the first calls come from several threads
+            if self._pipeline is None:
+                self._pipeline = self._load()
+        return self._pipeline
 
+    def _load(self):
+        from paddiff.safety import load_filters
+
+        with command_line_errors(), dynamic_graph():
             safety = self._safety
-            if self._configured:
+            if self._configured:  # the image checker, from the model folder unless configured
                 model_dir = self.model if self.model and os.path.isdir(self.model) else None
                 images = load_filters(self._safety_config, model_dir=model_dir, checks=("images",))
                 safety = safety.with_image_filters(images)
-            with command_line_errors(), dynamic_graph():
-                self._pipeline = paddiff.load_pipeline(
-                    self.model, safety_filters=safety, **self._load_options
-                )
-        return self._pipeline
+            return paddiff.load_pipeline(self.model, safety_filters=safety, **self._load_options)
 
     @property
     def serving_func_name(self):
@@ -149,6 +152,12 @@ class Paddiff:
             height=settings.get("height"),
             strength=strength,
             scheduler=settings.get("scheduler"),
+            # a loaded pipeline's limits, which a caller may have raised
+            **{
+                name: getattr(self._pipeline, name)
+                for name in ("max_pixels", "max_images")
+                if self._pipeline is not None
+            },
         )
 
     def text_to_image(self, prompt, negative_prompt=None, output_dir=None, **settings):
