@@ -72,6 +72,16 @@ class SafetyFilters:
             lines.append("negative prompts are not checked (server configuration)")
         return "\n".join(lines)
 
+    def with_image_filters(self, other: SafetyFilters) -> SafetyFilters:
+        """These prompt filters with `other`'s image filters: the two halves of one
+        configuration, loaded at different times (`load_filters(..., checks=...)`)."""
+        return SafetyFilters(
+            self.prompt_filters,
+            other.image_filters,
+            list(dict.fromkeys([*self.notes, *other.notes])),
+            self.check_negative_prompt,
+        )
+
     def check_prompt(self, prompt: str, negative_prompt: str | None = None) -> list[Verdict]:
         """Run every prompt filter on the prompt and the negative prompt, before any compute.
         Returns the verdicts (all allowed) or raises SafetyBlocked at the first refusal."""
@@ -113,12 +123,16 @@ def load_filters(
     config: dict | str | Path | None = None,
     model_dir: str | Path | None = None,
     registry: Registry | None = None,
+    checks: tuple[str, ...] = ("prompts", "images"),
 ) -> SafetyFilters:
     """Build the configured filters (see the module docstring; None means DEFAULT_CONFIG).
 
     An image checker entry without `weights` uses `<model_dir>/safety_checker` when it exists;
     when it does not, image checking is off and `status()` says so. Explicitly configured weights
     that are missing are an error, so that a typo cannot silently turn checking off.
+
+    `checks=("prompts",)` builds only the filters that check prompts: no image checker weights
+    are read, so prompts can be refused before anything is loaded (`check_prompt`).
     """
     config = _read_config(config)
     if not isinstance(config, dict):
@@ -143,6 +157,14 @@ def load_filters(
         if "name" not in entry:
             raise ValueError(f"safety config: a filter entry has no 'name': {entry}")
         entry = dict(entry)
+        checks_given = entry.pop("checks", None)
+        if entry["name"] == IMAGE_CHECKER and not checks_given:
+            declared = ("images",)  # known without importing the checker (and Paddle)
+        else:
+            cls = registry.get("safety_filters", entry["name"])
+            declared = checks_given or getattr(cls, "checks", ("prompts", "images"))
+        if not set(declared) & set(checks):
+            continue  # not asked for: not built, no weights read
         if entry["name"] == IMAGE_CHECKER and not entry.get("weights"):
             folder = Path(model_dir) / "safety_checker" if model_dir else None
             if folder is None or not folder.is_dir():
@@ -156,16 +178,42 @@ def load_filters(
                 )
                 continue
             entry["weights"] = str(folder)
-        checks = entry.pop("checks", None)
         instance = registry.get("safety_filters", entry["name"]).from_config(entry)
-        kinds = checks or _default_checks(instance)
-        if "prompts" in kinds:
+        kinds = checks_given or _default_checks(instance)
+        if "prompts" in kinds and "prompts" in checks:
             filters.prompt_filters.append(instance)
-        if "images" in kinds:
+        if "images" in kinds and "images" in checks:
             filters.image_filters.append(instance)
     for note in filters.status().splitlines():
         logger.info(note)
     return filters
+
+
+def check_prompt(
+    prompt,
+    negative_prompt=None,
+    config: SafetyFilters | dict | str | Path | None = None,
+    registry: Registry | None = None,
+) -> list[Verdict]:
+    """Run the configured prompt filters on prompts without a pipeline or any model, so that a
+    refused prompt costs no model load (docs/pipeline.md). The CLI and the PaddleHub module
+    call it before loading; the pipeline checks again before encoding.
+
+    `prompt` and `negative_prompt` are strings, lists of strings or None; `config` is what
+    `load_filters` takes (only its prompt filters are built) or a `SafetyFilters`. Returns the
+    verdicts (all allowed) or raises `SafetyBlocked` at the first refusal.
+    """
+    if isinstance(config, SafetyFilters):
+        filters = config
+    else:
+        filters = load_filters(config, registry=registry, checks=("prompts",))
+    verdicts = []
+    for text in [prompt] if isinstance(prompt, str) or prompt is None else prompt:
+        verdicts += filters.check_prompt(text)
+    negatives = negative_prompt if isinstance(negative_prompt, (list, tuple)) else [negative_prompt]
+    for text in negatives:
+        verdicts += filters.check_prompt(None, text)
+    return verdicts
 
 
 def _read_config(config: dict | str | Path | None) -> dict[str, Any]:

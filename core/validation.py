@@ -29,18 +29,22 @@ class ValidationError(ValueError):
 def check_size(width, height, vae_factor: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     multiple = math.lcm(SIZE_MULTIPLE, int(vae_factor))
     for name, value in (("width", width), ("height", height)):
-        if not _is_int(value) or value <= 0:
-            raise ValidationError(f"{name} must be a positive integer, got {value!r}")
-        if value % multiple:
-            lower = max(multiple, value - value % multiple)
-            raise ValidationError(
-                f"{name} {value} is not a multiple of {multiple} (the VAE works in blocks of "
-                f"{multiple} pixels); try {lower} or {lower + multiple}"
-            )
+        _check_side(name, value, multiple)
     if width * height > max_pixels:
         raise ValidationError(
             f"size {width}x{height} is {width * height} pixels, above the limit of {max_pixels} "
             "(raise it with Pipeline.max_pixels or --max-pixels)"
+        )
+
+
+def _check_side(name: str, value, multiple: int) -> None:
+    if not _is_int(value) or value <= 0:
+        raise ValidationError(f"{name} must be a positive integer, got {value!r}")
+    if value % multiple:
+        lower = max(multiple, value - value % multiple)
+        raise ValidationError(
+            f"{name} {value} is not a multiple of {multiple} (the VAE works in blocks of "
+            f"{multiple} pixels); try {lower} or {lower + multiple}"
         )
 
 
@@ -174,6 +178,49 @@ def check_latents(latents, shape: tuple):
     if latents.shape != shape:
         raise ValidationError(f"latents must have shape {shape}, got {latents.shape}")
     return latents
+
+
+def check_settings(
+    *,
+    steps=20,
+    guidance_scale=7.5,
+    eta=0.0,
+    num_images=1,
+    seed=None,
+    width=None,
+    height=None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    strength=None,
+    scheduler=None,
+) -> None:
+    """The checks that need no model, for callers that refuse a bad request before loading one
+    (the CLI, the PaddleHub module): the pipeline repeats them, with the model's own VAE factor
+    and default size, before it runs anything. `width`/`height` None mean the model's size."""
+    check_steps(steps)
+    check_guidance(guidance_scale)
+    check_eta(eta)
+    check_count("num_images_per_prompt", num_images)
+    check_image_count(num_images, max_images)
+    check_seeds(seed, num_images)
+    if width is not None and height is not None:
+        check_size(width, height, SIZE_MULTIPLE, max_pixels)
+    elif width is not None:  # the other side is the model's: the area is checked with it
+        _check_side("width", width, SIZE_MULTIPLE)
+    elif height is not None:
+        _check_side("height", height, SIZE_MULTIPLE)
+    if strength is not None:
+        check_strength(strength)
+        check_strength_leaves_a_step(strength, steps)
+    if isinstance(scheduler, str):
+        from paddiff.registry import PluginError
+        from paddiff.scheduler_names import resolve_scheduler_name
+
+        try:
+            resolve_scheduler_name(scheduler)
+        except PluginError as exc:
+            message = exc.args[0] if exc.args else exc  # (a KeyError's str() adds quotes)
+            raise ValidationError(f"unknown scheduler {scheduler!r}: {message}") from None
 
 
 def _is_int(value) -> bool:

@@ -130,17 +130,56 @@ def check_output(output: Path, count: int) -> None:
         raise paddiff.ValidationError(f"-o {output}: {existing} is not writable")
 
 
+def check_before_loading(args):
+    """Everything that can be refused without the model (docs/pipeline.md): the output path,
+    the settings, the image files and the prompts (the configured prompt filters, built without
+    the image checker). Returns those prompt filters."""
+    import paddiff
+    from paddiff.images import load_image
+    from paddiff.safety import check_prompt, load_filters
+    from paddiff.validation import DEFAULT_MAX_PIXELS, check_settings
+
+    check_output(Path(args.output), args.count)
+    check_settings(
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        eta=args.eta,
+        num_images=args.count,
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+        strength=getattr(args, "strength", None),
+        scheduler=args.scheduler,
+    )
+    images = [
+        load_image(getattr(args, name), label)
+        for name, label in (("image", "image"), ("mask", "mask_image"))
+        if getattr(args, name, None) is not None
+    ]
+    if len(images) == 2 and images[0].size != images[1].size:
+        (w, h), (mw, mh) = images[0].size, images[1].size
+        raise paddiff.ValidationError(
+            f"mask_image is {mw}x{mh} but image is {w}x{h}; they must be the same size"
+        )
+    prompt_filters = load_filters(args.safety_config, checks=("prompts",))
+    check_prompt(args.prompt, args.negative, prompt_filters)
+    return prompt_filters
+
+
 def run_generation(args, generate) -> int:
-    """Load the model, call `generate(pipeline, kwargs)`, save and report; errors -> exit 1."""
+    """Check what can be checked without the model, load it, call `generate(pipeline, kwargs)`,
+    save and report; errors -> exit 1."""
     import paddiff
 
     output = Path(args.output)
     try:
-        check_output(output, args.count)
+        prompt_filters = check_before_loading(args)
         from paddiff.safety import load_filters
 
         model_dir = args.model if args.model and Path(args.model).is_dir() else None
-        filters = load_filters(args.safety_config, model_dir=model_dir)
+        image_filters = load_filters(args.safety_config, model_dir=model_dir, checks=("images",))
+        filters = prompt_filters.with_image_filters(image_filters)
         for line in filters.status().splitlines():  # say plainly what is (not) being checked
             print(f"safety: {line}", file=sys.stderr)
         loader_options = {

@@ -78,40 +78,113 @@ class Paddiff:
         """`model`: a model folder or checkpoint (default: PADDIFF_MODEL, else the embedded
         model); `scheduler`: a scheduler name; `safety_filters`: what load_pipeline accepts
         (default: paddiff.safety.load_filters of the JSON file PADDIFF_SAFETY_CONFIG, or of
-        the shipped defaults, as the `paddiff` CLI does); the rest goes to load_pipeline."""
-        self.model = model or os.environ.get("PADDIFF_MODEL") or None
-        if safety_filters is None:
-            from paddiff.safety import load_filters
+        the shipped defaults, as the `paddiff` CLI does); the rest goes to load_pipeline.
 
-            model_dir = self.model if self.model and os.path.isdir(self.model) else None
-            config = os.environ.get("PADDIFF_SAFETY_CONFIG") or None
-            safety_filters = load_filters(config, model_dir=model_dir)
+        The model loads on first use (`pipeline`), after the request's prompts and settings
+        have been checked, so that `hub run` refuses a listed term or a bad setting without
+        spending a model load on it (docs/pipeline.md)."""
+        from paddiff.pipeline import as_safety
+        from paddiff.safety import load_filters
+
+        self.model = model or os.environ.get("PADDIFF_MODEL") or None
+        with command_line_errors():
+            if self.model and not os.path.exists(self.model):
+                raise FileNotFoundError(f"model not found: {self.model}")
+            # From the configuration: the prompt filters now, the image checker with the model.
+            self._configured = safety_filters is None
+            self._safety_config = os.environ.get("PADDIFF_SAFETY_CONFIG") or None
+            if self._configured:
+                self._safety = load_filters(self._safety_config, checks=("prompts",))
+            else:
+                self._safety = as_safety(safety_filters)
+        self._load_options = dict(pipeline_options, scheduler=scheduler)
+        self._pipeline = None
         self.limits = api.ServingLimits.from_env()
         # One generation at a time per module object: the pipeline and Paddle's dygraph state are
         # not meant to be shared by threads. (`hub serving` itself answers one request at a time.)
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    @property
+    def pipeline(self):
+        """The paddiff Pipeline, loaded on first use."""
+        with self._load_lock:  # one load, even when the first calls come from several threads
+            if self._pipeline is None:
+                self._pipeline = self._load()
+        return self._pipeline
+
+    def _load(self):
+        from paddiff.safety import load_filters
+
         with command_line_errors(), dynamic_graph():
-            self.pipeline = paddiff.load_pipeline(
-                self.model, scheduler=scheduler, safety_filters=safety_filters, **pipeline_options
-            )
+            safety = self._safety
+            if self._configured:  # the image checker, from the model folder unless configured
+                model_dir = self.model if self.model and os.path.isdir(self.model) else None
+                images = load_filters(self._safety_config, model_dir=model_dir, checks=("images",))
+                safety = safety.with_image_filters(images)
+            return paddiff.load_pipeline(self.model, safety_filters=safety, **self._load_options)
+
+    @property
+    def serving_func_name(self):
+        """The serving method's name. Only `hub serving start` asks for it, while it sets the
+        module up: the model loads then, so a started server has it (and a broken model stops
+        the start) instead of the first request paying for the load."""
+        self.pipeline  # noqa: B018 (loads the model)
+        return "serve"
+
+    def _check_before_loading(self, prompt, settings, num_images, strength=None):
+        """A refused prompt or a bad setting fails here, before the model loads; the pipeline
+        checks everything again (with the model's own limits) before it runs."""
+        from paddiff.safety import check_prompt
+        from paddiff.validation import as_prompt_list, check_settings
+
+        if settings.get("prompt_embeds") is not None:
+            return  # embeddings instead of a prompt: the pipeline checks them
+        prompts = as_prompt_list(prompt)
+        check_prompt(prompts, settings.get("negative_prompt"), self._safety)
+        check_settings(
+            steps=settings.get("steps", 20),
+            guidance_scale=settings.get("guidance_scale", 7.5),
+            eta=settings.get("eta", 0.0),
+            num_images=num_images * len(prompts),
+            seed=settings.get("seed"),
+            width=settings.get("width"),
+            height=settings.get("height"),
+            strength=strength,
+            scheduler=settings.get("scheduler"),
+            # a loaded pipeline's limits, which a caller may have raised
+            **{
+                name: getattr(self._pipeline, name)
+                for name in ("max_pixels", "max_images")
+                if self._pipeline is not None
+            },
+        )
 
     def text_to_image(self, prompt, negative_prompt=None, output_dir=None, **settings):
         """Generate images; returns one dict per image: image (PIL), seed, settings, path."""
+        self._check_before_loading(
+            prompt, dict(settings, negative_prompt=negative_prompt), settings.get("num_images", 1)
+        )
         return self._generate("text_to_image", output_dir, prompt, negative_prompt, **settings)
 
     def image_to_image(self, prompt, image, strength=0.8, output_dir=None, **settings):
         """`image`: PIL image, NumPy array, file path or base64 text."""
         image = api.load_image(image, "image")
+        self._check_before_loading(prompt, settings, settings.get("num_images", 1), strength)
         return self._generate("image_to_image", output_dir, prompt, image, strength, **settings)
 
     def inpaint(self, prompt, image, mask_image, output_dir=None, **settings):
         """Repaint where `mask_image` is white; images as for image_to_image."""
         image, mask = api.load_image(image, "image"), api.load_image(mask_image, "mask_image")
+        self._check_before_loading(
+            prompt, settings, settings.get("num_images", 1), settings.get("strength", 1.0)
+        )
         return self._generate("inpaint", output_dir, prompt, image, mask, **settings)
 
     def _generate(self, method, output_dir, *args, num_images=1, progress=False, **settings):
+        pipeline = self.pipeline  # loads the model on first use
         with self._lock, dynamic_graph():
-            result = getattr(self.pipeline, method)(
+            result = getattr(pipeline, method)(
                 *args, num_images_per_prompt=num_images, progress=progress, **settings
             )
         # Numbered PNGs with a `parameters` chunk, as `paddiff generate` writes them.
@@ -134,8 +207,13 @@ class Paddiff:
     @serving
     def serve(self, **request):
         """POST /predict/paddiff: JSON fields in, base64 PNGs with their seed and settings out."""
+        from paddiff.safety import check_prompt
+
         _check_body_size(self.limits)
         try:
+            prompt, negative = request.get("prompt"), request.get("negative_prompt")
+            if isinstance(prompt, str):  # refused before the model is loaded or anything decoded
+                check_prompt(prompt, negative if isinstance(negative, str) else None, self._safety)
             parsed = api.parse_request(request, self.limits, self.pipeline.native_size())
             arguments = dict(parsed.arguments)
             positional = [arguments.pop(name) for name in _POSITIONAL[parsed.method]]

@@ -9,6 +9,8 @@ Each character of the input maps, on its own, to zero or more canonical characte
    to one Latin letter ("е" (Cyrillic), "3" -> "e"; "0" -> "o"; "$", "5" -> "s"). Letters that
    are easily swapped for each other share one class: "l", "1" and "i" all become "i". ("!" and
    "|" stay punctuation: read as letters they would glue a term to the end of a sentence.)
+   Symbols read as letters ("@", "$") still end words for the word-boundary rules, which look
+   at the original prompt (`Normalized.word`).
 4. Traditional Chinese characters map to simplified ones (data/trad_to_simp.txt).
 5. Separators are dropped but leave a *gap* mark, of one of two kinds: whitespace, which ends
    words, and punctuation or symbols only ("p.o.r.n", "s-e-x"); invisible characters (zero-width spaces and joiners, soft hyphens, variation selectors) are dropped
@@ -74,23 +76,25 @@ def is_word_char(char: str) -> bool:
 
 
 @lru_cache(maxsize=65536)
-def canonical(char: str) -> tuple[str | int, ...]:
-    """The canonical characters for one input character; an int stands for a dropped separator
-    (SPACE_GAP for whitespace, MARK_GAP for punctuation and symbols)."""
+def canonical(char: str) -> tuple[tuple[str, bool] | int, ...]:
+    """The canonical characters for one input character, each as (character, is_word): whether
+    it was a word character before the look-alike table (False for symbols read as letters,
+    "@" -> "a"); an int stands for a dropped separator (SPACE_GAP for whitespace, MARK_GAP for
+    punctuation and symbols)."""
     if char in INVISIBLE:
         return ()
-    out: list[str | int] = []
+    out: list[tuple[str, bool] | int] = []
     folded = unicodedata.normalize("NFKC", char).casefold()
     for piece in unicodedata.normalize("NFKD", folded):
         category = unicodedata.category(piece)
         if category in ("Mn", "Me", "Cf") or piece in INVISIBLE:
             continue  # combining marks and zero-width characters: invisible, no gap
-        piece = CONFUSABLES.get(piece, piece)
-        piece = trad_to_simp().get(piece, piece)
-        if piece.isalnum():
-            out.append(piece)
+        mapped = CONFUSABLES.get(piece, piece)
+        mapped = trad_to_simp().get(mapped, mapped)
+        if mapped.isalnum():
+            out.append((mapped, is_word_char(piece) and is_word_char(mapped)))
         else:  # spaces, punctuation, symbols, controls
-            out.append(SPACE_GAP if piece.isspace() else MARK_GAP)
+            out.append(SPACE_GAP if mapped.isspace() else MARK_GAP)
     return tuple(out)
 
 
@@ -102,11 +106,17 @@ class Normalized:
     origin: origin[k] is the index in the original string of canonical character k.
     gap:    gap[k] is the strongest separator just before canonical character k: NO_GAP,
             MARK_GAP or SPACE_GAP; the start and the end (gap[len(text)]) count as SPACE_GAP.
+    word:   word[k] says whether canonical character k came from a word character (a letter
+            or digit of a space-separated script) of the original prompt: False for CJK and for
+            symbols the look-alike table reads as letters ("@", "$"). Word boundaries are
+            judged on these, so "@term" and "term@home" have one where the canonical text
+            ("aterm", "termahome") has none.
     """
 
     text: str
     origin: list[int]
     gap: list[int]
+    word: list[bool]
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original [start, end) covering canonical characters [start, end)."""
@@ -117,15 +127,17 @@ def normalize(text: str) -> Normalized:
     chars: list[str] = []
     origin: list[int] = []
     gap: list[int] = []
+    word: list[bool] = []
     pending_gap = SPACE_GAP
     for index, char in enumerate(text):
         for piece in canonical(char):
             if isinstance(piece, int):
                 pending_gap = max(pending_gap, piece)
             else:
-                chars.append(piece)
+                chars.append(piece[0])
+                word.append(piece[1])
                 origin.append(index)
                 gap.append(pending_gap)
                 pending_gap = NO_GAP
     gap.append(SPACE_GAP)
-    return Normalized("".join(chars), origin, gap)
+    return Normalized("".join(chars), origin, gap, word)

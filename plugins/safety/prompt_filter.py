@@ -164,12 +164,14 @@ def _match(term: Term, normalized: Normalized, start: int, end: int) -> TermMatc
 
 def _accepts(pattern: _Pattern, prompt: Normalized, start: int, end: int) -> bool:
     """Whether a raw automaton match satisfies the word rules in the module docstring."""
-    text, term, word = prompt.text, pattern.term, pattern.canonical
+    term, word = pattern.term, pattern.canonical
+    # Boundaries are those of the original prompt: a symbol the normalisation reads as a letter
+    # ("@term", "term$") is not part of the word next to it (prompt.word).
     if not term.open_start and is_word_char(word[0]):
-        if not (prompt.gap[start] or not is_word_char(text[start - 1])):
+        if not (prompt.gap[start] or not prompt.word[start - 1]):
             return False
     if not term.open_end and is_word_char(word[-1]):
-        if not (prompt.gap[end] or not is_word_char(text[end])):
+        if not (prompt.gap[end] or not prompt.word[end]):
             return False
     inserted = [k - start for k in range(start + 1, end) if prompt.gap[k] == SPACE_GAP]
     inserted = [k for k in inserted if k not in pattern.own_gaps]

@@ -1,7 +1,9 @@
 """CLIP's byte-level BPE tokenizer, read from a model folder's `tokenizer/` (vocab.json, merges.txt).
 
 It reproduces transformers' CLIPTokenizer (the `tokenizers`-backed one Stable Diffusion pipelines
-use): NFC normalisation, whitespace runs collapsed, lower case; the text split into special
+use): NFC normalisation, whitespace runs collapsed, lower case character by character (a final
+capital sigma becomes σ, not ς), all with the reference's Unicode tables (`rust_unicode`: its
+whitespace excludes U+001C-U+001F, its letters include Unicode 16.0's); the text split into special
 tokens, contractions, letter runs, single digits and runs of other non-space characters; each
 piece's UTF-8 bytes mapped to printable characters (GPT-2's table) and merged by BPE rank, with
 `</w>` marking the end of a word. Ids are `[bos] + pieces[:max_length - 2] + [eos]`, padded to
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from paddiff.plugins.text_encoders import rust_unicode
+from paddiff.plugins.text_encoders.rust_unicode import kind as char_kind
 
 END_OF_WORD = "</w>"
 # The pre-tokeniser's first alternatives: the special tokens' text (reached here only when it was
@@ -46,21 +49,13 @@ def byte_to_char() -> dict[int, str]:
     return table
 
 
-def _kind(char: str) -> str:
-    """'L' letter, 'N' number, 'S' whitespace, 'P' anything else (as \\p{L}, \\p{N}, \\s)."""
-    if char.isspace():
-        return "S"
-    category = unicodedata.category(char)[0]
-    return category if category in "LN" else "P"
-
-
 def split_pieces(text: str) -> list[str]:
     """CLIP's pre-tokenisation of normalised text, alternatives tried in the regex's order:
     special-token text and contractions, a run of letters, one number character, a run of other
     non-space characters."""
     pieces, i = [], 0
     while i < len(text):
-        kind = _kind(text[i])
+        kind = char_kind(text[i])
         if kind == "S":
             i += 1
             continue
@@ -78,7 +73,7 @@ def split_pieces(text: str) -> list[str]:
             end = i + 1
         else:
             end = i + 1
-            while end < len(text) and _kind(text[end]) == kind:
+            while end < len(text) and char_kind(text[end]) == kind:
                 end += 1
         pieces.append(text[i:end])
         i = end
@@ -205,7 +200,8 @@ class CLIPTokenizer:
             if special_id is not None:
                 ids.append(special_id)
                 continue
-            normal = unicodedata.normalize("NFC", chunk).lower()
+            # NFC, then lower case character by character, with the reference's Unicode tables
+            normal = rust_unicode.lowercase(rust_unicode.nfc(chunk))
             for piece in split_pieces(normal):
                 ids.extend(self.bpe(piece))
         return ids

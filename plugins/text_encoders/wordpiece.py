@@ -35,14 +35,16 @@ DEFAULT_SPECIALS = {
 }
 
 # The CJK ideograph blocks BERT isolates (Unified, Ext. A-F, Compatibility and its supplement).
-# Hiragana, Katakana and Hangul are not in them: those stay glued into words.
+# Hiragana, Katakana and Hangul are not in them: those stay glued into words. Extension E starts
+# at U+2B820, but BERT's table (and transformers', Python and Rust alike) starts it at U+2B920,
+# so U+2B820-U+2B91F are not isolated.
 _CJK_RANGES = (
     (0x4E00, 0x9FFF),
     (0x3400, 0x4DBF),
     (0x20000, 0x2A6DF),
     (0x2A700, 0x2B73F),
     (0x2B740, 0x2B81F),
-    (0x2B820, 0x2CEAF),
+    (0x2B920, 0x2CEAF),
     (0xF900, 0xFAFF),
     (0x2F800, 0x2FA1F),
 )

@@ -26,7 +26,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import regex  # grapheme clusters (\X), which the re module lacks
+from paddiff.plugins.text_encoders import rust_unicode
 from paddiff.plugins.text_encoders._files import read_json, refuse_added_tokens, token_text
 
 UNK = 3  # fairseq's <unk>
@@ -135,11 +135,11 @@ class CharsMap:
         return None
 
     def normalize(self, text: str) -> str:
-        """Grapheme clusters under 6 bytes are replaced whole when a rule matches their start
+        """Grapheme clusters (the reference's, `rust_unicode.graphemes`) under 6 bytes are replaced whole when a rule matches their start
         (transformers' behaviour, which drops the rest of such a cluster); otherwise each
         character is replaced by its own rule or kept."""
         out = []
-        for cluster in regex.findall(r"\X", text):
+        for cluster in rust_unicode.graphemes(text):
             if len(cluster.encode("utf-8")) < 6:
                 whole = self.first_match(cluster)
                 if whole is not None:
