@@ -3,7 +3,7 @@ differs from Python 3.11's `str` methods and `unicodedata` (Unicode 14.0).
 
 Each table below was measured over every code point against tokenizers 0.23.3 (the measuring
 script is tests/fixtures/unicode_fuzz/measure_tables.py); the fuzz test
-tests/test_defects_unicode_fuzz.py checks the result on random strings over the whole range.
+tests/encoders/test_unicode_fuzz.py checks the result on random strings over the whole range.
 
 * Whitespace is Unicode's White_Space property (the regex `\\s` of its Oniguruma patterns).
   Python's `str.isspace()` also counts U+001C-U+001F (the information separators), which are

@@ -16,7 +16,7 @@ from paddiff.plugins.text_encoders.clip_tokenizer import CLIPTokenizer
 from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
 from paddiff.plugins.text_encoders.xlmr_tokenizer import XLMRobertaTokenizer
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 # PADDIFF_FUZZ_REFERENCE: a larger file from make_reference.py --count N --out FILE, for a
 # one-off check.
 REFERENCE_FILE = os.environ.get("PADDIFF_FUZZ_REFERENCE") or (

@@ -19,7 +19,7 @@ from paddiff.registry import Registry
 from paddiff.safety import SafetyBlocked, check_prompt, load_filters
 from paddiff.validation import ValidationError, check_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TERM = "zorkblat"  # an operator's own listed term
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from paddiff.plugins.safety.clip_preprocess import ClipImageSettings, preprocess
 
-FIXTURE = Path(__file__).parent / "fixtures" / "image_fuzz"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "image_fuzz"
 _spec = importlib.util.spec_from_file_location(
     "image_fuzz_reference", FIXTURE / "make_reference.py"
 )
