@@ -61,19 +61,24 @@ def dpm2_schedule(config: dict, steps: int) -> Schedule:
     return midpoint_schedule(config, steps, lambda s: geometric_midpoints(s[:-1], s[1:]))
 
 
+def dpm2_step(model, x, sigma, sigma_mid, t_mid, sigma_to):
+    """One DPM2 step from sigma towards sigma_to: an Euler half step to the midpoint, a network
+    call there, and the whole step with the midpoint's slope. To sigma_to = 0 it is an Euler
+    step (no midpoint exists), as in diffusers."""
+    slope = (x - model(x, sigma)) / sigma
+    if sigma_to == 0:
+        return x + slope * (sigma_to - sigma)
+    x_mid = x + slope * (sigma_mid - sigma)
+    slope_mid = (x_mid - model(x_mid, sigma_mid, t_mid)) / sigma_mid
+    return x + slope_mid * (sigma_to - sigma)
+
+
 def sample_dpm_2(
     model, x, sigmas, *, noise, callback, midpoints, midpoint_timesteps, start=0, **options
 ):
     for i in range(start, len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        slope = (x - model(x, sigma)) / sigma
-        if sigma_next == 0:
-            x = x + slope * (sigma_next - sigma)
-        else:
-            sigma_mid = midpoints[i]
-            x_mid = x + slope * (sigma_mid - sigma)
-            slope_mid = (x_mid - model(x_mid, sigma_mid, midpoint_timesteps[i])) / sigma_mid
-            x = x + slope_mid * (sigma_next - sigma)
+        t_mid = midpoint_timesteps[i] if sigmas[i + 1] else None
+        x = dpm2_step(model, x, sigmas[i], midpoints[i], t_mid, sigmas[i + 1])
         x = callback(i, x)
     return x
 

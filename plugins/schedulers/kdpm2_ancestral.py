@@ -34,15 +34,11 @@ def sample_dpm_2_ancestral(
 ):
     for i in range(start, len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        slope = (x - model(x, sigma)) / sigma
-        if sigma_next == 0:
-            x = x + slope * (sigma_next - sigma)
+        if sigma_next == 0:  # the last step: Euler, no noise
+            x = kdpm2.dpm2_step(model, x, sigma, None, None, sigma_next)
         else:
             sigma_down, sigma_up = ancestral_step(sigma, sigma_next)
-            sigma_mid = midpoints[i]
-            x_mid = x + slope * (sigma_mid - sigma)
-            slope_mid = (x_mid - model(x_mid, sigma_mid, midpoint_timesteps[i])) / sigma_mid
-            x = x + slope_mid * (sigma_down - sigma)
+            x = kdpm2.dpm2_step(model, x, sigma, midpoints[i], midpoint_timesteps[i], sigma_down)
             x = x + noise(x.shape) * sigma_up
         x = callback(i, x)
     return x
