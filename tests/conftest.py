@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ import pytest
 # (tests/inference/test_export.py): parity tests compare the network itself, and exporting every
 # fixture model would cost minutes and write to ~/.cache.
 os.environ.setdefault("PADDIFF_EXECUTION", "dynamic")
+# Caches the tests fill (exported programs, model hashes) go to a throwaway folder, never to the
+# user's ~/.cache; subprocesses inherit it.
+os.environ.setdefault("PADDIFF_CACHE_DIR", tempfile.mkdtemp(prefix="paddiff-test-cache-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGIN = ROOT / "examples" / "paddiff-example-scheduler"
