@@ -31,6 +31,7 @@ COMMANDS = {
         "paddiff.commands.inpaint",
         "repaint the masked part of an image guided by a text prompt",
     ),
+    "cache": ("paddiff.commands.cache", "list or clear the cache of exported programs"),
     "export": (
         "paddiff.commands.export",
         "export a model's networks to Paddle Inference programs (the static fast path)",

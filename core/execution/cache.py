@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import paddiff
 import paddle
+from paddiff.execution import cache_folder
 from paddiff.execution.export import (
     InputSpec,
     export_layer,
@@ -76,7 +77,8 @@ class ExportCache:
     after, and loads programs with its runtime back end at its threads and precision.
 
     Several processes may share one cache folder: each export is written under a temporary name
-    and renamed into place, so a reader sees a whole program or none.
+    and renamed into place, so a reader sees a whole program or none. The folder is kept within
+    a size limit (paddiff.execution.cache_folder).
     """
 
     def __init__(
@@ -109,10 +111,14 @@ class ExportCache:
         with self._lock:
             if not self.has(model_key, component, specs):
                 export_layer(layer, specs, prefix)
+                cache_folder.mark_used(prefix.parent)
+                # keep the cache within its size limit, never dropping what was just written
+                cache_folder.evict(self.root, cache_folder.cache_limit(), keep=[prefix.parent])
         return prefix
 
     def load(self, prefix: Path):
         """The program at `prefix`, loaded by the runtime back end (a callable on arrays)."""
+        cache_folder.mark_used(Path(prefix).parent)
         return self.runtime.load(prefix, threads=self.threads, precision=self.precision)
 
     def predictor(
