@@ -206,7 +206,7 @@ _POSITIONAL = {
 def _command_parser():
     # The documented spellings are the `paddiff` CLI's (--guidance, --count, --negative); the
     # keyword names of the Python API (--guidance_scale, --num_images, --negative_prompt) are
-    # accepted too, as are hyphens for underscores.
+    # accepted too.
     parser = argparse.ArgumentParser(
         prog="hub run paddiff",
         description="Generate images with paddiff (the same settings as `paddiff generate`).",
@@ -215,13 +215,11 @@ def _command_parser():
     parser.add_argument(
         "--negative",
         "--negative_prompt",
-        "--negative-prompt",
         dest="negative_prompt",
         help="negative prompt",
     )
     parser.add_argument(
         "--output_dir",
-        "--output-dir",
         default="paddiff_output",
         help="folder for the numbered PNGs (default paddiff_output)",
     )
@@ -229,7 +227,6 @@ def _command_parser():
     parser.add_argument(
         "--guidance",
         "--guidance_scale",
-        "--guidance-scale",
         dest="guidance_scale",
         type=float,
         help="classifier-free guidance scale (default 7.5)",
@@ -241,7 +238,6 @@ def _command_parser():
         "-n",
         "--count",
         "--num_images",
-        "--num-images",
         dest="num_images",
         type=int,
         default=1,

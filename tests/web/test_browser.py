@@ -133,6 +133,10 @@ def test_page_generates_shows_parameters_and_refuses(hub_server, browser):
     # Chinese first: the browser asked for zh-CN.
     assert browser.find_element(By.ID, "generate").text == "生成 / Generate"
 
+    # The dice button draws a seed.
+    browser.find_element(By.ID, "dice").click()
+    assert browser.find_element(By.ID, "seed").get_attribute("value").isdigit()
+
     prompt = browser.find_element(By.ID, "prompt")
     prompt.send_keys("蓝色背景上的一个红色圆形")
     for field, value in (("steps", "8"), ("seed", "1")):
