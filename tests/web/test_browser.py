@@ -183,3 +183,37 @@ def test_page_generates_shows_parameters_and_refuses(hub_server, browser):
     if screenshot:
         browser.save_screenshot(str(ROOT / screenshot))
     print(f"browser test: {time.monotonic() - started:.1f} s in the browser")
+
+
+def test_page_inpaints_an_uploaded_image_with_a_drawn_mask(hub_server, browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, TIMEOUT)
+    browser.get(hub_server + "/gradio/paddiff/app")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#sampler option")) > 10)
+    start = tmp_path / "start.png"
+    Image.new("RGB", (64, 64), (30, 60, 200)).save(start)
+    browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=inpaint]").click()
+    # Without an image or a mask the page says what is missing, before any request.
+    browser.find_element(By.ID, "prompt").send_keys("蓝色背景上的一个红色圆形")
+    browser.find_element(By.ID, "generate").click()
+    assert (
+        browser.find_element(By.ID, "message").text
+        == "请先上传图片。 / Please upload an image first."
+    )
+    browser.find_element(By.ID, "image").send_keys(str(start))
+    canvas = browser.find_element(By.ID, "mask-canvas")
+    wait.until(lambda d: canvas.is_displayed() and canvas.size["width"] > 100)
+    ActionChains(browser).move_to_element(canvas).click_and_hold().move_by_offset(
+        40, 20
+    ).release().perform()
+    steps = browser.find_element(By.ID, "steps")
+    steps.clear()
+    steps.send_keys("4")
+    browser.find_element(By.ID, "generate").click()
+    wait.until(
+        lambda d: "Mode: inpaint" in d.find_element(By.CSS_SELECTOR, "figure.result pre").text
+    )
+    assert browser.find_element(By.ID, "message").text == ""
