@@ -25,7 +25,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "hub"))
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-TIMEOUT = 180
+TIMEOUT = 300  # generous: the machine may be shared and busy
 
 if not (CHROMIUM and CHROMEDRIVER):
     if os.environ.get("CI") == "true":
@@ -163,7 +163,10 @@ def test_page_generates_shows_parameters_and_refuses(hub_server, browser):
     steps.send_keys("500")
     browser.find_element(By.ID, "generate").click()
     wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "invalid request"))
-    assert "'steps' must be between 1 and 20" in browser.find_element(By.ID, "message").text
+    message = browser.find_element(By.ID, "message")
+    assert message.find_element(By.CLASS_NAME, "explain").text.startswith("设置不符合")
+    detail = message.find_element(By.CLASS_NAME, "detail").text
+    assert detail == "invalid request: 'steps' must be between 1 and 20, got 500"
     steps.clear()
     steps.send_keys("8")
 
@@ -173,7 +176,9 @@ def test_page_generates_shows_parameters_and_refuses(hub_server, browser):
     browser.find_element(By.ID, "generate").click()
     wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "refused"))
     message = browser.find_element(By.ID, "message")
-    assert message.text == "the prompt was refused by the safety filter (category: violence)"
+    detail = message.find_element(By.CLASS_NAME, "detail").text
+    assert detail == "the prompt was refused by the safety filter (category: violence)"
+    assert message.find_element(By.CLASS_NAME, "explain").text.startswith("提示词被安全过滤器拒绝")
     assert "error" in message.get_attribute("class")
     assert len(browser.find_elements(By.CSS_SELECTOR, "figure.result")) == 1
 
