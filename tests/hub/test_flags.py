@@ -6,20 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import paddiff
 import pytest
 
+from support.processes import hub_command
+
 TIMEOUT = 180
-
-
-def hub_command() -> list[str]:
-    script = Path(sys.executable).parent / "hub"
-    if script.is_file():
-        return [str(script)]
-    entry = "import sys; from paddlehub.commands.utils import execute; sys.exit(execute())"
-    return [sys.executable, "-c", entry]
 
 
 @pytest.fixture(scope="module")

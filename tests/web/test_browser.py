@@ -14,7 +14,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -22,8 +21,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from support.processes import free_port, hub_command, stop_process_group
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "hub"))
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 TIMEOUT = 300  # generous: the machine may be shared and busy
 
@@ -38,8 +38,6 @@ if not (CHROMIUM and CHROMEDRIVER):
         "chromium and chromedriver are not installed (bash .ci/install-chromium)",
         allow_module_level=True,
     )
-
-from test_module import free_port, hub_command, stop_process_group  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,9 @@ import urllib.request
 import pytest
 from PIL import Image
 
+from support.processes import free_port
+
 TIMEOUT = 120
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
