@@ -81,10 +81,11 @@ class Generator:
             "max_prompt_chars": limits.max_prompt_chars,
             "samplers": sampler_choices(limits),
             "model": getattr(self.pipeline, "model_name", ""),
-            # Offered only where the pipeline has them, from the operator's folders (never a
-            # path sent by a request): none yet in this pipeline.
-            "loras": list(getattr(self.pipeline, "lora_choices", lambda: [])()),
-            "controls": list(getattr(self.pipeline, "control_choices", lambda: [])()),
+            # LoRA and control models: the page shows a choice only when these lists are not
+            # empty. The pipeline has neither yet; when it does, list the names found in the
+            # operator's folders here and accept a name (never a path) in parse_request.
+            "loras": [],
+            "controls": [],
         }
 
     def parse(self, fields: dict):
