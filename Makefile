@@ -5,22 +5,26 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LINTED := core plugins tests examples hub_module benchmarks
 
-.PHONY: setup run test test-slow lint
+.PHONY: setup browser run test test-slow lint
 
 $(BIN)/paddiff: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[cpu,dev]"
 	touch $@
 
 setup: $(BIN)/paddiff
+
+# Debian's chromium and chromedriver for the browser test (tests/web), installed when absent.
+browser:
+	bash .ci/install-chromium
 
 # The main job: two images from the embedded model, one Chinese prompt and one English, no download.
 run: setup
 	$(BIN)/paddiff generate "蓝色背景上的一个红色圆形" -o out/red-circle-zh.png --seed 1
 	$(BIN)/paddiff generate "a yellow star on a purple background" -o out/yellow-star-en.png --seed 1
 
-test: setup
+test: setup browser
 	$(BIN)/python -m ruff check $(LINTED)
 	$(BIN)/python -m pytest -q
 

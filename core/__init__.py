@@ -6,6 +6,19 @@ by the components that need them, the first time they are used.
 
 __version__ = "0.1.0"
 
+import importlib.util as _importlib_util  # noqa: E402
+import sys as _sys  # noqa: E402
+
+# Paddle is not an install requirement (the build is the user's choice: see setup.cfg), so say
+# once, plainly, what to install when there is none. find_spec looks without importing Paddle.
+if _importlib_util.find_spec("paddle") is None:
+    raise ImportError(
+        f"paddiff needs PaddlePaddle, and no Paddle build is installed in this Python "
+        f'({_sys.executable}). For CPU: pip install "paddiff[cpu]" (or pip install '
+        f"paddlepaddle==3.3.1). For an NVIDIA GPU: install the paddlepaddle-gpu build for your "
+        f"CUDA version from PaddlePaddle's installation guide, then pip install paddiff."
+    )
+
 from paddiff import hub_import  # noqa: E402
 
 hub_import.install()  # PaddleHub's module folder is also named `paddiff`: see hub_import.py

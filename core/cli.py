@@ -36,6 +36,11 @@ COMMANDS = {
         "paddiff.commands.export",
         "export a model's networks to Paddle Inference programs (the static fast path)",
     ),
+    "hub": (
+        "paddiff.commands.hub",
+        "the PaddleHub module inside this package: `paddiff hub install`, `paddiff hub path`",
+    ),
+    "webui": ("paddiff.commands.webui", "serve the web page (as on `hub serving`) on its own"),
 }
 
 

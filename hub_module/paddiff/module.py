@@ -238,6 +238,17 @@ class Paddiff:
             "seconds": round(time.perf_counter() - started, 3),
         }
 
+    def create_gradio_app(self):
+        """The web page at `/gradio/paddiff` of `hub serving` (the same as `paddiff webui`).
+
+        PaddleHub calls `.launch(server_port=PORT)` on the returned object in a forked process
+        and proxies `/gradio/paddiff/...` to it; the page uses this module's pipeline, lock and
+        limits, so it validates and limits exactly as `POST /predict/paddiff` does.
+        """
+        from paddiff import webui
+
+        return webui.WebApp(webui.Generator(self.pipeline, self.limits, self._lock, dynamic_graph))
+
     @runnable
     def run_cmd(self, argv):
         """`hub run paddiff --prompt ... --output_dir out`: writes PNGs, returns their paths."""
@@ -271,20 +282,53 @@ _POSITIONAL = {
 
 
 def _command_parser():
-    parser = argparse.ArgumentParser(prog="hub run paddiff", description="Generate images.")
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--negative_prompt")
-    parser.add_argument("--output_dir", default="paddiff_output")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--guidance_scale", type=float)
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--height", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--num_images", type=int, default=1)
-    parser.add_argument("--scheduler")
+    # The documented spellings are the `paddiff` CLI's (--guidance, --count, --negative); the
+    # keyword names of the Python API (--guidance_scale, --num_images, --negative_prompt) are
+    # accepted too.
+    parser = argparse.ArgumentParser(
+        prog="hub run paddiff",
+        description="Generate images with paddiff (the same settings as `paddiff generate`).",
+    )
+    parser.add_argument("--prompt", required=True, help="what to draw (Chinese or English)")
+    parser.add_argument(
+        "--negative",
+        "--negative_prompt",
+        dest="negative_prompt",
+        help="negative prompt",
+    )
+    parser.add_argument(
+        "--output_dir",
+        default="paddiff_output",
+        help="folder for the numbered PNGs (default paddiff_output)",
+    )
+    parser.add_argument("--steps", type=int, help="denoising steps (default 20)")
+    parser.add_argument(
+        "--guidance",
+        "--guidance_scale",
+        dest="guidance_scale",
+        type=float,
+        help="classifier-free guidance scale (default 7.5)",
+    )
+    parser.add_argument("--width", type=int, help="default: the model's size")
+    parser.add_argument("--height", type=int, help="default: the model's size")
+    parser.add_argument("--seed", type=int, help="seed of the first image (the next get seed+1)")
+    parser.add_argument(
+        "-n",
+        "--count",
+        "--num_images",
+        dest="num_images",
+        type=int,
+        default=1,
+        help="number of images (default 1)",
+    )
+    parser.add_argument(
+        "--scheduler", help='sampler, e.g. "dpm++2m-karras" or "Euler a"; default: the model\'s'
+    )
     parser.add_argument("--image", help="start from this image (image-to-image)")
     parser.add_argument("--mask", help="repaint where this mask is white (needs --image)")
-    parser.add_argument("--strength", type=float, default=0.8)
+    parser.add_argument(
+        "--strength", type=float, default=0.8, help="how much to change --image, 0 to 1 (0.8)"
+    )
     return parser
 
 

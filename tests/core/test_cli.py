@@ -89,4 +89,5 @@ def test_every_package_folder_is_listed_in_setup_cfg():
         for init in (ROOT / top).rglob("__init__.py"):
             parts = init.parent.relative_to(ROOT / top).parts
             on_disk.add(".".join((package, *parts)))
-    assert on_disk == listed
+    # paddiff.hub_module (hub_module/) carries the PaddleHub module folder as data: no __init__.py
+    assert on_disk == listed - {"paddiff.hub_module"}

@@ -1,0 +1,42 @@
+"""Helpers for tests that start servers and PaddleHub commands in their own processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A port free on loopback now (the server started next binds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def hub_command() -> list[str]:
+    """The `hub` console script of this Python, else PaddleHub's entry point run by this Python."""
+    script = Path(sys.executable).parent / "hub"
+    if script.is_file():
+        return [str(script)]
+    entry = "import sys; from paddlehub.commands.utils import execute; sys.exit(execute())"
+    return [sys.executable, "-c", entry]
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL, to the process group of a process started with
+    start_new_session=True (so what it forked, e.g. the web page's server, stops too)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            continue
