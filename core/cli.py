@@ -35,6 +35,10 @@ COMMANDS = {
         "paddiff.commands.export",
         "export a model's networks to Paddle Inference programs (the static fast path)",
     ),
+    "batch": (
+        "paddiff.commands.batch",
+        "run a JSON-lines file of generation jobs into a folder, resumable and exactly once",
+    ),
 }
 
 
