@@ -18,6 +18,7 @@ Ray is an optional dependency: `pip install paddiff[ray]`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from paddiff.batch import Executor, TaskRunner, limit_threads
@@ -60,7 +61,11 @@ def run_ray(
 
     def execute(tasks, on_result):
         if not ray.is_initialized():
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the batch has its own bar
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         remaining = {index: task for index, task in enumerate(tasks)}
         for attempt in range(attempts):
             if not remaining:
