@@ -407,8 +407,9 @@ class TaskRunner:
             # SafetyBlocked: a refused prompt; OSError: an input that cannot be read.
             result["error"] = str(exc)
             return result
+        verdicts = output.verdicts or [None] * len(output.images)
         for image, settings, verdict, file in zip(
-            output.images, output.settings, output.verdicts, task["files"], strict=True
+            output.images, output.settings, verdicts, task["files"], strict=True
         ):
             result["records"].append(self._write(image, settings, verdict, output, file))
         return result
@@ -692,72 +693,84 @@ def limit_threads(count: int) -> None:
 
 def run_local(workers: int, runner_options: dict) -> Executor:
     """Run tasks in `workers` processes on this machine, each pinned to its share of the cores
-    (`core_shares`) and told to use that many threads. A worker that dies (killed, out of
-    memory) is replaced and its task run again; a task that killed two workers is reported as
-    failed."""
+    (`core_shares`) and told to use that many threads.
+
+    Each worker has its own pipe and gets its next task only when it returns the last one, so
+    this process always knows which task each worker holds, and a worker killed at any moment
+    takes no lock others need (as a queue shared by all workers could). A worker that dies
+    (killed, out of memory) is replaced and its task given out again; a task that killed two
+    workers is reported as failed."""
 
     def execute(tasks, on_result):
         import multiprocessing
-        import queue
+        from multiprocessing.connection import wait
 
         context = multiprocessing.get_context(
             "spawn"
         )  # no fork: Paddle's threads do not survive it
-        todo, results = context.Queue(), context.Queue()
         shares = core_shares(workers)
+        todo = list(range(len(tasks)))[::-1]  # task indices, the next one last
         processes: dict[int, Any] = {}
-        in_flight: dict[int, int] = {}  # worker -> task index
-        deaths: dict[int, int] = {}  # task index -> workers it killed
+        pipes: dict[int, Any] = {}
+        holding: dict[int, int] = {}  # worker -> index of the task it holds
+        deaths: dict[int, int] = {}  # task index -> workers that died holding it
 
         def start(k: int) -> None:
-            process = context.Process(
-                target=_worker, args=(shares[k], todo, results, runner_options, k), daemon=True
+            pipes[k], theirs = context.Pipe()
+            processes[k] = context.Process(
+                target=_worker, args=(shares[k], theirs, runner_options), daemon=True
             )
-            process.start()
-            processes[k] = process
+            processes[k].start()
+            theirs.close()
+            give(k)
 
-        for index, task in enumerate(tasks):
-            todo.put((index, task))
-        for k in range(workers):
-            start(k)
-        remaining = len(tasks)
-        try:
-            while remaining:
-                try:
-                    message = results.get(timeout=0.5)
-                except queue.Empty:
-                    for k, process in list(processes.items()):
-                        if process.is_alive():
-                            continue
-                        lost = in_flight.pop(k, None)
-                        if lost is not None:
-                            deaths[lost] = deaths.get(lost, 0) + 1
-                            if deaths[lost] >= 2:
-                                remaining -= 1
-                                task = tasks[lost]
-                                on_result(
-                                    {
-                                        "line": task["line"],
-                                        "id": task["id"],
-                                        "records": [],
-                                        "error": "a worker process died twice on this job "
-                                        f"(exit code {process.exitcode})",
-                                    }
-                                )
-                            else:
-                                todo.put((lost, tasks[lost]))
-                        start(k)
-                    continue
-                kind, k, index, payload = message
-                if kind == "start":
-                    in_flight[k] = index
+        def give(k: int) -> None:
+            if todo:
+                holding[k] = todo.pop()
+                pipes[k].send(tasks[holding[k]])
+
+        def died(k: int) -> None:
+            exitcode = processes.pop(k).exitcode
+            pipes.pop(k).close()
+            lost = holding.pop(k, None)
+            if lost is not None:
+                deaths[lost] = deaths.get(lost, 0) + 1
+                if deaths[lost] < 2:
+                    todo.append(lost)
                 else:
-                    in_flight.pop(k, None)
-                    remaining -= 1
-                    on_result(payload)
+                    task = tasks[lost]
+                    error = f"a worker process died twice on this job (exit code {exitcode})"
+                    on_result(
+                        {"line": task["line"], "id": task["id"], "records": [], "error": error}
+                    )
+            if todo:
+                start(k)
+
+        for k in range(min(workers, len(tasks))):
+            start(k)
+        try:
+            while holding or todo:
+                ready = wait([*pipes.values(), *(p.sentinel for p in processes.values())])
+                for k in list(pipes):
+                    if pipes[k] in ready:
+                        try:
+                            result = pipes[k].recv()
+                        except (EOFError, OSError):  # it died, perhaps in the middle of sending
+                            processes[k].join(timeout=10)
+                            died(k)
+                            continue
+                        holding.pop(k, None)
+                        on_result(result)
+                        give(k)
+                    elif processes[k].sentinel in ready:
+                        died(k)
         finally:
-            for _ in processes:
-                todo.put(None)
+            for k, process in processes.items():
+                if process.is_alive():
+                    try:
+                        pipes[k].send(None)
+                    except OSError:
+                        pass
             for process in processes.values():
                 process.join(timeout=10)
                 if process.is_alive():
@@ -766,7 +779,7 @@ def run_local(workers: int, runner_options: dict) -> Executor:
     return execute
 
 
-def _worker(cores, todo, results, runner_options: dict, k: int) -> None:
+def _worker(cores, pipe, runner_options: dict) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="No ccache found")  # Paddle's, on every import
@@ -774,10 +787,5 @@ def _worker(cores, todo, results, runner_options: dict, k: int) -> None:
         os.sched_setaffinity(0, cores)
         limit_threads(len(cores))
     runner = TaskRunner(**runner_options)
-    while True:
-        item = todo.get()
-        if item is None:
-            return
-        index, task = item
-        results.put(("start", k, index, None))
-        results.put(("done", k, index, runner(task)))
+    while (task := pipe.recv()) is not None:
+        pipe.send(runner(task))
