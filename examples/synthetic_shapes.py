@@ -11,7 +11,8 @@ tested on freshly rendered real shapes.
    (6 classes), using the job labels.
 4. Tests it on real shapes freshly drawn by the embedded model's own data generator
    (`paddiff.plugins.embedded.dataset`, a seed the model never saw), and, for scale, compares
-   with the same CNN trained on as many real renders, and with chance (1/6).
+   with the same CNN trained on as many real renders, on a few real renders, and on those few
+   plus the generated images, and with chance (1/6).
 
 The printed table is the measured answer; docs/batch.md records one run.
 """
@@ -124,7 +125,10 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=480, help="generated images (default 480)")
     parser.add_argument("--steps", type=int, default=8, help="denoising steps (default 8)")
     parser.add_argument("--workers", type=int, default=1, help="paddiff batch --workers")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument(
+        "--few-real", type=int, default=48, help="real renders in the small real training set"
+    )
     parser.add_argument("--test-images", type=int, default=600)
     args = parser.parse_args()
     out = Path(args.out)
@@ -142,8 +146,18 @@ def main() -> int:
     test_held = real_shapes(args.test_images // 2, TEST_SEED + 1, "held_out")
     real_train = real_shapes(len(x_gen), TEST_SEED + 2, "train")
 
+    few = real_shapes(args.few_real, TEST_SEED + 3, "train")
+    training_sets = {
+        "generated only": (x_gen, y_gen),
+        "real renders, as many": real_train,
+        f"{args.few_real} real renders": few,
+        f"{args.few_real} real + generated": (
+            np.concatenate([few[0], x_gen]),
+            np.concatenate([few[1], y_gen]),
+        ),
+    }
     rows = []
-    for name, (x, y) in (("generated only", (x_gen, y_gen)), ("real renders", real_train)):
+    for name, (x, y) in training_sets.items():
         started = time.perf_counter()
         model = train(prepare(x), y, args.epochs)
         rows.append(
@@ -155,7 +169,9 @@ def main() -> int:
                 time.perf_counter() - started,
             )
         )
-    print(f"\ngenerated {len(x_gen)} images in {generation:.0f} s ({args.steps} steps)")
+    print(
+        f"\npaddiff batch: {generation:.0f} s ({len(x_gen)} images, {args.steps} steps; a rerun counts only what was left)"
+    )
     print(
         f"test: {len(test_seen[1])} real renders (seen combinations), "
         f"{len(test_held[1])} (held-out combinations); chance {1 / len(SHAPES):.3f}"
