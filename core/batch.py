@@ -605,6 +605,8 @@ def run_batch(
     """Plan, resume, run the pending tasks through `execute`, and record the results."""
     started = time.perf_counter()
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out)  # held until this function returns (closed with the file)
     jobs, errors = read_jobs(jobs_path)
     units = plan_units(jobs)
     output = Output(out, units)
@@ -645,7 +647,22 @@ def run_batch(
         summary.failed_jobs = len(failed)
         summary.failed_images = len(output.pending())
         summary.seconds = time.perf_counter() - started
+        lock.close()
     return summary
+
+
+def _lock(out: Path):
+    """An exclusive lock on DIR/.lock: two `paddiff batch` runs writing one folder would both
+    append to metadata.jsonl and move each other's images."""
+    import fcntl
+
+    handle = open(out / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OSError(f"another paddiff batch is writing to {out}; wait for it to finish") from None
+    return handle
 
 
 def _progress_bar(total: int, done: int, enabled: bool):

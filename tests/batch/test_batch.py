@@ -241,3 +241,16 @@ def test_an_unknown_model_file_is_a_bad_line(runner, tmp_path):
     summary = run(runner, jobs, out)
     assert summary.bad_lines == 1 and "model 'nowhere' not found" in errors(out)[0]["error"]
     assert paddiff.__version__  # the library stays importable after a bad line
+
+
+def test_two_runs_cannot_write_one_folder(runner, tmp_path):
+    jobs, out = tmp_path / "jobs.jsonl", tmp_path / "out"
+    write_jobs(jobs, CIRCLES)
+    out.mkdir()
+    held = batch._lock(out)  # as a running `paddiff batch` holds it
+    try:
+        with pytest.raises(OSError, match="another paddiff batch is writing"):
+            run(runner, jobs, out)
+    finally:
+        held.close()
+    assert run(runner, jobs, out).written == 3
