@@ -254,3 +254,18 @@ def test_two_runs_cannot_write_one_folder(runner, tmp_path):
     finally:
         held.close()
     assert run(runner, jobs, out).written == 3
+
+
+def test_command_line_errors_exit_1_in_one_line(tmp_path):
+    from support.helpers import run_cli
+
+    missing = run_cli("batch", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "out"))
+    assert missing.returncode == 1 and "job file not found" in missing.stderr
+    jobs = tmp_path / "jobs.jsonl"
+    write_jobs(jobs, "{broken")
+    zero = run_cli("batch", str(jobs), "--out", str(tmp_path / "out"), "--workers", "0")
+    assert zero.returncode == 1 and "--workers and --chunk must be at least 1" in zero.stderr
+    bad = run_cli("batch", str(jobs), "--out", str(tmp_path / "out"), "--no-progress")
+    assert bad.returncode == 1  # a bad line is a failure, though nothing else was asked
+    assert "0 images written" in bad.stdout and "1 bad lines" in bad.stdout
+    assert errors(tmp_path / "out")[0]["line"] == 1
