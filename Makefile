@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LINTED := core plugins tests examples hub_module benchmarks
 
-.PHONY: setup browser run test test-slow lint
+.PHONY: setup browser run test test-slow test-ray lint
 
 $(BIN)/paddiff: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: setup browser
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# `paddiff batch --ray` on a local Ray head (over a minute, so not in `make test`); the ray extra
+# is installed first, and PADDIFF_CI_RAY makes a missing Ray an error rather than a skip.
+test-ray: setup
+	$(BIN)/pip install --quiet -e ".[ray]"
+	PADDIFF_CI_RAY=1 $(BIN)/python -m pytest -q -m ray tests/batch
 
 lint: setup
 	$(BIN)/python -m ruff check $(LINTED)

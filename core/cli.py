@@ -41,6 +41,10 @@ COMMANDS = {
         "the PaddleHub module inside this package: `paddiff hub install`, `paddiff hub path`",
     ),
     "webui": ("paddiff.commands.webui", "serve the web page (as on `hub serving`) on its own"),
+    "batch": (
+        "paddiff.commands.batch",
+        "run a JSON-lines file of generation jobs into a folder, resumable and exactly once",
+    ),
 }
 
 
