@@ -61,7 +61,12 @@ def run_ray(
 
     def execute(tasks, on_result):
         if not ray.is_initialized():
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            local = {}
+            if str(address).split(":")[0] in ("127.0.0.1", "localhost"):
+                # a cluster on loopback: the driver must say so too, or Ray advertises it (and
+                # its workers connect back to it) at the machine's network address
+                local["_node_ip_address"] = "127.0.0.1"
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **local)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the batch has its own bar
         context.print_on_execution_start = False

@@ -29,6 +29,11 @@ else:
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 RAY = str(Path(sys.executable).parent / "ray")
+# Every Ray process of these tests talks over loopback only. `--node-ip-address` alone does not do
+# it: Ray's workers and drivers look their address up "from the network's perspective" (the
+# machine's interface address) unless this switch, which Ray reads to keep a single-machine
+# cluster on 127.0.0.1, is off.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
 def free_port() -> int:
