@@ -101,6 +101,16 @@ class Network:
         with self._loading:
             self._restore_weights()
 
+    def weights_changed(self) -> None:
+        """The Layer's weights were changed in place (a LoRA merged or removed): a static
+        network runs a program with the new weights from its next call on."""
+        if self.mode != "static":
+            return
+        with self._loading:
+            self._restore_weights()
+            self._model_key = fingerprint(self.layer, self.settings)
+            self._predictor = None
+
     def __call__(self, *arrays: np.ndarray):
         if self.mode == "static":
             with self._loading:
