@@ -300,3 +300,41 @@ def test_lora_tags_and_scales():
         resolve_name("missing", [LORA])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+
+
+def test_cli_lora_options_tags_and_png_parameters(tmp_path):
+    from paddiff.png_info import read_parameters
+
+    from support.helpers import run_cli
+
+    model = FIXTURES / "sd" / "sd1"
+    out = tmp_path / "x.png"
+    result = run_cli(
+        "generate",
+        "a cat <lora:b_peft:0.4> with ti_a1111",
+        "--model", str(model),
+        "--lora", f"{LORA / 'a_kohya.safetensors'}:0.7",
+        "--embedding", str(LORA / "ti_a1111.safetensors"),
+        "--steps", "2", "--seed", "1", "--no-progress", "-o", str(out),
+        env={"PADDIFF_LORA_DIR": str(LORA)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "a_kohya.safetensors (kohya, weight 0.7)" in result.stderr
+    assert "b_peft.safetensors (diffusers, weight 0.4)" in result.stderr
+    parameters = read_parameters(out)
+    assert "<lora:" not in parameters["prompt"]
+    assert parameters["Lora hashes"].startswith("a_kohya: ")
+    assert "b_peft: " in parameters["Lora hashes"]
+    assert parameters["TI hashes"].startswith("ti_a1111: ")
+
+
+def test_cli_refuses_a_path_in_a_lora_tag_and_a_misfit_lora(tmp_path):
+    from support.helpers import run_cli
+
+    model = FIXTURES / "sd" / "sd1"
+    common = ("--model", str(model), "--steps", "1", "--no-progress", "-o", str(tmp_path))
+    result = run_cli("generate", "a cat <lora:../lora/b_peft:1>", "--lora-dir", str(LORA), *common)
+    assert result.returncode == 1 and "not a path" in result.stderr
+    result = run_cli("generate", "a cat", "--lora", str(LORA / "sdxl_like.safetensors"), *common)
+    assert result.returncode == 1 and "sdxl_like.safetensors" in result.stderr
+    assert not list(tmp_path.glob("*.png"))
