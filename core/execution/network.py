@@ -10,6 +10,7 @@ and the fall-backs in one place for every component, built-in or third-party.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -66,6 +67,8 @@ class Network:
         self._model_key: str | None = None
         self._predictor = None  # the runtime's loaded program
         self._released_to = None  # the program prefix holding the weights the Layer gave up
+        self._program = None  # the prefix of the loaded program
+        self._patched: dict[str, np.ndarray] = {}  # weights changed since the program was saved
         self._loading = threading.Lock()  # one export and one predictor, whatever the threads
 
     def use_static(self, cache: ExportCache, fallback: bool = False) -> None:
@@ -101,15 +104,64 @@ class Network:
         with self._loading:
             self._restore_weights()
 
-    def weights_changed(self) -> None:
-        """The Layer's weights were changed in place (a LoRA merged or removed): a static
-        network runs a program with the new weights from its next call on."""
+    def weights_changed(self, keys: list[str] | None = None) -> None:
+        """The Layer's weights were changed in place: a static network runs with the new weights
+        from its next call on.
+
+        keys: the state-dict keys whose values changed, same shapes (a LoRA merged or removed).
+              A loaded program then gets them without being exported again: the same program
+              is loaded with a parameter file written from the Layer's current weights (a
+              temporary file, deleted once loaded), and the changed values are kept so that
+              the Layer can be given back its weights later. None (shapes or structure changed,
+              e.g. new token embeddings) exports a program for the new weights.
+        """
         if self.mode != "static":
             return
         with self._loading:
             self._restore_weights()
-            self._model_key = fingerprint(self.layer, self.settings)
-            self._predictor = None
+            if keys is None or self._predictor is None:
+                # nothing loaded yet, or a new structure: key the cache by the weights as they
+                # are now, so a program of the changed weights never lands under the old key
+                self._patched = {}
+                self._model_key = fingerprint(self.layer, self.settings)
+                self._predictor = None
+                return
+            params = dict(self.layer.named_parameters())
+            for key in keys:
+                self._patched[key] = params[key].numpy().copy()
+            prefix = self._program
+            self._predictor = None  # the old one's weights are freed before the new load
+            self._predictor = self._load_with_current_weights(prefix)
+
+    def _load_with_current_weights(self, prefix):
+        """The program at `prefix` loaded with the Layer's current weights as its parameters."""
+        import shutil
+        import tempfile
+
+        from paddle.base import core
+
+        names = json.loads(names_file(prefix).read_text(encoding="utf-8"))  # variable -> key
+        params = dict(self.layer.named_parameters())
+        program, original = program_files(prefix)
+        folder = Path(tempfile.mkdtemp(prefix="paddiff-refeed-", dir=self._cache.root))
+        try:
+            temporary = folder / "program"
+            os.symlink(program, folder / f"program{program.suffix}")
+            written = folder / "program.pdiparams"
+            # save_combine's layout: the tensors in sorted order of their variable names, as
+            # paddle.jit.save wrote them (Paddle Inference reads them back in that order)
+            order = sorted(names)
+            tensors = [params[names[name]].get_tensor() for name in order]
+            core.save_combine_func(tensors, order, str(written), True, False, False)
+            if written.stat().st_size != original.stat().st_size:
+                raise RuntimeError(
+                    f"{self.name}: re-written parameters ({written.stat().st_size} bytes) do not "
+                    f"match the program's ({original.stat().st_size} bytes)"
+                )
+            self._release_weights(prefix)  # before loading, so two copies never coexist
+            return self._cache.load(temporary)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __call__(self, *arrays: np.ndarray):
         if self.mode == "static":
@@ -141,6 +193,10 @@ class Network:
         if self._fallback and not _memory_allows(prefix):
             self.use_dynamic()
             return None
+        self._program = prefix
+        if self._patched:  # weights changed after the program was saved (LoRA)
+            self._predictor = self._load_with_current_weights(prefix)
+            return self._predictor
         self._release_weights(prefix)  # before loading, so two copies never coexist
         self._predictor = self._cache.load(prefix)
         return self._predictor
@@ -156,6 +212,7 @@ class Network:
         if self._released_to is None:
             return
         weights = load_exported_weights(self._released_to)
+        weights.update(self._patched)  # changed since the program was saved (LoRA)
         params = dict(self.layer.named_parameters())
         for key, value in weights.items():
             params[key].set_value(value)

@@ -259,12 +259,12 @@ class LoraAdapters:
                     total = total.T
                 value = (original.astype(np.float64) + total).astype(original.dtype)
             target.param.set_value(np.ascontiguousarray(value))
-            changed_networks[id(network)] = network
+            changed_networks.setdefault(id(network), (network, []))[1].append(f"{name}.weight")
             text_changed |= component != "unet"
-        for network in changed_networks.values():
+        for network, changed_keys in changed_networks.values():
             changed = getattr(network, "weights_changed", None)
-            if changed is not None:
-                changed()
+            if changed is not None:  # an exported program gets the new weights too
+                changed(changed_keys)
         if text_changed:
             self.pipeline.prompt_cache.clear()  # cached embeddings came from the old weights
 
