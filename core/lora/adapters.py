@@ -158,6 +158,20 @@ class LoraAdapters:
         self.fused, self._unloaded_fused = {}, set()
         self._apply(touched)
 
+    def use(self, loras) -> None:
+        """Exactly these (path, weight) pairs enabled: files not loaded yet are loaded (named by
+        their stem), every other adapter is disabled. What a server does per request."""
+        names, weights = [], []
+        for path, weight in loras:
+            path = Path(path)
+            name = next((n for n, a in self.adapters.items() if a.file.path == path), None)
+            if name is None:
+                name = path.stem if path.stem not in self.adapters else self._default_name()
+                self.load(path, name, weight)
+            names.append(name)
+            weights.append(float(weight))
+        self.set_adapters(names, weights)
+
     def summary(self) -> list[tuple[str, float, LoraFile]]:
         """(name, weight, file) of each enabled adapter, for PNG metadata."""
         return [(n, w, self.adapters[n].file) for n, w in self.active.items() if w != 0]

@@ -54,9 +54,7 @@ def resolve_name(name: str, dirs: list[Path], what: str = "LoRA") -> Path:
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         raise AdapterNameError(f"{what} name {name!r}: give a name from the folder, not a path")
     if not dirs:
-        raise AdapterNameError(
-            f"{what} {name!r}: no {what} folder is configured (--lora-dir or ${LORA_DIR_ENV})"
-        )
+        raise AdapterNameError(f"{what} {name!r}: no {what} folder is configured")
     for folder in dirs:
         candidates = [folder / name] if Path(name).suffix in SUFFIXES else []
         candidates += [folder / f"{name}{suffix}" for suffix in SUFFIXES]
@@ -66,9 +64,13 @@ def resolve_name(name: str, dirs: list[Path], what: str = "LoRA") -> Path:
     available = sorted(
         {p.stem for d in dirs if d.is_dir() for p in d.iterdir() if p.suffix in SUFFIXES}
     )
-    raise AdapterNameError(
-        f"no {what} named {name!r} in {', '.join(map(str, dirs))}"
-        + (f"; available: {', '.join(available[:20])}" if available else " (no files there)")
+    raise AdapterNameError(  # no folder paths: the message may go to a remote client
+        f"no {what} named {name!r}"
+        + (
+            f"; available: {', '.join(available[:20])}"
+            if available
+            else f" (the {what} folder is empty)"
+        )
     )
 
 

@@ -20,6 +20,7 @@ from paddlehub.module.module import moduleinfo, runnable, serving
 
 import paddiff
 from paddiff import serving as api
+from paddiff.lora import LoraFormatError, LoraMismatchError
 
 
 @contextlib.contextmanager
@@ -109,8 +110,18 @@ class Paddiff:
         image, mask = api.load_image(image, "image"), api.load_image(mask_image, "mask_image")
         return self._generate("inpaint", output_dir, prompt, image, mask, **settings)
 
-    def _generate(self, method, output_dir, *args, num_images=1, progress=False, **settings):
+    def _generate(
+        self, method, output_dir, *args, num_images=1, progress=False, loras=(), embeddings=(),
+        **settings,
+    ):  # fmt: skip
+        """`loras`: (file, weight) pairs enabled for this call only; `embeddings`: files whose
+        tokens are added (they stay). Serving resolves both from the operator's folders."""
         with self._lock, dynamic_graph():
+            for path in embeddings:
+                if path not in self.pipeline.embeddings.values():
+                    self.pipeline.load_textual_inversion(path)
+            if loras or self.pipeline.lora.active:
+                self.pipeline.lora.use(loras)
             result = getattr(self.pipeline, method)(
                 *args, num_images_per_prompt=num_images, progress=progress, **settings
             )
@@ -143,6 +154,8 @@ class Paddiff:
             outputs = getattr(self, parsed.method)(*positional, **arguments)
         except (api.RequestError, paddiff.ValidationError) as exc:
             raise ValueError(f"invalid request: {exc}") from None
+        except (LoraFormatError, LoraMismatchError) as exc:  # a file of the operator's folder
+            raise ValueError(f"LoRA refused: {exc}") from None
         except paddiff.SafetyBlocked as exc:  # raised before the model runs
             # Its message names the category only, never the matched term (docs/safety.md).
             raise ValueError(str(exc)) from None
