@@ -338,3 +338,14 @@ def test_cli_refuses_a_path_in_a_lora_tag_and_a_misfit_lora(tmp_path):
     result = run_cli("generate", "a cat", "--lora", str(LORA / "sdxl_like.safetensors"), *common)
     assert result.returncode == 1 and "sdxl_like.safetensors" in result.stderr
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_lycoris_algorithms_other_than_locon_are_refused_by_name(pipe, tmp_path):
+    loha = {
+        "lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": np.ones((32, 2), np.float32),
+        "lora_unet_mid_block_attentions_0_proj_in.hada_w1_b": np.ones((2, 32), np.float32),
+    }
+    save_state_dict(loha, tmp_path / "loha.safetensors")
+    with pytest.raises(LoraFormatError, match="loha.safetensors: .*LoHa layers are not supported"):
+        pipe.load_lora_weights(tmp_path / "loha.safetensors")
+    assert pipe.lora.adapters == {}
