@@ -68,7 +68,9 @@ class Network:
         self._predictor = None  # the runtime's loaded program
         self._released_to = None  # the program prefix holding the weights the Layer gave up
         self._program = None  # the prefix of the loaded program
-        self._patched: dict[str, np.ndarray] = {}  # weights changed since the program was saved
+        # weights changed since the program was saved (a LoRA): the Layer keeps these, and the
+        # program is loaded with a parameter file written from the Layer
+        self._kept: set[str] = set()
         self._loading = threading.Lock()  # one export and one predictor, whatever the threads
 
     def use_static(self, cache: ExportCache, fallback: bool = False) -> None:
@@ -79,6 +81,7 @@ class Network:
             # Hash now, while the weights are here (a later use_static after dynamic-graph
             # training sees the new weights; once released, the key of the program stays).
             self._model_key = fingerprint(self.layer, self.settings)
+            self._kept = set()  # the key is of the weights as they are now
         if cache is not self._cache:
             self._predictor = None
         self.mode, self._cache, self._fallback = "static", cache, fallback
@@ -104,34 +107,37 @@ class Network:
         with self._loading:
             self._restore_weights()
 
+    def prepare_weight_change(self) -> None:
+        """Before changing the Layer's weights in place: a static network frees its loaded
+        program (it is reloaded by `weights_changed`) and gives the Layer all its weights."""
+        with self._loading:
+            self._predictor = None
+            self._restore_weights()
+
     def weights_changed(self, keys: list[str] | None = None) -> None:
         """The Layer's weights were changed in place: a static network runs with the new weights
         from its next call on.
 
         keys: the state-dict keys whose values changed, same shapes (a LoRA merged or removed).
-              A loaded program then gets them without being exported again: the same program
-              is loaded with a parameter file written from the Layer's current weights (a
-              temporary file, deleted once loaded), and the changed values are kept so that
-              the Layer can be given back its weights later. None (shapes or structure changed,
-              e.g. new token embeddings) exports a program for the new weights.
+              A program loaded before is then reloaded without being exported again: the same
+              program with a parameter file written from the Layer's current weights (a
+              temporary file, deleted once loaded). The Layer keeps the changed weights (so it
+              can have them back later); the others go back to the program. None (shapes or
+              structure changed, e.g. new token embeddings) exports a program of the new weights.
         """
         if self.mode != "static":
             return
         with self._loading:
+            self._predictor = None
             self._restore_weights()
-            if keys is None or self._predictor is None:
-                # nothing loaded yet, or a new structure: key the cache by the weights as they
-                # are now, so a program of the changed weights never lands under the old key
-                self._patched = {}
+            if keys is None or self._program is None:
+                # a new structure, or no program loaded yet: key the cache by the weights as they
+                # are now, so a program of changed weights never lands under the old key
+                self._kept = set()
                 self._model_key = fingerprint(self.layer, self.settings)
-                self._predictor = None
                 return
-            params = dict(self.layer.named_parameters())
-            for key in keys:
-                self._patched[key] = params[key].numpy().copy()
-            prefix = self._program
-            self._predictor = None  # the old one's weights are freed before the new load
-            self._predictor = self._load_with_current_weights(prefix)
+            self._kept |= set(keys)
+            self._predictor = self._load_with_current_weights(self._program)
 
     def _load_with_current_weights(self, prefix):
         """The program at `prefix` loaded with the Layer's current weights as its parameters."""
@@ -194,7 +200,7 @@ class Network:
             self.use_dynamic()
             return None
         self._program = prefix
-        if self._patched:  # weights changed after the program was saved (LoRA)
+        if self._kept:  # weights changed after the program was saved (LoRA)
             self._predictor = self._load_with_current_weights(prefix)
             return self._predictor
         self._release_weights(prefix)  # before loading, so two copies never coexist
@@ -204,7 +210,7 @@ class Network:
     def _release_weights(self, prefix) -> None:
         held = set(json.loads(names_file(prefix).read_text(encoding="utf-8")).values())
         for key, param in self.layer.named_parameters():
-            if key in held:
+            if key in held and key not in self._kept:
                 param._clear_data()
         self._released_to = prefix
 
@@ -212,10 +218,11 @@ class Network:
         if self._released_to is None:
             return
         weights = load_exported_weights(self._released_to)
-        weights.update(self._patched)  # changed since the program was saved (LoRA)
         params = dict(self.layer.named_parameters())
         for key, value in weights.items():
-            params[key].set_value(value)
+            if key not in self._kept:  # those the Layer kept are newer than the program's
+                params[key].set_value(value)
+        del weights
         self._released_to = None
 
 

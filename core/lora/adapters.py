@@ -246,12 +246,16 @@ class LoraAdapters:
         adapters; layers no adapter changes any more get their original back."""
         targets = self._targets_of()
         changed_networks = {}
+        prepared: set[int] = set()
         text_changed = False
         for component, name in sorted(keys):
             target = targets[component][_flat(name)]
             network = target.network
-            if getattr(network, "mode", "dynamic") == "static":
-                network.restore_weights()  # an exported program may hold them
+            if id(network) not in prepared:
+                prepared.add(id(network))
+                prepare = getattr(network, "prepare_weight_change", None)
+                if prepare is not None:  # an exported program may hold the weights
+                    prepare()
             key = (component, name)
             if key not in self._originals:
                 self._originals[key] = target.param.numpy().copy()
@@ -266,12 +270,12 @@ class LoraAdapters:
                 value = original
                 del self._originals[key]
             else:
-                total = np.zeros(target.torch_shape(), np.float64)
+                total = np.zeros(target.torch_shape(), np.float32)
                 for weight, module in deltas:
-                    total += weight * module.delta().reshape(total.shape)
+                    total += np.float32(weight) * module.delta().reshape(total.shape)
                 if target.linear:
                     total = total.T
-                value = (original.astype(np.float64) + total).astype(original.dtype)
+                value = original + total.astype(original.dtype)
             target.param.set_value(np.ascontiguousarray(value))
             changed_networks.setdefault(id(network), (network, []))[1].append(f"{name}.weight")
             text_changed |= component != "unet"
