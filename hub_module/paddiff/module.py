@@ -110,18 +110,8 @@ class Paddiff:
         image, mask = api.load_image(image, "image"), api.load_image(mask_image, "mask_image")
         return self._generate("inpaint", output_dir, prompt, image, mask, **settings)
 
-    def _generate(
-        self, method, output_dir, *args, num_images=1, progress=False, loras=(), embeddings=(),
-        **settings,
-    ):  # fmt: skip
-        """`loras`: (file, weight) pairs enabled for this call only; `embeddings`: files whose
-        tokens are added (they stay). Serving resolves both from the operator's folders."""
+    def _generate(self, method, output_dir, *args, num_images=1, progress=False, **settings):
         with self._lock, dynamic_graph():
-            for path in embeddings:
-                if path not in self.pipeline.embeddings.values():
-                    self.pipeline.load_textual_inversion(path)
-            if loras or self.pipeline.lora.active:
-                self.pipeline.lora.use(loras)
             result = getattr(self.pipeline, method)(
                 *args, num_images_per_prompt=num_images, progress=progress, **settings
             )
@@ -151,7 +141,7 @@ class Paddiff:
             arguments = dict(parsed.arguments)
             positional = [arguments.pop(name) for name in _POSITIONAL[parsed.method]]
             started = time.perf_counter()
-            outputs = getattr(self, parsed.method)(*positional, **arguments)
+            outputs = self._with_adapters(parsed.method, positional, arguments)
         except (api.RequestError, paddiff.ValidationError) as exc:
             raise ValueError(f"invalid request: {exc}") from None
         except (LoraFormatError, LoraMismatchError) as exc:  # a file of the operator's folder
@@ -172,6 +162,24 @@ class Paddiff:
             "prompt_verdicts": [api.verdict_json(v) for v in outputs[0]["prompt_verdicts"]],
             "seconds": round(time.perf_counter() - started, 3),
         }
+
+    # Choosing a request's LoRAs and generating with them is one step (docs/adapters.md).
+    _adapters_lock = threading.Lock()
+
+    def _with_adapters(self, method, positional, arguments):
+        """Generate with exactly the request's LoRAs enabled ((file, weight) pairs that
+        paddiff.serving resolved in the operator's folders; loaded once, then re-weighted) and
+        its embeddings added (they stay)."""
+        loras, embeddings = arguments.pop("loras", ()), arguments.pop("embeddings", ())
+        with self._adapters_lock:
+            pipeline = self.pipeline
+            with dynamic_graph():
+                for path in embeddings:
+                    if path not in pipeline.embeddings.values():
+                        pipeline.load_textual_inversion(path)
+                if loras or pipeline.get_active_adapters():
+                    pipeline.lora.use(loras)
+            return getattr(self, method)(*positional, **arguments)
 
     @runnable
     def run_cmd(self, argv):
