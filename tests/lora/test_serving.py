@@ -71,3 +71,59 @@ def test_use_switches_adapters_per_request():
     assert pipe.lora.active == {"b_peft": 1.0} and set(pipe.lora.adapters) == {"a_peft", "b_peft"}
     pipe.lora.use([])
     assert pipe.lora.active == {}
+
+
+SERVE_WITH_LORAS = """
+    import importlib, json, os, sys
+    sys.path.insert(0, sys.argv[1])
+    module = importlib.import_module("paddiff.module")
+    sys.path.pop(0)
+    hub = module.Paddiff(model=sys.argv[2])
+    base = {"prompt": "a cat", "steps": 2, "seed": 1}
+    out = {}
+    reply = hub.serve(**base, loras=["a_kohya:0.7"], embeddings=["ti_a1111"])
+    out["with"] = reply["images"][0]["settings"]
+    out["with_image"] = reply["images"][0]["image"]
+    reply = hub.serve(**base)
+    out["without"] = reply["images"][0]["settings"]
+    out["without_image"] = reply["images"][0]["image"]
+    tagged = dict(base, prompt="a cat <lora:a_kohya:0.7>", embeddings=["ti_a1111"])
+    out["again_image"] = hub.serve(**tagged)["images"][0]["image"]
+    try:
+        hub.serve(**base, loras=["../a_kohya"])
+    except ValueError as exc:
+        out["refused"] = str(exc)
+    print(json.dumps(out))
+"""
+
+
+def test_hub_module_serves_with_the_requested_loras_only(tmp_path):
+    """Through the module's serve(): the request's LoRA is enabled for it alone."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+
+    modules = tmp_path / "modules"
+    shutil.copytree(FIXTURES.parents[1] / "hub_module" / "paddiff", modules / "paddiff")
+    env = dict(
+        os.environ,
+        PADDIFF_LORA_DIR=str(LORA),
+        PADDIFF_EMBEDDING_DIR=str(LORA),
+        HUB_HOME=str(tmp_path / "hub"),
+        PADDIFF_EXECUTION="dynamic",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SERVE_WITH_LORAS), str(modules), str(FIXTURES / "sd" / "sd1")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["with"]["lora_hashes"].startswith("a_kohya: ")
+    assert out["with"]["ti_hashes"].startswith("ti_a1111: ")
+    assert "lora_hashes" not in out["without"]
+    assert out["with_image"] != out["without_image"]
+    assert out["again_image"] == out["with_image"]  # the tag gives what the field gave
+    assert "give a name from the folder, not a path" in out["refused"]
