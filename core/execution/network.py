@@ -217,13 +217,50 @@ class Network:
     def _restore_weights(self) -> None:
         if self._released_to is None:
             return
-        weights = load_exported_weights(self._released_to)
-        params = dict(self.layer.named_parameters())
-        for key, value in weights.items():
-            if key not in self._kept:  # those the Layer kept are newer than the program's
-                params[key].set_value(value)
-        del weights
+        if not self._read_weights_in_place(self._released_to):
+            weights = load_exported_weights(self._released_to)
+            params = dict(self.layer.named_parameters())
+            for key, value in weights.items():
+                if key not in self._kept:  # those the Layer kept are newer than the program's
+                    params[key].set_value(value)
+            del weights
         self._released_to = None
+
+    def _read_weights_in_place(self, prefix) -> bool:
+        """Read the program's parameter file straight into the Layer's (released) tensors: no
+        second copy of the model in memory, unlike loading the program with paddle.jit.load.
+        False if the file does not hold exactly the parameters the names file lists."""
+        from paddle.base import core
+
+        names = json.loads(names_file(prefix).read_text(encoding="utf-8"))  # variable -> key
+        params = dict(self.layer.named_parameters())
+        order = sorted(names)  # save_combine's order (see _load_with_current_weights)
+        tensors = []
+        for name in order:
+            key = names[name]
+            if key in self._kept:
+                tensors.append(core.DenseTensor())  # read and dropped: the Layer's is newer
+                continue
+            param = params[key]
+            if not param._is_initialized():  # released: give it memory to be read into
+                dtype = np.dtype(str(param.dtype).replace("paddle.", ""))
+                param.get_tensor().set(np.empty(tuple(param.shape), dtype), paddle.CPUPlace())
+            tensors.append(param.get_tensor())
+        try:
+            core.load_combine_func(
+                str(program_files(prefix)[1]), order, tensors, False, paddle.CPUPlace()
+            )
+        except Exception:  # noqa: BLE001 (an unexpected layout: the slow path reads it)
+            return False
+        for name in order:
+            if names[name] in self._kept:
+                continue
+            param = params[names[name]]
+            if not param._is_initialized() or tuple(param.shape) != tuple(
+                param.get_tensor().shape()
+            ):
+                return False
+        return True
 
 
 def _memory_allows(prefix) -> bool:
