@@ -13,13 +13,16 @@ Measures, in one process (random weights: the numbers of interest are times and 
   --steps 4 --guidance 1`), wall time of the whole process.
 
     nice /work/torchvenv/bin/python benchmarks/make_fullsize_sd15.py /tmp/lora-sd15
-    .venv/bin/python benchmarks/lora_switch.py /tmp/lora-sd15 --cache /tmp/lora-cache
+    .venv/bin/python benchmarks/lora_switch.py /tmp/lora-sd15 --part switch --execution static
+    .venv/bin/python benchmarks/lora_switch.py /tmp/lora-sd15 --part lcm --execution dynamic \
+        --size 128
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -74,6 +77,15 @@ def main() -> None:
     parser.add_argument("--cache", default="/tmp/lora-cache")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--work", default="/tmp/lora-bench")
+    parser.add_argument("--execution", default="static", choices=("static", "dynamic"))
+    parser.add_argument(
+        "--part",
+        default="switch",
+        choices=("switch", "lcm"),
+        help="switch: load / switch / unload two attention LoRAs on the warm pipeline, disk; "
+        "lcm: 20 steps without a LoRA against 4 LCM steps with an LCM-LoRA-shaped one, and the "
+        "same through the command line",
+    )
     args = parser.parse_args()
     import paddiff
 
@@ -83,53 +95,74 @@ def main() -> None:
         from paddiff.plugins.text_encoders.clip import CLIPTextModel
 
         CLIPTextModel.shipped_tokenizer().save_pretrained(model / "tokenizer")
-    results: dict = {}
+    results: dict = {"execution": args.execution, "size": args.size}
     results["load_pipeline_s"], pipe = timed(
-        lambda: paddiff.load_pipeline(model, execution="static", cache_dir=cache)
+        lambda: paddiff.load_pipeline(model, execution=args.execution, cache_dir=cache)
     )
     common = dict(width=args.size, height=args.size, seed=1, progress=False)
-    results["first_image_4_steps_s (export + warm-up)"], _ = timed(
+    results["first_image_4_steps_s (export or cache load, warm-up)"], _ = timed(
         lambda: pipe.text_to_image("a cat", steps=4, **common)
     )
+    if args.part == "switch":
+        switch(pipe, work, cache, common, results)
+    else:
+        lcm(pipe, model, work, cache, common, results, args)
+    print(json.dumps(results, indent=1))
+
+
+def switch(pipe, work, cache, common, results) -> None:
     results["cache_disk_bytes_before"] = size_of(cache)
-    results["images_20_steps_no_lora_s"], _ = timed(
+    results["image_4_steps_no_lora_s"], _ = timed(
+        lambda: pipe.text_to_image("a cat", steps=4, **common)
+    )
+    first, second = work / "style_a.safetensors", work / "style_b.safetensors"
+    results["lora_layers"] = write_lora(pipe, first, STYLE_TARGETS, 16, 2)
+    write_lora(pipe, second, STYLE_TARGETS, 16, 3)
+    results["lora_file_bytes"] = first.stat().st_size
+    results["load_first_lora_s"], _ = timed(lambda: pipe.load_lora_weights(first, "a"))
+    results["image_4_steps_lora_s"], _ = timed(
+        lambda: pipe.text_to_image("a cat", steps=4, **common)
+    )
+    results["load_second_lora_s"], _ = timed(lambda: pipe.load_lora_weights(second, "b"))
+    results["switch_set_adapters_to_b_s"], _ = timed(lambda: pipe.set_adapters(["b"]))
+    results["switch_set_adapters_a_b_0.7_0.4_s"], _ = timed(
+        lambda: pipe.set_adapters(["a", "b"], [0.7, 0.4])
+    )
+    results["image_after_switches_4_steps_s"], _ = timed(
+        lambda: pipe.text_to_image("a cat", steps=4, **common)
+    )
+    results["unload_s"], _ = timed(pipe.unload_lora_weights)
+    results["cache_disk_bytes_after"] = size_of(cache)
+    results["programs_in_cache"] = sorted(
+        str(p.parent.relative_to(cache)) for p in cache.rglob("program.json")
+    )
+
+
+def lcm(pipe, model, work, cache, common, results, args) -> None:
+    results["image_20_steps_no_lora_guidance_7.5_s"], _ = timed(
         lambda: pipe.text_to_image("a cat", steps=20, guidance_scale=7.5, **common)
     )
-    lcm, style = work / "lcm_like.safetensors", work / "style_like.safetensors"
-    results["lcm_layers"] = write_lora(pipe, lcm, LCM_TARGETS, 64, 1)
-    results["lcm_file_bytes"] = lcm.stat().st_size
-    results["style_layers"] = write_lora(pipe, style, STYLE_TARGETS, 16, 2)
-    results["load_lcm_lora_s"], _ = timed(lambda: pipe.load_lora_weights(lcm, adapter_name="lcm"))
+    path = work / "lcm_like.safetensors"
+    results["lcm_layers"] = write_lora(pipe, path, LCM_TARGETS, 64, 1)
+    results["lcm_file_bytes"] = path.stat().st_size
+    results["load_lcm_lora_s"], _ = timed(lambda: pipe.load_lora_weights(path, "lcm"))
     lcm_pipe = pipe.with_components(scheduler="lcm")
     results["image_4_steps_lcm_lora_guidance_1_s"], _ = timed(
         lambda: lcm_pipe.text_to_image("a cat", steps=4, guidance_scale=1.0, **common)
     )
-    results["load_second_lora_s"], _ = timed(
-        lambda: pipe.load_lora_weights(style, adapter_name="style")
-    )
-    results["switch_set_adapters_to_style_s"], _ = timed(lambda: pipe.set_adapters(["style"]))
-    results["switch_set_adapters_back_to_lcm_s"], _ = timed(lambda: pipe.set_adapters(["lcm"]))
-    results["image_after_switches_4_steps_s"], _ = timed(
-        lambda: lcm_pipe.text_to_image("a cat", steps=4, guidance_scale=1.0, **common)
-    )
-    results["unload_s"], _ = timed(pipe.unload_lora_weights)
-    results["cache_disk_bytes_after"] = size_of(cache)
-    programs = sorted(str(p.parent.relative_to(cache)) for p in cache.rglob("program.json"))
-    results["programs_in_cache"] = programs
     pipe = lcm_pipe = None  # free the model before the command-line run
     command = [
         str(Path(sys.executable).parent / "paddiff"), "generate", "a cat",
-        "--model", str(model), "--lora", str(lcm), "--scheduler", "lcm", "--steps", "4",
-        "--guidance", "1", "--execution", "static", "--width", str(args.size),
+        "--model", str(model), "--lora", str(path), "--scheduler", "lcm", "--steps", "4",
+        "--guidance", "1", "--execution", args.execution, "--width", str(args.size),
         "--height", str(args.size), "--seed", "1", "--no-progress", "-o", str(work / "lcm.png"),
     ]  # fmt: skip
-    env = {**__import__("os").environ, "PADDIFF_CACHE_DIR": str(cache)}
-    results["cli_lcm_4_steps_process_s"], done = timed(
+    env = {**os.environ, "PADDIFF_CACHE_DIR": str(cache)}
+    results["cli_lcm_4_steps_whole_process_s"], done = timed(
         lambda: subprocess.run(command, capture_output=True, text=True, env=env)
     )
     results["cli_returncode"] = done.returncode
     results["cli_stderr_tail"] = done.stderr.strip().splitlines()[-3:]
-    print(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
