@@ -158,6 +158,8 @@ class Pipeline:
                 f"unknown component(s) {', '.join(sorted(unknown))}; "
                 f"components are {', '.join(COMPONENT_NAMES)} and safety_filters"
             )
+        if not any(name in overrides for name in ("denoiser", "text_encoder")):
+            self.lora  # noqa: B018 (created now, so that both pipelines share one set of adapters)
         new = _shallow_copy(self)
         if "scheduler" in overrides:
             overrides["scheduler"] = resolve_scheduler(self.scheduler, overrides["scheduler"])[0]
@@ -168,6 +170,8 @@ class Pipeline:
                 setattr(new, name, value)
         if any(name in overrides for name in ("denoiser", "vae", "text_encoder")):
             new._model_hash = None
+        if any(name in overrides for name in ("denoiser", "text_encoder")):
+            new._lora = None  # other networks: adapters are loaded into them anew
         return new
 
     @property

@@ -349,3 +349,12 @@ def test_lycoris_algorithms_other_than_locon_are_refused_by_name(pipe, tmp_path)
     with pytest.raises(LoraFormatError, match="loha.safetensors: .*LoHa layers are not supported"):
         pipe.load_lora_weights(tmp_path / "loha.safetensors")
     assert pipe.lora.adapters == {}
+
+
+def test_pipelines_from_with_components_share_the_adapters(pipe, ref):
+    base, _ = outputs(pipe, ref)
+    euler = pipe.with_components(scheduler="EulerDiscreteScheduler")
+    euler.load_lora_weights(LORA / "a_peft.safetensors", adapter_name="a")
+    assert pipe.get_active_adapters() == ["a"]
+    pipe.unload_lora_weights()
+    assert np.array_equal(outputs(euler, ref)[0], base)
