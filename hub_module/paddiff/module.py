@@ -132,6 +132,24 @@ class Paddiff:
             )
         ]
 
+    # Choosing a request's LoRAs and generating with them is one step (docs/adapters.md).
+    _adapters_lock = threading.Lock()
+
+    def _with_adapters(self, method, positional, arguments):
+        """Generate with exactly the request's LoRAs enabled ((file, weight) pairs that
+        paddiff.serving resolved in the operator's folders; loaded once, then re-weighted) and
+        its embeddings added (they stay)."""
+        loras, embeddings = arguments.pop("loras", ()), arguments.pop("embeddings", ())
+        with self._adapters_lock:
+            pipeline = self.pipeline
+            with dynamic_graph():
+                for path in embeddings:
+                    if path not in pipeline.embeddings.values():
+                        pipeline.load_textual_inversion(path)
+                if loras or pipeline.get_active_adapters():
+                    pipeline.lora.use(loras)
+            return getattr(self, method)(*positional, **arguments)
+
     @serving
     def serve(self, **request):
         """POST /predict/paddiff: JSON fields in, base64 PNGs with their seed and settings out."""
@@ -162,24 +180,6 @@ class Paddiff:
             "prompt_verdicts": [api.verdict_json(v) for v in outputs[0]["prompt_verdicts"]],
             "seconds": round(time.perf_counter() - started, 3),
         }
-
-    # Choosing a request's LoRAs and generating with them is one step (docs/adapters.md).
-    _adapters_lock = threading.Lock()
-
-    def _with_adapters(self, method, positional, arguments):
-        """Generate with exactly the request's LoRAs enabled ((file, weight) pairs that
-        paddiff.serving resolved in the operator's folders; loaded once, then re-weighted) and
-        its embeddings added (they stay)."""
-        loras, embeddings = arguments.pop("loras", ()), arguments.pop("embeddings", ())
-        with self._adapters_lock:
-            pipeline = self.pipeline
-            with dynamic_graph():
-                for path in embeddings:
-                    if path not in pipeline.embeddings.values():
-                        pipeline.load_textual_inversion(path)
-                if loras or pipeline.get_active_adapters():
-                    pipeline.lora.use(loras)
-            return getattr(self, method)(*positional, **arguments)
 
     @runnable
     def run_cmd(self, argv):
