@@ -246,6 +246,32 @@ class SafetyFilter(Component):
         """Decide about each generated image, in order."""
 
 
+class LoraFormat(Component):
+    """Reads one family of LoRA files (kohya / A1111, diffusers / PEFT, ...) into the neutral
+    form `paddiff.lora` applies: a list of `paddiff.lora.LoraModule`s, each naming a component
+    ("unet", "text_encoder", "text_encoder_2"), one of its layers (diffusers' module path,
+    dotted or with "." written as "_", as kohya does) and the low-rank factors in torch layout.
+
+    `paddiff.lora` asks every registered format whether it `matches` a file's keys and reads the
+    file with the first that does (formats in name order); the layer names are checked against
+    the model afterwards, so a reader does not need to know the model.
+    """
+
+    required_methods = ("matches", "read")
+
+    @classmethod
+    @abstractmethod
+    def matches(cls, keys: list[str]) -> bool:
+        """Whether this reader understands a file with these tensor keys."""
+
+    @classmethod
+    @abstractmethod
+    def read(cls, tensors: Any, metadata: dict) -> list:
+        """The file's `LoraModule`s. `tensors` maps keys to NumPy arrays (read on access),
+        already in torch layout; `metadata` is the safetensors header's metadata ({} for
+        pickles). Raise ValueError for a file of this family that cannot be read."""
+
+
 #: Entry-point group suffix -> interface. The group for kind K is `paddiff.K`.
 KINDS: dict[str, type[Component]] = {
     "text_encoders": TextEncoder,
@@ -253,4 +279,5 @@ KINDS: dict[str, type[Component]] = {
     "vaes": VAE,
     "schedulers": Scheduler,
     "safety_filters": SafetyFilter,
+    "lora_formats": LoraFormat,
 }

@@ -86,6 +86,63 @@ class Pipeline:
         self.denoiser_batch_size = denoiser_batch_size
         self.long_prompts = long_prompts
         self._model_hash: str | None = None
+        self._lora = None
+        self.embeddings: dict[str, Path] = {}  # textual-inversion token -> its file
+
+    # -- adapters (LoRA / LoCon; see paddiff.lora and docs/adapters.md) -----------------------
+
+    @property
+    def lora(self):
+        """The pipeline's `paddiff.lora.LoraAdapters` (created on first use)."""
+        if self._lora is None:
+            from paddiff.lora import LoraAdapters
+
+            self._lora = LoraAdapters(self)
+        return self._lora
+
+    def load_lora_weights(self, path, adapter_name: str | None = None, scale: float = 1.0):
+        """Load a LoRA / LoCon file (kohya, A1111, LyCORIS, diffusers, PEFT or ppdiffusers) into
+        the UNet and text encoder(s), enabled with weight `scale` next to the adapters already
+        enabled. Refused with `paddiff.lora.LoraMismatchError` (nothing changed) when it does
+        not fit the model. Returns a `paddiff.lora.LoadReport`."""
+        return self.lora.load(path, adapter_name, scale)
+
+    def set_adapters(self, adapter_names, adapter_weights=None) -> None:
+        """Enable exactly these adapters, with these weights (default 1.0 each)."""
+        self.lora.set_adapters(adapter_names, adapter_weights)
+
+    def get_active_adapters(self) -> list[str]:
+        return list(self.lora.active)
+
+    def disable_lora(self) -> None:
+        self.lora.disable()
+
+    def unload_lora_weights(self) -> None:
+        """Remove every adapter that is not fused: the model's own weights come back exactly."""
+        self.lora.unload()
+
+    def fuse_lora(self, lora_scale: float = 1.0, adapter_names=None) -> None:
+        """Make the enabled adapters part of the model (they survive `unload_lora_weights`)."""
+        self.lora.fuse(adapter_names, lora_scale)
+
+    def unfuse_lora(self) -> None:
+        self.lora.unfuse()
+
+    def load_textual_inversion(self, path, token: str | None = None) -> str:
+        """Add a textual-inversion embedding (A1111 .pt / .safetensors, diffusers'
+        learned_embeds) as `token` (default: the name the file gives, else its stem); the token
+        then works in prompts and negative prompts. Returns the token."""
+        from paddiff.lora.textual_inversion import load_textual_inversion
+
+        return load_textual_inversion(self, path, token)
+
+    def unload_textual_inversion(self, tokens=None) -> None:
+        """Remove textual-inversion tokens (all by default)."""
+        tokens = list(self.embeddings) if tokens is None else list(tokens)
+        self.text_encoder.remove_tokens(tokens)
+        for token in tokens:
+            self.embeddings.pop(token, None)
+        self.prompt_cache.clear()
 
     # -- assembling --------------------------------------------------------------------------
 
@@ -101,6 +158,8 @@ class Pipeline:
                 f"unknown component(s) {', '.join(sorted(unknown))}; "
                 f"components are {', '.join(COMPONENT_NAMES)} and safety_filters"
             )
+        if not any(name in overrides for name in ("denoiser", "text_encoder")):
+            self.lora  # noqa: B018 (created now, so that both pipelines share one set of adapters)
         new = _shallow_copy(self)
         if "scheduler" in overrides:
             overrides["scheduler"] = resolve_scheduler(self.scheduler, overrides["scheduler"])[0]
@@ -111,6 +170,8 @@ class Pipeline:
                 setattr(new, name, value)
         if any(name in overrides for name in ("denoiser", "vae", "text_encoder")):
             new._model_hash = None
+        if any(name in overrides for name in ("denoiser", "text_encoder")):
+            new._lora = None  # other networks: adapters are loaded into them anew
         return new
 
     @property
@@ -297,6 +358,16 @@ class Pipeline:
             "mode": request.mode,
             "version": f"paddiff {paddiff.__version__}",
         }
+        if self._lora is not None and self._lora.summary():
+            settings["lora_hashes"] = ", ".join(
+                f"{lora.name}: {lora.short_hash()}" for _, _, lora in self._lora.summary()
+            )
+        if self.embeddings:
+            from paddiff.lora.files import file_hash
+
+            settings["ti_hashes"] = ", ".join(
+                f"{token}: {file_hash(path)}" for token, path in self.embeddings.items()
+            )
         if request.eta:
             settings["eta"] = request.eta
         if request.strength is not None:

@@ -30,6 +30,8 @@ _LABELS = {
     "model": "Model",
     "strength": "Denoising strength",
     "eta": "Eta",
+    "lora_hashes": "Lora hashes",
+    "ti_hashes": "TI hashes",
     "mode": "Mode",
     "version": "Version",
 }

@@ -281,7 +281,11 @@ def _mark_shadowed(entries: list[_Entry]) -> None:
 
 
 def _singular(kind: str) -> str:
-    return {"safety_filters": "safety filter", "text_encoders": "text encoder"}.get(kind, kind[:-1])
+    return {
+        "safety_filters": "safety filter",
+        "text_encoders": "text encoder",
+        "lora_formats": "LoRA format",
+    }.get(kind, kind[:-1])
 
 
 def _unknown_message(kind: str, name: str, entries: list[_Entry]) -> str:

@@ -307,6 +307,14 @@ def load_pickled_tensors(path: Path) -> dict[str, TensorRef | np.ndarray]:
     Lightning checkpoints keep the weights under "state_dict"; that dict is returned. Entries
     that are not tensors (step counters and the like) are left out.
     """
+    return _tensors_of(load_pickled_object(path), path)
+
+
+def load_pickled_object(path: Path):
+    """The whole object of a pickled file (nested dicts, lists, strings, numbers, with tensors as
+    `TensorRef`s or arrays), through the same restricted unpickler: for files whose tensors are
+    not a flat state dict, such as A1111's textual-inversion embeddings."""
+    path = Path(path)
     with open(path, "rb") as f:
         head = f.read(4)
     try:
@@ -322,7 +330,7 @@ def load_pickled_tensors(path: Path) -> dict[str, TensorRef | np.ndarray]:
         raise
     except _DAMAGED as exc:
         raise CheckpointFormatError(f"{path}: not a readable checkpoint ({exc})") from exc
-    return _tensors_of(obj, path)
+    return obj
 
 
 _ARRAYS = (TensorRef, np.ndarray)

@@ -36,6 +36,10 @@ class ServingLimits:
     # None leaves the choice to the pipeline (any registered name or alias); else only these.
     allowed_schedulers: tuple[str, ...] | None = None
     max_body_bytes: int = 16 * 1024 * 1024  # the whole JSON body, base64 images included
+    # Folders whose files a request may name as LoRAs / embeddings (never a path); none: refused.
+    lora_dirs: tuple[str, ...] = ()
+    embedding_dirs: tuple[str, ...] = ()
+    max_loras: int = 4  # LoRAs per request
 
     # environment variable -> field, for `from_env`
     ENV = {
@@ -45,6 +49,9 @@ class ServingLimits:
         "PADDIFF_MAX_PROMPT_CHARS": "max_prompt_chars",
         "PADDIFF_ALLOWED_SCHEDULERS": "allowed_schedulers",
         "PADDIFF_MAX_BODY_BYTES": "max_body_bytes",
+        "PADDIFF_LORA_DIR": "lora_dirs",
+        "PADDIFF_EMBEDDING_DIR": "embedding_dirs",
+        "PADDIFF_MAX_LORAS": "max_loras",
     }
 
     @classmethod
@@ -58,6 +65,9 @@ class ServingLimits:
                 continue
             if name == "allowed_schedulers":
                 values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
+                continue
+            if name in ("lora_dirs", "embedding_dirs"):  # os.pathsep-separated folders
+                values[name] = tuple(part for part in text.split(os.pathsep) if part)
                 continue
             try:
                 number = int(text)
@@ -93,6 +103,8 @@ _FIELDS = (
     "strength",
     "image",
     "mask_image",
+    "loras",
+    "embeddings",
 )
 _MAX_SEED = 2**63 - 1
 
@@ -139,6 +151,12 @@ def parse_request(
     if fields.get("scheduler") is not None:
         args["scheduler"] = _scheduler(fields["scheduler"], limits)
 
+    loras, embeddings = _adapters(fields, args, limits)
+    if loras:
+        args["loras"] = loras
+    if embeddings:
+        args["embeddings"] = embeddings
+
     method = "text_to_image"
     if fields.get("image") is not None:
         args["image"] = decode_image(fields["image"], "image", limits)
@@ -151,6 +169,66 @@ def parse_request(
     if "strength" in args and method == "text_to_image":
         raise RequestError("'strength' applies only with an 'image'")
     return GenerationRequest(method, args)
+
+
+def _adapters(fields, args, limits: ServingLimits) -> tuple[list, list]:
+    """([(LoRA file, weight)], [embedding file]) a request names: "loras" (["name",
+    "name:0.7", {"name": ..., "weight": ...}]), `<lora:name:0.7>` in the prompt (removed from
+    it) and "embeddings" (names). Names are looked up in the operator's folders only; every
+    refused name is listed in one error."""
+    from paddiff.lora.names import AdapterNameError, extract_lora_tags, resolve_name, split_scale
+
+    asked: list[tuple[str, float]] = []
+    for item in _list(fields, "loras"):
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            weight = item.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise RequestError(f"'loras': weight of {item['name']!r} must be a number")
+            asked.append((item["name"], float(weight)))
+        elif isinstance(item, str):
+            asked.append(split_scale(item))
+        else:
+            raise RequestError("'loras' entries are names, 'name:weight' or {name, weight}")
+    try:
+        args["prompt"], tags = extract_lora_tags(args["prompt"])
+    except AdapterNameError as exc:
+        raise RequestError(str(exc)) from None
+    asked += tags
+    if len(asked) > limits.max_loras:
+        raise RequestError(f"{len(asked)} LoRAs asked for; this server allows {limits.max_loras}")
+    for name, weight in asked:
+        if not math.isfinite(weight) or abs(weight) > 10:
+            raise RequestError(f"LoRA {name!r}: weight {weight} is outside [-10, 10]")
+    refused, loras, embeddings = [], [], []
+    lora_dirs = [Path(d) for d in limits.lora_dirs]
+    for name, weight in asked:
+        try:
+            loras.append((resolve_name(name, lora_dirs, "LoRA"), weight))
+        except AdapterNameError as exc:
+            refused.append(str(exc))
+    for name in _list(fields, "embeddings"):
+        if not isinstance(name, str):
+            raise RequestError("'embeddings' entries are names (strings)")
+        try:
+            embeddings.append(
+                resolve_name(name, [Path(d) for d in limits.embedding_dirs], "embedding")
+            )
+        except AdapterNameError as exc:
+            refused.append(str(exc))
+    if refused:
+        raise RequestError("; ".join(refused))
+    return loras, embeddings
+
+
+def _list(fields, name) -> list:
+    value = fields.get(name)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise RequestError(f"'{name}' must be a list, got {type(value).__name__}")
+    return value
 
 
 def _text(fields, name, limits, required=False) -> str:

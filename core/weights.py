@@ -348,7 +348,8 @@ def save_state_dict(
     with open(partial, "wb") as f:
         f.write(struct.pack("<Q", len(raw)) + raw)
         for key, (shape, dtype) in specs.items():
-            array = np.ascontiguousarray(state[key], dtype=dtype.newbyteorder("<"))
+            # np.ascontiguousarray makes 0-d arrays 1-d (kohya's scalar `.alpha` tensors)
+            array = np.require(np.asarray(state[key], dtype=dtype.newbyteorder("<")), None, "C")
             if array.shape != shape:
                 raise ValueError(f"tensor {key!r} changed shape while saving")
             if array.size:  # memoryview cannot cast an empty array; it has no bytes anyway

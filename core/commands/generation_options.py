@@ -83,6 +83,9 @@ def add_common_arguments(parser, strength_default: float | None = None) -> None:
         "AVX512-BF16 or AMX, with slightly different pixels; default fp32 or $PADDIFF_PRECISION",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from paddiff.commands.adapter_options import add_adapter_arguments
+
+    add_adapter_arguments(parser)
     if strength_default is not None:
         parser.add_argument(
             "--strength",
@@ -192,6 +195,9 @@ def run_generation(args, generate) -> int:
         if args.max_pixels is not None:
             pipeline.max_pixels = args.max_pixels
         pipeline.long_prompts = args.long_prompts
+        from paddiff.commands.adapter_options import apply_adapters
+
+        apply_adapters(pipeline, args)
         result = generate(pipeline, generation_kwargs(args))
         paths = result.save(output)
     except (ValueError, paddiff.SafetyBlocked, OSError) as exc:

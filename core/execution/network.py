@@ -10,6 +10,7 @@ and the fall-backs in one place for every component, built-in or third-party.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -66,6 +67,10 @@ class Network:
         self._model_key: str | None = None
         self._predictor = None  # the runtime's loaded program
         self._released_to = None  # the program prefix holding the weights the Layer gave up
+        self._program = None  # the prefix of the loaded program
+        # weights changed since the program was saved (a LoRA): the Layer keeps these, and the
+        # program is loaded with a parameter file written from the Layer
+        self._kept: set[str] = set()
         self._loading = threading.Lock()  # one export and one predictor, whatever the threads
 
     def use_static(self, cache: ExportCache, fallback: bool = False) -> None:
@@ -76,6 +81,7 @@ class Network:
             # Hash now, while the weights are here (a later use_static after dynamic-graph
             # training sees the new weights; once released, the key of the program stays).
             self._model_key = fingerprint(self.layer, self.settings)
+            self._kept = set()  # the key is of the weights as they are now
         if cache is not self._cache:
             self._predictor = None
         self.mode, self._cache, self._fallback = "static", cache, fallback
@@ -100,6 +106,68 @@ class Network:
         Network (e.g. every hidden state of a text encoder); the process then holds them twice."""
         with self._loading:
             self._restore_weights()
+
+    def prepare_weight_change(self) -> None:
+        """Before changing the Layer's weights in place: a static network frees its loaded
+        program (it is reloaded by `weights_changed`) and gives the Layer all its weights."""
+        with self._loading:
+            self._predictor = None
+            self._restore_weights()
+
+    def weights_changed(self, keys: list[str] | None = None) -> None:
+        """The Layer's weights were changed in place: a static network runs with the new weights
+        from its next call on.
+
+        keys: the state-dict keys whose values changed, same shapes (a LoRA merged or removed).
+              A program loaded before is then reloaded without being exported again: the same
+              program with a parameter file written from the Layer's current weights (a
+              temporary file, deleted once loaded). The Layer keeps the changed weights (so it
+              can have them back later); the others go back to the program. None (shapes or
+              structure changed, e.g. new token embeddings) exports a program of the new weights.
+        """
+        if self.mode != "static":
+            return
+        with self._loading:
+            self._predictor = None
+            self._restore_weights()
+            if keys is None or self._program is None:
+                # a new structure, or no program loaded yet: key the cache by the weights as they
+                # are now, so a program of changed weights never lands under the old key
+                self._kept = set()
+                self._model_key = fingerprint(self.layer, self.settings)
+                return
+            self._kept |= set(keys)
+            self._predictor = self._load_with_current_weights(self._program)
+
+    def _load_with_current_weights(self, prefix):
+        """The program at `prefix` loaded with the Layer's current weights as its parameters."""
+        import shutil
+        import tempfile
+
+        from paddle.base import core
+
+        names = json.loads(names_file(prefix).read_text(encoding="utf-8"))  # variable -> key
+        params = dict(self.layer.named_parameters())
+        program, original = program_files(prefix)
+        folder = Path(tempfile.mkdtemp(prefix="paddiff-refeed-", dir=self._cache.root))
+        try:
+            temporary = folder / "program"
+            os.symlink(program, folder / f"program{program.suffix}")
+            written = folder / "program.pdiparams"
+            # save_combine's layout: the tensors in sorted order of their variable names, as
+            # paddle.jit.save wrote them (Paddle Inference reads them back in that order)
+            order = sorted(names)
+            tensors = [params[names[name]].get_tensor() for name in order]
+            core.save_combine_func(tensors, order, str(written), True, False, False)
+            if written.stat().st_size != original.stat().st_size:
+                raise RuntimeError(
+                    f"{self.name}: re-written parameters ({written.stat().st_size} bytes) do not "
+                    f"match the program's ({original.stat().st_size} bytes)"
+                )
+            self._release_weights(prefix)  # before loading, so two copies never coexist
+            return self._cache.load(temporary)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __call__(self, *arrays: np.ndarray):
         if self.mode == "static":
@@ -131,6 +199,10 @@ class Network:
         if self._fallback and not _memory_allows(prefix):
             self.use_dynamic()
             return None
+        self._program = prefix
+        if self._kept:  # weights changed after the program was saved (LoRA)
+            self._predictor = self._load_with_current_weights(prefix)
+            return self._predictor
         self._release_weights(prefix)  # before loading, so two copies never coexist
         self._predictor = self._cache.load(prefix)
         return self._predictor
@@ -138,18 +210,57 @@ class Network:
     def _release_weights(self, prefix) -> None:
         held = set(json.loads(names_file(prefix).read_text(encoding="utf-8")).values())
         for key, param in self.layer.named_parameters():
-            if key in held:
+            if key in held and key not in self._kept:
                 param._clear_data()
         self._released_to = prefix
 
     def _restore_weights(self) -> None:
         if self._released_to is None:
             return
-        weights = load_exported_weights(self._released_to)
-        params = dict(self.layer.named_parameters())
-        for key, value in weights.items():
-            params[key].set_value(value)
+        if not self._read_weights_in_place(self._released_to):
+            weights = load_exported_weights(self._released_to)
+            params = dict(self.layer.named_parameters())
+            for key, value in weights.items():
+                if key not in self._kept:  # those the Layer kept are newer than the program's
+                    params[key].set_value(value)
+            del weights
         self._released_to = None
+
+    def _read_weights_in_place(self, prefix) -> bool:
+        """Read the program's parameter file straight into the Layer's (released) tensors: no
+        second copy of the model in memory, unlike loading the program with paddle.jit.load.
+        False if the file does not hold exactly the parameters the names file lists."""
+        from paddle.base import core
+
+        names = json.loads(names_file(prefix).read_text(encoding="utf-8"))  # variable -> key
+        params = dict(self.layer.named_parameters())
+        order = sorted(names)  # save_combine's order (see _load_with_current_weights)
+        tensors = []
+        for name in order:
+            key = names[name]
+            if key in self._kept:
+                tensors.append(core.DenseTensor())  # read and dropped: the Layer's is newer
+                continue
+            param = params[key]
+            if not param._is_initialized():  # released: give it memory to be read into
+                dtype = np.dtype(str(param.dtype).replace("paddle.", ""))
+                param.get_tensor().set(np.empty(tuple(param.shape), dtype), paddle.CPUPlace())
+            tensors.append(param.get_tensor())
+        try:
+            core.load_combine_func(
+                str(program_files(prefix)[1]), order, tensors, False, paddle.CPUPlace()
+            )
+        except Exception:  # noqa: BLE001 (an unexpected layout: the slow path reads it)
+            return False
+        for name in order:
+            if names[name] in self._kept:
+                continue
+            param = params[names[name]]
+            if not param._is_initialized() or tuple(param.shape) != tuple(
+                param.get_tensor().shape()
+            ):
+                return False
+        return True
 
 
 def _memory_allows(prefix) -> bool:

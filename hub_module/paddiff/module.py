@@ -20,6 +20,7 @@ from paddlehub.module.module import moduleinfo, runnable, serving
 
 import paddiff
 from paddiff import serving as api
+from paddiff.lora import LoraFormatError, LoraMismatchError
 
 
 @contextlib.contextmanager
@@ -204,6 +205,24 @@ class Paddiff:
             )
         ]
 
+    # Choosing a request's LoRAs and generating with them is one step (docs/adapters.md).
+    _adapters_lock = threading.Lock()
+
+    def _with_adapters(self, method, positional, arguments):
+        """Generate with exactly the request's LoRAs enabled ((file, weight) pairs that
+        paddiff.serving resolved in the operator's folders; loaded once, then re-weighted) and
+        its embeddings added (they stay)."""
+        loras, embeddings = arguments.pop("loras", ()), arguments.pop("embeddings", ())
+        with self._adapters_lock:
+            pipeline = self.pipeline
+            with dynamic_graph():
+                for path in embeddings:
+                    if path not in pipeline.embeddings.values():
+                        pipeline.load_textual_inversion(path)
+                if loras or pipeline.get_active_adapters():
+                    pipeline.lora.use(loras)
+            return getattr(self, method)(*positional, **arguments)
+
     @serving
     def serve(self, **request):
         """POST /predict/paddiff: JSON fields in, base64 PNGs with their seed and settings out."""
@@ -218,9 +237,11 @@ class Paddiff:
             arguments = dict(parsed.arguments)
             positional = [arguments.pop(name) for name in _POSITIONAL[parsed.method]]
             started = time.perf_counter()
-            outputs = getattr(self, parsed.method)(*positional, **arguments)
+            outputs = self._with_adapters(parsed.method, positional, arguments)
         except (api.RequestError, paddiff.ValidationError) as exc:
             raise ValueError(f"invalid request: {exc}") from None
+        except (LoraFormatError, LoraMismatchError) as exc:  # a file of the operator's folder
+            raise ValueError(f"LoRA refused: {exc}") from None
         except paddiff.SafetyBlocked as exc:  # raised before the model runs
             # Its message names the category only, never the matched term (docs/safety.md).
             raise ValueError(str(exc)) from None

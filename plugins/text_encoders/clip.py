@@ -240,6 +240,44 @@ class CLIPTextModel(TextEncoder):
     def encode(self, prompts):
         return self.runner(np.asarray(self.tokenize(prompts), np.int64))
 
+    def add_tokens(self, token: str, vectors) -> None:
+        """A textual-inversion token: `vectors` [n, hidden] become n new rows of the token
+        embedding, and `token` in a prompt their ids (paddiff.lora.textual_inversion)."""
+        vectors = np.asarray(vectors, np.float32)
+        if token in self.tokenizer.vocab or token in self.tokenizer.special:
+            raise ValueError(f"{token!r} is already a token of this tokenizer; pick another name")
+        if token in self.tokenizer.added:
+            raise ValueError(f"an embedding is already loaded as {token!r}")
+        table = self._token_table()
+        first = table.shape[0]
+        self._set_token_table(np.concatenate([table, vectors]))
+        self.tokenizer.added[token] = list(range(first, first + len(vectors)))
+        self.tokenizer._cache.clear()
+
+    def remove_tokens(self, tokens=None) -> None:
+        """Remove textual-inversion tokens (all of them by default)."""
+        added = self.tokenizer.added
+        tokens = list(added) if tokens is None else list(tokens)
+        keep = np.ones(self._token_table().shape[0], bool)
+        for token in tokens:
+            keep[added.pop(token)] = False
+        self._set_token_table(self._token_table()[keep])
+        next_id = int(self.config["vocab_size"])
+        for token in list(added):  # renumber what is left, in order
+            count = len(added[token])
+            added[token] = list(range(next_id, next_id + count))
+            next_id += count
+
+    def _token_table(self) -> np.ndarray:
+        self.runner.restore_weights()
+        return self.net.text_model.embeddings.token_embedding.weight.numpy()
+
+    def _set_token_table(self, table: np.ndarray) -> None:
+        embedding = nn.Embedding(table.shape[0], table.shape[1])
+        embedding.weight.set_value(np.ascontiguousarray(table))
+        self.net.text_model.embeddings.token_embedding = embedding
+        self.runner.weights_changed()
+
 
 def to_network_keys(state: dict) -> dict:
     """transformers 5 saves CLIPTextModel keys without the `text_model.` prefix that 4.x (and

@@ -105,6 +105,8 @@ class CLIPTokenizer:
         # Special tokens typed in a prompt are kept whole, as the reference does. That includes
         # the pad token: with SD 2.x's pad token "!", every "!" in a prompt becomes id 0.
         self.special = {bos_token: self.bos_id, eos_token: self.eos_id, pad_token: self.pad_id}
+        # Textual-inversion tokens: text -> its ids (one per vector), matched like special tokens.
+        self.added: dict[str, list[int]] = {}
         self._cache: dict[str, list[int]] = {}
 
     def _id(self, token: str) -> int:
@@ -197,6 +199,9 @@ class CLIPTokenizer:
         """Ids of `text` without special tokens, padding or truncation."""
         ids: list[int] = []
         for chunk, special_id in self._split_special(text):
+            if isinstance(special_id, list):
+                ids.extend(special_id)
+                continue
             if special_id is not None:
                 ids.append(special_id)
                 continue
@@ -217,7 +222,10 @@ class CLIPTokenizer:
     def _split_special(self, text: str) -> list[tuple[str, int | None]]:
         """Text chunks and special tokens, in order (special tokens match case-sensitively)."""
         parts: list[tuple[str, int | None]] = [(text, None)]
-        for token, token_id in self.special.items():
+        # longest first, so that a token never matches inside a longer added token
+        tokens = {**self.special, **self.added}
+        for token in sorted(tokens, key=len, reverse=True):
+            token_id = tokens[token]
             split: list[tuple[str, int | None]] = []
             for chunk, cid in parts:
                 if cid is not None:

@@ -49,6 +49,7 @@ def test_a_commands_help_imports_only_that_command():
     assert {m for m in imported if m.startswith("paddiff.commands.")} == {
         "paddiff.commands.img2img",
         "paddiff.commands.generation_options",
+        "paddiff.commands.adapter_options",  # --lora, --embedding, --lora-dir (no Paddle)
     }
 
 

@@ -124,3 +124,21 @@ def assemble_chinese_pipeline(name: str, target: Path) -> Path:
     index.update(json.loads((chinese / "model_index.json").read_text()))
     (target / "model_index.json").write_text(json.dumps(index))
     return target
+
+
+# -- LoRA and textual inversion: tests/fixtures/lora/make_reference.py, tests/lora/ ----------------
+
+#: Adapter weights of the recorded two-adapter case: set_adapters(["a", "b"], LORA_CASES["ab"]).
+LORA_CASES = {"ab": [0.7, 0.4]}
+#: Prompts whose text-encoder hidden states are recorded with each adapter case.
+LORA_PROMPTS = ["a red circle on a white background", "", "a photo of a cat, 4k"]
+#: Textual-inversion tokens of the fixtures -> number of vectors (learned_embeds has one; the
+#: A1111 .pt two; the A1111 .safetensors three).
+TI_TOKENS = {"<ti-one>": 1, "<ti-two>": 2, "<ti-three>": 3}
+#: Prompts with the tokens, as str.format templates ({ti_one} -> "<ti-one>").
+TI_PROMPTS = ["a photo of {ti_one} on a table", "{ti_two} and {ti_three}, a painting"]
+
+
+def ti_prompts() -> list[str]:
+    names = {token.strip("<>").replace("-", "_"): token for token in TI_TOKENS}
+    return [template.format(**names) for template in TI_PROMPTS]
