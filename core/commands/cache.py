@@ -8,7 +8,9 @@ from pathlib import Path
 
 def add_arguments(parser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="list the cached programs, most recently used first, with their sizes")
+    listing = actions.add_parser(
+        "list", help="list the cached programs, most recently used first, with their sizes"
+    )
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     clearing = actions.add_parser("clear", help="remove cached programs")
     clearing.add_argument(
