@@ -34,6 +34,7 @@ import time
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 
 from paddiff import serving
 
@@ -54,6 +55,27 @@ def sampler_choices(limits: serving.ServingLimits) -> list[str]:
     if allowed is None:
         return names
     return [name for name in names if name in allowed or serving._same_scheduler(name, allowed)]
+
+
+def lora_choices(limits: serving.ServingLimits) -> list[str]:
+    """The names of the LoRA files in the operator's folders, as a request may give them."""
+    from paddiff.weights import WEIGHT_SUFFIXES
+
+    names = set()
+    for folder in map(Path, limits.lora_dirs):
+        if folder.is_dir():
+            names.update(f.stem for f in folder.iterdir() if f.suffix in WEIGHT_SUFFIXES)
+    return sorted(names)
+
+
+def use_adapters(pipeline, loras, embeddings) -> None:
+    """Exactly the request's LoRAs enabled ((file, weight) pairs that paddiff.serving resolved
+    in the operator's folders; each loaded once, then re-weighted) and its embeddings added."""
+    for path in embeddings:
+        if path not in pipeline.embeddings.values():
+            pipeline.load_textual_inversion(path)
+    if loras or pipeline.get_active_adapters():
+        pipeline.lora.use(loras)
 
 
 class Generator:
@@ -81,10 +103,9 @@ class Generator:
             "max_prompt_chars": limits.max_prompt_chars,
             "samplers": sampler_choices(limits),
             "model": getattr(self.pipeline, "model_name", ""),
-            # LoRA and control models: the page shows a choice only when these lists are not
-            # empty. The pipeline has neither yet; when it does, list the names found in the
-            # operator's folders here and accept a name (never a path) in parse_request.
-            "loras": [],
+            # The page shows a choice only when a list is not empty: the LoRAs in the operator's
+            # folders ($PADDIFF_LORA_DIR; requests name them, never a path). No control models yet.
+            "loras": lora_choices(limits),
             "controls": [],
         }
 
@@ -100,7 +121,9 @@ class Generator:
 
         arguments = dict(parsed.arguments)
         count = arguments.pop("num_images", 1)
+        loras, embeddings = arguments.pop("loras", ()), arguments.pop("embeddings", ())
         with self.lock, self.context():
+            use_adapters(self.pipeline, loras, embeddings)
             result = getattr(self.pipeline, parsed.method)(
                 num_images_per_prompt=count, progress=False, callback=callback, **arguments
             )

@@ -212,15 +212,12 @@ class Paddiff:
         """Generate with exactly the request's LoRAs enabled ((file, weight) pairs that
         paddiff.serving resolved in the operator's folders; loaded once, then re-weighted) and
         its embeddings added (they stay)."""
+        from paddiff.webui import use_adapters
+
         loras, embeddings = arguments.pop("loras", ()), arguments.pop("embeddings", ())
         with self._adapters_lock:
-            pipeline = self.pipeline
             with dynamic_graph():
-                for path in embeddings:
-                    if path not in pipeline.embeddings.values():
-                        pipeline.load_textual_inversion(path)
-                if loras or pipeline.get_active_adapters():
-                    pipeline.lora.use(loras)
+                use_adapters(self.pipeline, loras, embeddings)
             return getattr(self, method)(*positional, **arguments)
 
     @serving

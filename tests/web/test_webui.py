@@ -21,10 +21,33 @@ from support.processes import free_port
 TIMEOUT = 120
 
 
+def write_tiny_lora(folder):
+    """A PEFT-format LoRA on two of the embedded UNet's attention projections (rank 2), saved as
+    the operator would drop it into their LoRA folder."""
+    import numpy as np
+    from paddiff.weights import save_state_dict
+
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for block in ("down_blocks.1", "up_blocks.1"):
+        module = f"unet.{block}.attentions.0.transformer_blocks.0.attn1.to_q"
+        tensors[f"{module}.lora_A.weight"] = rng.normal(0, 0.5, (2, 64)).astype(np.float32)
+        tensors[f"{module}.lora_B.weight"] = rng.normal(0, 0.5, (64, 2)).astype(np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_state_dict(tensors, folder / "tiny.safetensors")
+
+
 @pytest.fixture(scope="module")
 def webui(tmp_path_factory):
     port = free_port()
-    env = dict(os.environ, PADDIFF_MAX_STEPS="10", PADDIFF_MAX_PIXELS=str(64 * 64))
+    loras = tmp_path_factory.mktemp("loras")
+    write_tiny_lora(loras)
+    env = dict(
+        os.environ,
+        PADDIFF_MAX_STEPS="10",
+        PADDIFF_MAX_PIXELS=str(64 * 64),
+        PADDIFF_LORA_DIR=str(loras),
+    )
     env.pop("PADDIFF_MODEL", None)
     log = tmp_path_factory.mktemp("webui") / "webui.log"
     with open(log, "wb") as out:
@@ -80,7 +103,7 @@ def test_page_and_options(webui):
     status, options = call(webui + "api/options")
     assert status == 200
     assert (options["width"], options["height"], options["max_steps"]) == (64, 64, 10)
-    assert "DPM++ 2M Karras" in options["samplers"] and options["loras"] == []
+    assert "DPM++ 2M Karras" in options["samplers"] and options["loras"] == ["tiny"]
 
 
 def test_generation_as_a_job_with_parameters_in_the_png(webui):
@@ -109,3 +132,17 @@ def test_the_same_refusals_as_hub_serving(webui):
     done = wait_for(webui, started["job"])
     assert done["error"] == "the prompt was refused by the safety filter (category: violence)"
     assert call(webui + "api/jobs/999")[0] == 404
+
+
+def test_a_lora_from_the_operator_folder_changes_the_image_and_others_are_refused(webui):
+    fields = {"prompt": "a red circle on a blue background", "steps": 3, "seed": 5}
+    pictures = []
+    for loras in ([], ["tiny"], []):  # off, on, off again: the LoRA is disabled after use
+        status, started = call(webui + "api/jobs", dict(fields, loras=loras))
+        assert status == 200
+        done = wait_for(webui, started["job"])
+        assert done["state"] == "done", done
+        pictures.append(done["images"][0]["png"])
+    assert pictures[0] != pictures[1] and pictures[0] == pictures[2]
+    status, reply = call(webui + "api/jobs", dict(fields, loras=["../tiny"]))
+    assert status == 400 and "give a name from the folder, not a path" in reply["error"]
