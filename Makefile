@@ -24,9 +24,12 @@ run: setup
 	$(BIN)/paddiff generate "蓝色背景上的一个红色圆形" -o out/red-circle-zh.png --seed 1
 	$(BIN)/paddiff generate "a yellow star on a purple background" -o out/yellow-star-en.png --seed 1
 
+# The README's test command, exactly what CI runs (.ci/run): lint, the suite, then the Ray tests
+# (they need the ray extra and a local Ray head, so they run as their own pytest session).
 test: setup browser
 	$(BIN)/python -m ruff check $(LINTED)
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-ray
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
