@@ -11,8 +11,6 @@ import io
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -29,21 +27,14 @@ from paddiff.plugins.embedded import evaluate
 from paddiff.serving import ServingLimits
 from PIL import Image
 
+from support.processes import free_port, hub_command, stop_process_group
+
 ROOT = Path(__file__).resolve().parents[2]
 HUB_MODULE = ROOT / "hub_module" / "paddiff"
 # `model=` is tested with this tiny random-weight SD 1.x folder (32x32); everything else uses the
 # module's default, the embedded model, as a user who installs the module meets it.
 MODEL = ROOT / "tests" / "fixtures" / "sd" / "sd1"
 TIMEOUT = 180  # seconds for any one PaddleHub command
-
-
-def hub_command() -> list[str]:
-    """The `hub` console script of this Python, else PaddleHub's entry point run by this Python."""
-    script = Path(sys.executable).parent / "hub"
-    if script.is_file():
-        return [str(script)]
-    entry = "import sys; from paddlehub.commands.utils import execute; sys.exit(execute())"
-    return [sys.executable, "-c", entry]
 
 
 @pytest.fixture(scope="module")
@@ -243,12 +234,6 @@ SERVER_LIMITS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Server:
     def __init__(self, port: int, process: subprocess.Popen, log: Path):
         self.url = f"http://127.0.0.1:{port}/predict/paddiff"
@@ -301,20 +286,6 @@ def server(hub_env, tmp_path_factory):
         yield served
     finally:
         stop_process_group(process)
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-        if process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def decode(image_base64: str) -> np.ndarray:

@@ -71,8 +71,7 @@ def test_cli_lists_and_clears(cache, capsys):
 
 
 def test_an_export_keeps_the_cache_within_the_limit(tmp_path, monkeypatch):
-    """Two tiny programs do not fit a limit of one: the older one goes, the new one stays, and
-    a program that is used again counts as recent."""
+    """Two tiny programs do not fit a limit of one: the older one goes, the new one stays."""
 
     def doubler(width):
         return Network(f"doubler{width}", nn.Linear(width, width), [InputSpec("x", (None, width))])
