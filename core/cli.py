@@ -45,6 +45,7 @@ COMMANDS = {
         "paddiff.commands.batch",
         "run a JSON-lines file of generation jobs into a folder, resumable and exactly once",
     ),
+    "train": ("paddiff.commands.train", "fine-tune a model: `paddiff train lora` (see docs/training.md)"),
 }
 
 
