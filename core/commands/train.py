@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
     add("--gradient-checkpointing", action="store_true", help="recompute UNet blocks")
     add("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX512-BF16 or AMX)")
     add("--threads", type=int, help="CPU threads for Paddle (default: all cores)")
-    add("--log", help="append one JSON line per step (loss, learning rate, steps/s) here")
+    add("--loss-log", dest="log", help="append one JSON line per step (loss, learning rate, steps/s) here")
     add("--no-progress", dest="progress", action="store_false")
     lora.set_defaults(run=run)
 

@@ -214,6 +214,8 @@ class Trainer:
         s = self.settings
         losses = []
         bar = self._progress()
+        if s.log and self.distributed.rank == 0:
+            Path(s.log).parent.mkdir(parents=True, exist_ok=True)
         started, first = time.perf_counter(), self.step
         while self.step < s.steps:
             loss = self.train_step()
@@ -337,10 +339,14 @@ class _Distributed:
     def average_gradients(self, parameters) -> None:
         if self.world == 1:
             return
-        for param in parameters:
-            if param.grad is not None:
-                self.dist.all_reduce(param.grad)
-                param.grad.scale_(1.0 / self.world)
+        import paddle
+
+        with paddle.no_grad():  # in-place updates of the gradients themselves
+            for param in parameters:
+                grad = param.grad
+                if grad is not None:
+                    self.dist.all_reduce(grad)
+                    grad.scale_(1.0 / self.world)
 
     def mean(self, value: float) -> float:
         if self.world == 1:
