@@ -40,9 +40,13 @@ def add_arguments(parser) -> None:
         help="a prompt to render while training (repeatable)")  # fmt: skip
     add("--sample-every", type=int, help="render the sample prompts every N steps")
     add("--gradient-checkpointing", action="store_true", help="recompute UNet blocks")
-    add("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX512-BF16 or AMX)")
+    add("--bf16", action="store_true", help="bf16 autocast (GPU; Paddle does not autocast on CPU)")
     add("--threads", type=int, help="CPU threads for Paddle (default: all cores)")
-    add("--loss-log", dest="log", help="append one JSON line per step (loss, learning rate, steps/s) here")
+    add(
+        "--loss-log",
+        dest="log",
+        help="append one JSON line per step (loss, learning rate, steps/s) here",
+    )
     add("--no-progress", dest="progress", action="store_false")
     lora.set_defaults(run=run)
 

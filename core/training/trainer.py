@@ -97,6 +97,8 @@ class Trainer:
             raise ValueError(
                 f"unknown --targets {s.targets!r}: {', '.join(lora_layers.TARGET_SETS)}"
             )
+        if s.bf16:
+            check_bf16_available()
         self.denoiser, self.vae = components["denoiser"], components["vae"]
         self.text_encoder = components["text_encoder"]
         self.prediction_type = self.denoiser.prediction_type
@@ -285,7 +287,9 @@ class Trainer:
         from paddiff.pipeline import Pipeline
 
         c = self.components
-        pipe = Pipeline(c["text_encoder"], c["denoiser"], c["vae"], c["scheduler"], [])
+        # a fresh pipeline each time: its prompt cache must not keep embeddings from before
+        # the text encoder's LoRA moved
+        pipe = Pipeline(c["text_encoder"], c["denoiser"], c["vae"], c["scheduler"])
         result = pipe.text_to_image(
             list(self.settings.sample_prompts),
             steps=self.settings.sample_steps,
@@ -307,6 +311,20 @@ def _autocast(enabled: bool):
     import paddle
 
     return paddle.amp.auto_cast(enable=True, dtype="bfloat16", level="O1")
+
+
+def check_bf16_available() -> None:
+    """Paddle 3.3.1's autocast runs on CUDA, XPU and custom devices only: on the CPU it warns
+    and computes in float32 (measured: the same losses to the last bit), so asking for it there
+    is refused rather than silently ignored."""
+    import paddle
+
+    place = paddle.get_device()
+    if place.startswith("cpu"):
+        raise ValueError(
+            "--bf16: Paddle's autocast does not run on the CPU (it would train in float32 "
+            "unchanged); use it on a GPU, or leave it out"
+        )
 
 
 def _checkpoint_blocks(network) -> None:

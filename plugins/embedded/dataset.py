@@ -24,6 +24,9 @@ IMAGE_SIZE = 64
 SUPERSAMPLE = 4  # draw at 4x and downsample with a box filter: cheap anti-aliasing
 
 SHAPES = ("circle", "square", "triangle", "star", "ring", "cross")
+#: Shapes the renderer and the captions know but the embedded model never saw: what a LoRA is
+#: taught in docs/training.md. Kept out of SHAPES, so the model's training data stays the same.
+NEW_SHAPES = ("heart",)
 
 #: name -> RGB used for drawing (the evaluator keeps its own reference table on purpose).
 PALETTE = {
@@ -88,8 +91,21 @@ def _star_points(cx, cy, r, inner=0.45, points=5):
     return list(zip(cx + radii * np.cos(angles), cy + radii * np.sin(angles), strict=True))
 
 
+def _heart_points(cx, cy, r, n=96):
+    """The classic heart curve x = 16 sin^3 t, y = 13 cos t - 5 cos 2t - 2 cos 3t - cos 4t,
+    scaled so its farthest point from its box centre is about r, point down."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    x = 16 * np.sin(t) ** 3
+    y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+    y = y - (y.max() + y.min()) / 2  # centre the box vertically
+    scale = r / 17.0
+    return list(zip(cx + scale * x, cy + scale * y, strict=True))
+
+
 def _draw_shape(draw: ImageDraw.ImageDraw, shape, cx, cy, r, fg, bg):
-    if shape == "circle":
+    if shape == "heart":
+        draw.polygon(_heart_points(cx, cy, r), fill=fg)
+    elif shape == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
     elif shape == "ring":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fg)
@@ -146,6 +162,7 @@ ZH_SHAPE = {
     "star": ("五角星", "星星"),
     "ring": ("圆环", "环"),
     "cross": ("十字形", "十字"),
+    "heart": ("心形", "爱心"),
 }
 ZH_SIZE = {"big": "大", "small": "小"}
 EN_SHAPE = {
@@ -155,6 +172,7 @@ EN_SHAPE = {
     "star": ("star", "star"),
     "ring": ("ring", "donut"),
     "cross": ("cross", "plus sign"),
+    "heart": ("heart", "heart"),
 }
 EN_SIZE = {"big": ("big", "large"), "small": ("small", "little")}
 

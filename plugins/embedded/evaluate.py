@@ -31,7 +31,7 @@ REFERENCE_RGB = {
     "white": (255, 255, 255),
     "black": (0, 0, 0),
 }
-SHAPE_NAMES = ("circle", "square", "triangle", "star", "ring", "cross")
+SHAPE_NAMES = ("circle", "square", "triangle", "star", "ring", "cross", "heart")
 MASK_SIZE = 24  # the foreground mask is resized to this square before classification
 BORDER = 2  # pixels of the image frame read as background
 FOREGROUND_DISTANCE = 40.0  # RGB distance from the background that may be foreground

@@ -47,19 +47,40 @@ def prompts_for(items: list[dict], language: str, seed: int = EVAL_SEED) -> list
 
 
 def fit_classifier(
-    count: int = 3000, seed: int = EVAL_SEED
+    count: int = 3000, seed: int = EVAL_SEED, new_shapes: tuple[str, ...] = ()
 ) -> tuple[evaluate.ShapeClassifier, dict]:
-    """The shape classifier, fitted on `count` training-split renderings, and its accuracy on
-    renderings it has not seen (new seeds; seen and held-out combinations)."""
+    """The shape classifier, fitted on `count` training-split renderings (plus as many of each
+    of `new_shapes`, e.g. dataset.NEW_SHAPES, per shape as the others get), and its accuracy on
+    renderings it has not seen (new seeds; seen and held-out combinations, new shapes)."""
     attrs, images = dataset.make_images(seed + 1, count, "train")
+    per_shape = count // len(dataset.SHAPES)
+    for shape in new_shapes:
+        more, pictures = new_shape_images(shape, seed + 3, per_shape)
+        attrs, images = attrs + more, np.concatenate([images, pictures])
     classifier = evaluate.ShapeClassifier(seed).fit(images, [a.shape for a in attrs])
-    report = {"fitted_on": count}
+    report = {"fitted_on": len(attrs)}
     for split in ("train", "held_out"):
         attrs, images = dataset.make_images(seed + 2, 600, split)
         report[f"accuracy_{split}_renderings"] = classifier.accuracy(
             images, [a.shape for a in attrs]
         )
+    for shape in new_shapes:
+        attrs, images = new_shape_images(shape, seed + 4, 100)
+        report[f"accuracy_{shape}_renderings"] = classifier.accuracy(images, [shape] * 100)
     return classifier, report
+
+
+def new_shape_images(shape: str, seed: int, count: int):
+    """`count` renderings of `shape` over every (colour, background) pair and both sizes."""
+    pairs = [(f, b) for f in dataset.COLOURS for b in dataset.COLOURS if f != b]
+    attrs, images = [], []
+    for i in range(count):
+        rng = np.random.default_rng([seed, i])
+        fg, bg = pairs[rng.integers(len(pairs))]
+        attributes = dataset.Attributes(shape, fg, bg, dataset.SIZES[rng.integers(2)])
+        attrs.append(attributes)
+        images.append(dataset.render(attributes, rng))
+    return attrs, np.stack(images)
 
 
 def pipeline_generator(model: str | None, steps: int, guidance: float, scheduler: str | None):

@@ -57,3 +57,22 @@ def test_evaluation_items_cover_held_out_and_seen_combinations_in_both_languages
         for prompt in (zh_prompt, en_prompt):
             parsed = dataset.parse_caption(prompt)
             assert (parsed["shape"], parsed["fg"], parsed["bg"]) == item["combo"]
+
+
+def test_new_shapes_are_drawn_captioned_and_read_without_changing_the_training_data():
+    """The heart (docs/training.md) is drawable, captioned in both languages and read by a
+    classifier fitted with it, while the model's own shapes and vocabulary stay the same."""
+    assert "heart" not in dataset.SHAPES and "heart" in dataset.NEW_SHAPES
+    assert all("心" not in ch for ch in dataset.caption_vocabulary()[0])
+    attrs = dataset.Attributes("heart", "red", "blue", "big")
+    assert dataset.caption(attrs, "zh", 0) == "蓝色背景上的一个大的红色心形"
+    assert dataset.parse_caption("a red heart on a blue background")["shape"] == "heart"
+    train_attrs, train_images = dataset.make_images(seed=11, count=300)
+    hearts, heart_images = quality.new_shape_images("heart", seed=1, count=60)
+    classifier = evaluate.ShapeClassifier(seed=0).fit(
+        np.concatenate([train_images, heart_images]), [a.shape for a in train_attrs + hearts]
+    )
+    _, test_hearts = quality.new_shape_images("heart", seed=2, count=40)
+    assert classifier.accuracy(test_hearts, ["heart"] * 40) >= 0.95
+    attrs, images = dataset.make_images(seed=12, count=60)
+    assert classifier.accuracy(images, [a.shape for a in attrs]) >= 0.95

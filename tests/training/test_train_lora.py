@@ -119,3 +119,15 @@ def test_command_line_trains_and_refuses_bad_input(tmp_path, capsys):
     assert main(["train", "lora", "--model", str(exported), "--data", str(data),
                  "--output", str(out)]) == 1  # fmt: skip
     assert "exported programs only" in capsys.readouterr().err
+
+
+def test_bf16_on_the_cpu_is_refused_not_ignored(tmp_path):
+    with pytest.raises(ValueError, match="autocast does not run on the CPU"):
+        make_trainer(tmp_path, bf16=True)
+
+
+def test_sample_prompts_are_rendered_every_n_steps(tmp_path):
+    trainer = make_trainer(tmp_path, steps=2, sample_every=2, sample_prompts=["一个红色的圆"])
+    trainer.settings.sample_steps = 2
+    trainer.run()
+    assert [p.name for p in (tmp_path / "out" / "lora-samples").iterdir()] == ["step000002-0.png"]
