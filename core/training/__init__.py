@@ -9,5 +9,7 @@ and written as a kohya (default) or diffusers LoRA file that `paddiff.lora` load
     lora_layers.py  LoRA factors hooked onto Linear / Conv2D layers; files in both formats
     objective.py    the noise schedule, the noised latents and the regression target
     resume.py       the resume file (factors, optimizer, schedule, step, configuration)
-    trainer.py      the training loop: accumulation, data parallelism, saving, samples
+    trainer.py      the training loop: accumulation, saving, samples, progress
+    distributed.py  data parallelism (gradients averaged over ranks)
+    memory.py       gradient checkpointing and bf16 autocast
 """

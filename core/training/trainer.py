@@ -6,11 +6,13 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from paddiff.training import batches, data, lora_layers, objective, resume
+from paddiff.training.distributed import Distributed
+from paddiff.training.memory import autocast, check_bf16_available, checkpoint_blocks
 
 SCHEDULES = ("constant", "cosine")
 # Random streams: every draw of micro-batch m is rng([seed, stream, m]).
@@ -89,7 +91,7 @@ class Trainer:
         import paddle
 
         self.settings, self.components = settings, components
-        self.distributed = _Distributed()
+        self.distributed = Distributed()
         s = settings
         if s.lr_schedule not in SCHEDULES:
             raise ValueError(f"unknown --lr-schedule {s.lr_schedule!r}: {', '.join(SCHEDULES)}")
@@ -124,7 +126,7 @@ class Trainer:
         self.lora = lora_layers.LoraSet(layers, s.rank, s.alpha or s.rank, s.seed)
         self.conditioning = objective.Conditioning(self.text_encoder, s.train_text_encoder)
         if s.gradient_checkpointing:
-            _checkpoint_blocks(self.unet_layer)
+            checkpoint_blocks(self.unet_layer)
         groups = [{"params": self._params("unet")}]
         if s.train_text_encoder:
             te_lr = (s.text_encoder_lr or s.learning_rate) / s.learning_rate
@@ -188,7 +190,7 @@ class Trainer:
         noise, timesteps = noise[part], timesteps[part]
         xt, signal, spread = objective.noised(x0, noise, timesteps, self.abar)
         wanted = objective.target(x0, noise, signal, spread, self.prediction_type)
-        with _autocast(self.settings.bf16):
+        with autocast(self.settings.bf16):
             context = self.conditioning([self.examples[i].caption for i in mine])
             predicted = self.unet_layer(
                 paddle.to_tensor(xt), paddle.to_tensor(timesteps.astype(np.float32)), context
@@ -301,80 +303,3 @@ class Trainer:
         folder.mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(result.images):
             image.save(folder / f"step{self.step:06d}-{i}.png")
-
-
-def _autocast(enabled: bool):
-    import contextlib
-
-    if not enabled:
-        return contextlib.nullcontext()
-    import paddle
-
-    return paddle.amp.auto_cast(enable=True, dtype="bfloat16", level="O1")
-
-
-def check_bf16_available() -> None:
-    """Paddle 3.3.1's autocast runs on CUDA, XPU and custom devices only: on the CPU it warns
-    and computes in float32 (measured: the same losses to the last bit), so asking for it there
-    is refused rather than silently ignored."""
-    import paddle
-
-    place = paddle.get_device()
-    if place.startswith("cpu"):
-        raise ValueError(
-            "--bf16: Paddle's autocast does not run on the CPU (it would train in float32 "
-            "unchanged); use it on a GPU, or leave it out"
-        )
-
-
-def _checkpoint_blocks(network) -> None:
-    """Recompute each UNet block's activations in the backward pass instead of keeping them
-    (Chen et al. 2016): less memory, one more forward per block."""
-    from paddle.distributed.fleet.utils import recompute
-
-    blocks = [b for name in ("down_blocks", "up_blocks") for b in getattr(network, name, [])]
-    if getattr(network, "mid_block", None) is not None:
-        blocks.append(network.mid_block)
-    if not blocks:
-        raise ValueError("--gradient-checkpointing: this denoiser has no UNet blocks to recompute")
-    for block in blocks:
-        forward = block.forward
-        block.forward = lambda *args, _f=forward: recompute(_f, *args, use_reentrant=False)
-
-
-class _Distributed:
-    """Rank, world size and gradient averaging; a single process is world 1."""
-
-    def __init__(self):
-        import paddle.distributed as dist
-
-        self.world = dist.get_world_size()
-        self.rank = dist.get_rank() if self.world > 1 else 0
-        if self.world > 1:
-            dist.init_parallel_env()
-        self.dist = dist
-
-    def average_gradients(self, parameters) -> None:
-        if self.world == 1:
-            return
-        import paddle
-
-        with paddle.no_grad():  # in-place updates of the gradients themselves
-            for param in parameters:
-                grad = param.grad
-                if grad is not None:
-                    self.dist.all_reduce(grad)
-                    grad.scale_(1.0 / self.world)
-
-    def mean(self, value: float) -> float:
-        if self.world == 1:
-            return value
-        import paddle
-
-        tensor = paddle.to_tensor([value], dtype="float64")
-        self.dist.all_reduce(tensor)
-        return float(tensor.numpy()[0]) / self.world
-
-
-def settings_json(settings: LoraTraining) -> str:
-    return json.dumps(asdict(settings), ensure_ascii=False)
