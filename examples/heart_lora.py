@@ -37,12 +37,18 @@ from paddiff.plugins.embedded import dataset, quality
 HEARTS = 40
 PRIOR = 40
 DATA_SEED = 20261207
-TRAIN = [
-    "--rank", "8", "--targets", "all", "--train-text-encoder",
+COMMON = [
     "--steps", "200", "--batch-size", "4", "--learning-rate", "2e-3",
     "--lr-schedule", "cosine", "--warmup-steps", "15", "--save-every", "40", "--seed", "1",
     "--no-progress", "--loss-log",
 ]  # fmt: skip
+#: The two runs docs/training.md reports: LoCon on every UNet layer plus the text encoder, and
+#: kohya's default (the UNet's attention layers only).
+CONFIGS = {
+    "locon-te": ["--rank", "8", "--targets", "all", "--train-text-encoder", *COMMON],
+    "attention": ["--rank", "8", "--targets", "attention", *COMMON],
+}
+TRAIN = CONFIGS["attention"]
 HEART_ITEMS = 16  # (colour, background, size) items per language
 # Old shapes: 40 of the model's own evaluation items (seen combinations) per language; the same
 # items and seeds with and without the LoRA, so the two figures differ only by the LoRA. (Sized
@@ -192,7 +198,10 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=Path("heart-lora"))
     parser.add_argument("--picture", type=Path, default=Path("docs/training-heart.png"))
     parser.add_argument("--lora", type=Path, help="default: WORK/heart.safetensors")
+    parser.add_argument("--config", choices=list(CONFIGS), default="attention")
     args = parser.parse_args(argv)
+    global TRAIN
+    TRAIN = CONFIGS[args.config]
     lora = args.lora or args.work / "heart.safetensors"
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PADDIFF_EXECUTION", "dynamic")  # the LoRA is merged either way
