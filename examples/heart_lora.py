@@ -138,12 +138,14 @@ def generator(pipe, steps: int = 20, guidance: float = 7.5):
     return generate
 
 
-def evaluate(work: Path, lora: Path) -> dict:
+def evaluate(work: Path, lora: Path, weights=(1.0, 0.0)) -> dict:
     classifier, classifier_report = quality.fit_classifier(new_shapes=dataset.NEW_SHAPES)
     old = quality.evaluation_items(OLD_SEEN, OLD_HELD_OUT_REPEATS)
     report = {"classifier": classifier_report, "settings": {"train": TRAIN, "lora": str(lora)}}
     pipe = load(lora)
-    for weight in (1.0, 0.0):
+    # Without the LoRA (weight 0) the figures depend only on the installed model: one run gives
+    # them for every LoRA (--weights 1 skips them).
+    for weight in weights:
         pipe.set_adapters(["heart"], [weight])
         generate = generator(pipe)
         for name, items in (("heart", heart_items()), ("old", old)):
@@ -199,6 +201,7 @@ def main(argv=None) -> None:
     parser.add_argument("--picture", type=Path, default=Path("docs/training-heart.png"))
     parser.add_argument("--lora", type=Path, help="default: WORK/heart.safetensors")
     parser.add_argument("--config", choices=list(CONFIGS), default="attention")
+    parser.add_argument("--weights", default="1,0", help="LoRA weights to evaluate at")
     args = parser.parse_args(argv)
     global TRAIN
     TRAIN = CONFIGS[args.config]
@@ -210,7 +213,7 @@ def main(argv=None) -> None:
     if args.stage in ("train", "all"):
         train(args.work)
     if args.stage in ("evaluate", "all"):
-        evaluate(args.work, lora)
+        evaluate(args.work, lora, [float(w) for w in args.weights.split(",")])
     if args.stage in ("picture", "all"):
         picture(lora, args.picture)
 
