@@ -25,7 +25,13 @@ ZH_HELD_OUT = {
 
 EN_HELD_OUT = {
     "Y background and X": lambda w: [w.bg_article, w.bg, " and ", w.obj],
-    "X on a background of Y": lambda w: [w.obj, " ", Alt("on", "against"), " a background of ", w.bg_colour],
+    "X on a background of Y": lambda w: [
+        w.obj,
+        " ",
+        Alt("on", "against"),
+        " a background of ",
+        w.bg_colour,
+    ],
     "a picture of Y background with X": lambda w: [
         Alt("a picture of ", "an image of "),
         w.bg_article,

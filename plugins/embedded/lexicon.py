@@ -125,7 +125,8 @@ def _parse_zh(text: str) -> dict | None:
         # "背景是蓝色" / "背景蓝色" name the background after it, unless that 背景 already has
         # its colour in front ("蓝色背景红色圆形").
         is_bg = re.match("色?的?(背景|底)", after) or (
-            re.search("背景[是为]?$", before) and not re.search(f"[{colours}]色?的?背景[是为]?$", before)
+            re.search("背景[是为]?$", before)
+            and not re.search(f"[{colours}]色?的?背景[是为]?$", before)
         )
         roles["bg" if is_bg else "fg"].append(colour_of[match.group()])
     sizes = {v for k, v in _names(phrasing.ZH_SIZE).items() if k in text}

@@ -95,7 +95,9 @@ def en_words(shape: str, fg: str, bg: str, size: str, slot: str) -> Words:
     shape_name = Alt(*EN_SHAPE[shape])
     sizes = EN_SIZE[size]
     if slot in ("pre", "mid"):  # English puts the size before the colour
-        obj = Alt(*([Alt(article(s), "one ", "the ", ""), s, " ", fg, " ", shape_name] for s in sizes))
+        obj = Alt(
+            *([Alt(article(s), "one ", "the ", ""), s, " ", fg, " ", shape_name] for s in sizes)
+        )
     else:
         obj = [Alt(article(fg), "one ", "the ", ""), fg, " ", shape_name]
     tail = [", ", Alt(*sizes)] if slot == "post" else ""
@@ -124,7 +126,14 @@ ZH_PATTERNS = {
     "X，背景": lambda w: [ZH_DRAW, w.obj, w.punct, w.bg],
     "X，背景是Y": lambda w: [ZH_DRAW, w.obj, w.punct, "背景", Alt("是", "为"), w.bg_colour],
     "X在背景上": lambda w: [ZH_DRAW, w.obj, "在", w.bg, "上"],
-    "一张背景上X的图": lambda w: [Alt("一张", "一幅"), w.bg, "上", w.obj, "的", Alt("图", "画", "图片")],
+    "一张背景上X的图": lambda w: [
+        Alt("一张", "一幅"),
+        w.bg,
+        "上",
+        w.obj,
+        "的",
+        Alt("图", "画", "图片"),
+    ],
 }
 
 EN_PICTURE = Alt("", "a picture of ", "picture of ", "an image of ", "draw ", "please draw ")
@@ -141,7 +150,13 @@ EN_PATTERNS = {
     ],
     "X with Y background": lambda w: [EN_PICTURE, w.obj, " with ", w.bg_article, w.bg],
     "X, Y background": lambda w: [EN_PICTURE, w.obj, w.punct, w.bg],
-    "X, the background is Y": lambda w: [EN_PICTURE, w.obj, w.punct, "the background is ", w.bg_colour],
+    "X, the background is Y": lambda w: [
+        EN_PICTURE,
+        w.obj,
+        w.punct,
+        "the background is ",
+        w.bg_colour,
+    ],
     "X and Y background": lambda w: [EN_PICTURE, w.obj, " and ", w.bg_article, w.bg],
     "Y background with X": lambda w: [w.bg_article, w.bg, " with ", w.obj],
     "Y background, X": lambda w: [w.bg, w.punct, w.obj],

@@ -42,7 +42,9 @@ def prompts_for(items: list[dict], language: str, phrasings: str = "seen", seed:
     """(pattern name, prompt) per item: the phrasing patterns of the training grammar ("seen")
     or of the held-out set ("held_out") in turn, so each pattern is asked about equally often,
     with the words inside each pattern drawn at random."""
-    rng = np.random.default_rng([seed, dataset.LANGUAGES.index(language), PHRASINGS.index(phrasings)])
+    rng = np.random.default_rng(
+        [seed, dataset.LANGUAGES.index(language), PHRASINGS.index(phrasings)]
+    )
     if phrasings == "seen":
         patterns = phrasing.PATTERNS[language]
     else:
@@ -105,8 +107,18 @@ def run(generate, items, classifier, chunk: int = 16, phrasings=PHRASINGS) -> di
     jobs = []
     for language in dataset.LANGUAGES:
         for kind in phrasings:
-            for item, (pattern, prompt) in zip(items, prompts_for(items, language, kind), strict=True):
-                jobs.append({**item, "language": language, "phrasing": kind, "pattern": pattern, "prompt": prompt})
+            for item, (pattern, prompt) in zip(
+                items, prompts_for(items, language, kind), strict=True
+            ):
+                jobs.append(
+                    {
+                        **item,
+                        "language": language,
+                        "phrasing": kind,
+                        "pattern": pattern,
+                        "prompt": prompt,
+                    }
+                )
     for start in range(0, len(jobs), chunk):
         part = jobs[start : start + chunk]
         images = generate([j["prompt"] for j in part], [j["seed"] for j in part])
@@ -179,7 +191,9 @@ def pattern_markdown(patterns: dict) -> str:
     for key, row in sorted(patterns.items()):
         language, kind, pattern = key.split("/", 2)
         cells = " | ".join(f"{100 * row[k]:.1f}%" for k in KEYS)
-        lines.append(f"| {language} | {kind.replace('_', '-')} | {pattern} | {row['n']} | {cells} |")
+        lines.append(
+            f"| {language} | {kind.replace('_', '-')} | {pattern} | {row['n']} | {cells} |"
+        )
     return "\n".join(lines)
 
 
