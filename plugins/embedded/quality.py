@@ -2,12 +2,16 @@
 
     python -m paddiff.plugins.embedded.quality [--model DIR] [--seen 130] [--held-out-repeats 2]
 
-For each language the same items are asked for: every held-out (shape, colour, background)
-combination `--held-out-repeats` times (once big, once small) and `--seen` combinations drawn
-from training, each with its own seed and a randomly chosen caption phrasing. Images come from
+The items: every held-out (shape, colour, background) combination `--held-out-repeats` times
+(once big, once small) and `--seen` combinations drawn from training, each with its own image
+seed. Each item is asked for in both languages and in two kinds of phrasing: a pattern of the
+training grammar (`phrasing`) and a pattern of the held-out set (`held_out_phrasings`), the
+patterns of each kind taken in turn so each is asked about equally often. Images come from
 `paddiff.load_pipeline` (the product's path: loader, DPM-Solver++ scheduler, guidance); the
 scores from `evaluate`, whose shape classifier is fitted on fresh renderings and whose accuracy
-on renderings it was not fitted on is reported next to the table.
+on renderings it was not fitted on is reported next to the tables. Reported: shape, colour,
+background, both colours and all three, per language x phrasing kind x combination split and
+per language x phrasing pattern, and the first issue's example "蓝色背景上的红色圆形" on 12 seeds.
 """
 
 from __future__ import annotations
