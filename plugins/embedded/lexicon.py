@@ -2,7 +2,8 @@
 prompt it does not know (with a warning in the prompt's language), and what a caption asks for.
 
 The vocabulary is every character (Chinese) and word (English) the training grammar
-(`phrasing`) can write; the tokenizer's vocab.txt is built from it (`train.build_vocabulary`).
+(`phrasing`) can write; the tokenizer's vocab.txt is built from it (`train.build_vocabulary`), and
+the shipped model knows those of its words that are whole tokens of its vocab.txt.
 A prompt's other words still tokenize (unknown Chinese characters to [UNK], unknown English words
 to letter pieces), but the model never saw them: `unknown_words` names them.
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import functools
 import re
+from pathlib import Path
 
-from paddiff.plugins.embedded import phrasing
+from paddiff.plugins.embedded import MODEL_DIR, phrasing
 
 CJK = "\u4e00-\u9fff"
 #: A prompt's units: one Chinese character, an English word (letters and digits), or a
@@ -52,11 +54,28 @@ def language_of(prompt: str) -> str:
     return "zh" if re.search(f"[{CJK}]", prompt) else "en"
 
 
-def unknown_words(prompt: str) -> list[str]:
-    """The prompt's Chinese characters and English words (and numbers) that no training caption
-    contains, in order, each once. Punctuation is not reported."""
+def grammar_words() -> frozenset[str]:
     chinese, english = caption_vocabulary()
-    known = set(chinese) | set(english)
+    return frozenset(chinese) | frozenset(english)
+
+
+@functools.cache
+def model_words(folder: Path = MODEL_DIR) -> frozenset[str]:
+    """The words the model in `folder` was trained on: the grammar's words that are whole tokens
+    of its tokenizer. A model exported before the grammar grew knows fewer of them (its
+    tokenizer maps the newer characters to [UNK]); with no model, the grammar's words."""
+    vocab = folder / "tokenizer" / "vocab.txt"
+    if not vocab.is_file():
+        return grammar_words()
+    tokens = set(vocab.read_text(encoding="utf-8").split())
+    return frozenset(w for w in grammar_words() if w in tokens)
+
+
+def unknown_words(prompt: str, known: frozenset[str] | None = None) -> list[str]:
+    """The prompt's Chinese characters and English words (and numbers) that the shipped model
+    was not trained on (or that are not in `known`), in order, each once. Punctuation is not
+    reported."""
+    known = model_words() if known is None else known
     found = []
     for unit in _UNITS.findall(prompt.lower()):
         is_word = unit[0].isalnum()
@@ -65,9 +84,9 @@ def unknown_words(prompt: str) -> list[str]:
     return found
 
 
-def unknown_words_warning(prompt: str) -> str | None:
+def unknown_words_warning(prompt: str, known: frozenset[str] | None = None) -> str | None:
     """A warning naming the prompt's unknown words, in the prompt's language; None if all known."""
-    unknown = unknown_words(prompt)
+    unknown = unknown_words(prompt, known)
     if not unknown:
         return None
     if language_of(prompt) == "zh":
