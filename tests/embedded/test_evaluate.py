@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from paddiff.plugins.embedded import dataset, evaluate, quality
+from paddiff.plugins.embedded import dataset, evaluate, held_out_phrasings, phrasing, quality
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +52,48 @@ def test_evaluation_items_cover_held_out_and_seen_combinations_in_both_languages
     items = quality.evaluation_items(seen=10, held_out_repeats=2)
     assert sum(it["split"] == "held_out" for it in items) == 2 * len(dataset.HELD_OUT)
     assert all(it["combo"] in dataset.SEEN for it in items if it["split"] == "seen")
-    zh, en = quality.prompts_for(items, "zh"), quality.prompts_for(items, "en")
-    for item, zh_prompt, en_prompt in zip(items, zh, en, strict=True):
-        for prompt in (zh_prompt, en_prompt):
-            parsed = dataset.parse_caption(prompt)
-            assert (parsed["shape"], parsed["fg"], parsed["bg"]) == item["combo"]
+    for language in dataset.LANGUAGES:
+        for kind, patterns in (
+            ("seen", phrasing.PATTERNS[language]),
+            ("held_out", held_out_phrasings.HELD_OUT_PATTERNS[language]),
+        ):
+            prompts = quality.prompts_for(items, language, kind)
+            # every pattern of the kind is asked about, in turn
+            assert {name for name, _ in prompts} == set(patterns)
+            for item, (_, prompt) in zip(items, prompts, strict=True):
+                parsed = dataset.parse_caption(prompt)
+                assert (parsed["shape"], parsed["fg"], parsed["bg"]) == item["combo"], prompt
+
+
+def test_the_tables_separate_language_phrasing_pattern_and_combination_split():
+    records = [
+        {
+            "language": "zh",
+            "phrasing": "seen",
+            "pattern": "p",
+            "split": "seen",
+            "all_ok": True,
+            "shape_ok": True,
+            "fg_ok": True,
+            "bg_ok": True,
+        },
+        {
+            "language": "zh",
+            "phrasing": "held_out",
+            "pattern": "q",
+            "split": "held_out",
+            "all_ok": False,
+            "shape_ok": True,
+            "fg_ok": False,
+            "bg_ok": True,
+        },
+    ]
+    table = quality.tabulate(records)
+    assert table["zh/seen/seen"]["all_ok"] == 1.0 and "zh/seen/held_out" not in table
+    assert table["zh/held_out/held_out"]["colours_ok"] == 0.0
+    assert table["zh/held_out/all"]["shape_ok"] == 1.0
+    patterns = quality.by_pattern(records)
+    assert set(patterns) == {"zh/seen/p", "zh/held_out/q"}
 
 
 def test_new_shapes_are_drawn_captioned_and_read_without_changing_the_training_data():
@@ -65,8 +102,10 @@ def test_new_shapes_are_drawn_captioned_and_read_without_changing_the_training_d
     assert "heart" not in dataset.SHAPES and "heart" in dataset.NEW_SHAPES
     assert all("心" not in ch for ch in dataset.caption_vocabulary()[0])
     attrs = dataset.Attributes("heart", "red", "blue", "big")
-    assert dataset.caption(attrs, "zh", 0) == "蓝色背景上的一个大的红色心形"
-    assert dataset.parse_caption("a red heart on a blue background")["shape"] == "heart"
+    rng = np.random.default_rng(0)
+    for language in dataset.LANGUAGES:
+        text = dataset.random_caption(attrs, rng, language)
+        assert ("心" in text) if language == "zh" else ("heart" in text)
     train_attrs, train_images = dataset.make_images(seed=11, count=300)
     hearts, heart_images = quality.new_shape_images("heart", seed=1, count=60)
     classifier = evaluate.ShapeClassifier(seed=0).fit(
