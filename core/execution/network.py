@@ -18,6 +18,13 @@ from pathlib import Path
 import numpy as np
 import paddle
 from paddiff.execution.cache import ExportCache, fingerprint
+from paddiff.execution.deferred import (
+    ModelKeys,
+    pending_of,
+    read_pending,
+    weights_signature,
+)
+from paddiff.execution.deferred import forget as forget_pending
 from paddiff.execution.export import (
     InputSpec,
     load_exported_weights,
@@ -64,7 +71,8 @@ class Network:
         self.mode = "dynamic"
         self._cache: ExportCache | None = None
         self._fallback = False
-        self._model_key: str | None = None
+        self._model_key: str | None = None  # None in static mode: weights pending (a deferred load)
+        self._signature: str | None = None  # where pending weights come from (deferred.py)
         self._predictor = None  # the runtime's loaded program
         self._released_to = None  # the program prefix holding the weights the Layer gave up
         self._program = None  # the prefix of the loaded program
@@ -77,14 +85,53 @@ class Network:
         """Run exported programs from `cache` (set_execution's business, not the component's);
         with `fallback`, a network that fails to export runs in the dynamic graph instead (with
         a warning) rather than raising."""
-        if self._released_to is None:
+        if self._released_to is None and not self._use_cached_program(cache):
+            self._kept = set()  # the key is of the weights as they are now
             # Hash now, while the weights are here (a later use_static after dynamic-graph
             # training sees the new weights; once released, the key of the program stays).
-            self._model_key = fingerprint(self.layer, self.settings)
-            self._kept = set()  # the key is of the weights as they are now
+            # Weights still pending are hashed on the first call, if there is one (a network
+            # never called, such as the VAE encoder for text-to-image, never reads them).
+            self._signature = self._weights_signature()
+            if self._signature is None:
+                self._model_key = fingerprint(self.layer, self.settings)
+            else:
+                self._model_key = None
         if cache is not self._cache:
             self._predictor = None
         self.mode, self._cache, self._fallback = "static", cache, fallback
+
+    def _use_cached_program(self, cache: ExportCache) -> bool:
+        """Whether the Layer's weights are still pending (a deferred load) and `cache` holds the
+        program exported from those same files: then its parameter file stands for them and the
+        weight files are never read (the Layer reads the program's file if it is ever needed)."""
+        signature = self._weights_signature()
+        key = ModelKeys(cache.root).get(signature) if signature is not None else None
+        if key is None or not cache.has(key, self.name, self.inputs):
+            return False
+        # the parameters stay pending too: should the program vanish before it is loaded,
+        # they are read from the weight files and exported again
+        self._model_key, self._kept = key, set()
+        self._released_to = cache.prefix(key, self.name, self.inputs)
+        return True
+
+    def _weights_signature(self) -> str | None:
+        """Where the Layer's weights come from (files, sizes, times) and its structure, if every
+        parameter is still pending; None once any was read (then only the values tell)."""
+        described = []
+        for key, param in self.layer.named_parameters():
+            pending = pending_of(param)
+            if pending is None:
+                return None
+            source, source_key = pending
+            described.append([key, *source.describe(source_key)])
+        if not described:
+            return None
+        structure = fingerprint(self.layer, self.settings)  # no values: all are pending
+        return weights_signature(structure, described)
+
+    def _read_pending(self) -> None:
+        for param in self.layer.parameters():
+            read_pending(param)
 
     def parameter_count(self) -> int:
         """Parameters of the network (counted from shapes: right even once weights are released)."""
@@ -182,9 +229,26 @@ class Network:
             return [o.numpy() for o in outputs]
         return outputs.numpy()
 
+    def _key_pending_weights(self) -> None:
+        """Read the pending weights and compute the key use_static left for the first call."""
+        self._read_pending()
+        self._model_key = fingerprint(self.layer, self.settings)
+        if self._signature is not None:  # the next start finds the program without the weights
+            ModelKeys(self._cache.root).put(self._signature, self._model_key)
+            self._signature = None
+
     def _load_predictor(self):
         try:
-            self._restore_weights()  # only if a program of another cache took them
+            if self._model_key is None:
+                self._key_pending_weights()
+            prefix = self._cache.prefix(self._model_key, self.name, self.inputs)
+            if self._released_to != prefix:
+                self._restore_weights()  # only if a program of another cache took them
+            elif not self._cache.has(self._model_key, self.name, self.inputs):
+                # removed since (`paddiff cache clear`, another process's size limit): export
+                # it again from the weight files, which a deferred load still knows
+                self._released_to = None
+                self._read_pending()
             prefix = self._cache.program(self.layer, self._model_key, self.name, self.inputs)
         except Exception as exc:
             if not self._fallback:
@@ -215,16 +279,20 @@ class Network:
         self._released_to = prefix
 
     def _restore_weights(self) -> None:
-        if self._released_to is None:
-            return
-        if not self._read_weights_in_place(self._released_to):
-            weights = load_exported_weights(self._released_to)
-            params = dict(self.layer.named_parameters())
-            for key, value in weights.items():
-                if key not in self._kept:  # those the Layer kept are newer than the program's
-                    params[key].set_value(value)
-            del weights
-        self._released_to = None
+        if self._released_to is not None:
+            if not self._read_weights_in_place(self._released_to):
+                weights = load_exported_weights(self._released_to)
+                params = dict(self.layer.named_parameters())
+                for key, value in weights.items():
+                    if key not in self._kept:  # those the Layer kept are newer than the program's
+                        params[key].set_value(value)
+                del weights
+            held = set(json.loads(names_file(self._released_to).read_text("utf-8")).values())
+            self._released_to = None
+            for key, param in self.layer.named_parameters():
+                if key in held:  # read from the program, which was exported from them
+                    forget_pending(param)
+        self._read_pending()  # a deferred load that never reached a program
 
     def _read_weights_in_place(self, prefix) -> bool:
         """Read the program's parameter file straight into the Layer's (released) tensors: no

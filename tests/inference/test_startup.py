@@ -1,0 +1,110 @@
+"""Start-up with cached programs: the weight files are not read into Layers, and nothing a user
+sees changes (images, LoRA, unloading, the dynamic graph)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import paddiff
+import pytest
+from paddiff.execution import deferred, set_execution
+
+from support.fixture_configs import FIXTURES, LORA_CASES
+from support.pipeline_fixtures import MODELS
+
+LORA = FIXTURES / "lora"
+
+
+@pytest.fixture
+def weight_reads(monkeypatch):
+    """How many parameters were read from weight files since the fixture started."""
+    count = {"reads": 0}
+    read = deferred.PendingSource.read
+
+    def counting(self, key, param):
+        count["reads"] += 1
+        return read(self, key, param)
+
+    monkeypatch.setattr(deferred.PendingSource, "read", counting)
+    return count
+
+
+def load(cache, execution="static"):
+    return paddiff.load_pipeline(MODELS / "sd1", execution=execution, cache_dir=cache)
+
+
+def image(pipe):
+    return np.asarray(pipe.text_to_image("a red cube", steps=2, seed=3, width=64, height=64))
+
+
+def unet_call(pipe, ref):
+    return np.asarray(
+        pipe.denoiser(ref["unet_latents"], ref["unet_timesteps"], ref["unet_context"])
+    )
+
+
+def parameters(pipe):
+    return [
+        p for c in (pipe.denoiser, pipe.vae) for n in c.networks() for p in n.layer.parameters()
+    ]
+
+
+def test_cached_programs_start_without_reading_weights(tmp_path, weight_reads):
+    first = load(tmp_path)  # nothing cached: the first call reads the weights and exports
+    expected = image(first)
+    assert weight_reads["reads"] > 0
+    del first
+    weight_reads["reads"] = 0
+    second = load(tmp_path)
+    got = image(second)
+    assert weight_reads["reads"] == 0  # not one weight read from the model's files
+    assert not any(p._is_initialized() for p in parameters(second))  # Layers hold nothing
+    assert np.array_equal(got, expected)
+
+
+def test_a_changed_weight_file_is_read_again(tmp_path, weight_reads):
+    expected = image(load(tmp_path))
+    unet_file = next((MODELS / "sd1" / "unet").glob("*.safetensors"))
+    stat = unet_file.stat()
+    try:
+        os.utime(unet_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        weight_reads["reads"] = 0
+        pipe = load(tmp_path)
+        got = image(pipe)
+        assert weight_reads["reads"] > 0  # the UNet's file may differ: read it, key it again
+        assert np.array_equal(got, expected)
+    finally:
+        os.utime(unet_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_dynamic_graph_after_a_start_without_weights(tmp_path):
+    with np.load(LORA / "reference.npz") as data:
+        ref = {key: data[key] for key in data.files}
+    unet_call(load(tmp_path), ref)  # exports the UNet
+    pipe = load(tmp_path)
+    static = unet_call(pipe, ref)
+    set_execution([pipe.denoiser], "dynamic")  # the Layer reads the program's parameter file
+    assert np.abs(unet_call(pipe, ref) - static).max() < 1e-4
+    dynamic = load(tmp_path, execution="dynamic")
+    assert np.array_equal(unet_call(dynamic, ref), unet_call(pipe, ref))
+
+
+def test_lora_after_a_start_without_weights(tmp_path, weight_reads):
+    with np.load(LORA / "reference.npz") as data:
+        ref = {key: data[key] for key in data.files}
+    first = load(tmp_path)  # exports the UNet and the text encoder
+    unet_call(first, ref), first.text_encoder.encode(["a photo of a cat, 4k"])
+    weight_reads["reads"] = 0
+    pipe = load(tmp_path)
+    base = unet_call(pipe, ref), np.asarray(pipe.text_encoder.encode(["a photo of a cat, 4k"]))
+    pipe.load_lora_weights(LORA / "a_kohya.safetensors", adapter_name="a")
+    pipe.load_lora_weights(LORA / "b_peft.safetensors", adapter_name="b")
+    pipe.set_adapters(["a", "b"], LORA_CASES["ab"])
+    assert np.abs(unet_call(pipe, ref) - ref["unet_ab"]).max() < 1e-4
+    text = np.asarray(pipe.text_encoder.encode(["a photo of a cat, 4k"]))
+    assert np.abs(text[0] - ref["text_ab"][2]).max() < 1e-4
+    pipe.unload_lora_weights()
+    assert np.array_equal(unet_call(pipe, ref), base[0])
+    assert np.array_equal(np.asarray(pipe.text_encoder.encode(["a photo of a cat, 4k"])), base[1])
+    assert weight_reads["reads"] == 0  # originals came from the programs, not the model files
