@@ -67,6 +67,19 @@ def run_child(command: list[str], env: dict) -> dict:
     }
 
 
+def snapshot(repo: Path, into: Path) -> Path:
+    """A frozen importable copy of the paddiff sources in `repo` (core/ as paddiff/, plugins/ as
+    paddiff/plugins/), for BENCH_PADDIFF_PATH: a long benchmark then times the code it started
+    with, whatever is edited in the work tree meanwhile."""
+    package = into / "paddiff"
+    shutil.rmtree(into, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(repo / "core", package, ignore=ignore)
+    shutil.copytree(repo / "plugins", package / "plugins", ignore=ignore)
+    shutil.copytree(repo / "hub_module", package / "hub_module", ignore=ignore)
+    return into
+
+
 def ensure_tokenizer(model: Path, paddiff_python: str) -> None:
     """diffusers needs `tokenizer/`; write SD's CLIP tokenizer from paddiff's shipped vocabulary."""
     if (model / "tokenizer").is_dir():
@@ -115,6 +128,8 @@ def run_process_benchmark(args, base_env: dict) -> dict:
     work = Path(tempfile.mkdtemp(prefix="paddiff-process-bench-"))
     warm_cache = Path(args.process_cache or work / "warm-cache")
     env = dict(base_env, PADDIFF_CACHE_DIR=str(warm_cache), PADDIFF_EXECUTION="static")
+    if os.environ.get("BENCH_PADDIFF_PATH"):  # a frozen copy of paddiff to time (snapshot())
+        env["PYTHONPATH"] = os.environ["BENCH_PADDIFF_PATH"]
     cmds = commands(args, model, work)
     results: dict[str, list[dict]] = {"paddiff warm": [], "paddiff cold": [], "diffusers": []}
     record = {"model": str(model), "steps": args.steps, "runs": results}
