@@ -122,7 +122,7 @@ def commands(args, model: Path, out_dir: Path) -> dict[str, list[str]]:
     }
 
 
-def run_process_benchmark(args, base_env: dict) -> dict:
+def run_process_benchmark(args, base_env: dict, info: dict) -> dict:
     model = Path(args.process).resolve()
     ensure_tokenizer(model, args.paddiff_python)
     work = Path(tempfile.mkdtemp(prefix="paddiff-process-bench-"))
@@ -132,7 +132,7 @@ def run_process_benchmark(args, base_env: dict) -> dict:
         env["PYTHONPATH"] = os.environ["BENCH_PADDIFF_PATH"]
     cmds = commands(args, model, work)
     results: dict[str, list[dict]] = {"paddiff warm": [], "paddiff cold": [], "diffusers": []}
-    record = {"model": str(model), "steps": args.steps, "runs": results}
+    record = {"model": str(model), "steps": args.steps, "runs": results, "info": info}
     try:
         print("warming paddiff's program cache ...", file=sys.stderr, flush=True)
         record["first_export"] = run_child(cmds["paddiff"], env)

@@ -123,8 +123,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.table:
         saved = json.loads(args.table.read_text())
-        if "runs" in saved:
-            print(process.process_table(saved, saved["info"]))
+        if "runs" in saved:  # a --process run (cut short, its info may be missing)
+            print(process.process_table(saved, saved.get("info") or {"machine": {}, "threads": ""}))
         else:
             print_table(saved["results"], saved["info"])
         return
@@ -163,8 +163,7 @@ def main() -> None:
     }
     print(json.dumps(info))
     if args.process:
-        record = process.run_process_benchmark(args, env)
-        record["info"] = info
+        record = process.run_process_benchmark(args, env, info)
         if args.out:
             args.out.write_text(json.dumps(record, indent=2, default=str))
         print(process.process_table(record, info))
