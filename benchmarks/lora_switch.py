@@ -65,6 +65,20 @@ def size_of(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+def rss_gb() -> float:
+    """The process's resident memory now (Linux), GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 2**20, 2)
+    return float("nan")
+
+
+def peak_rss_gb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
 def timed(fn):
     start = time.perf_counter()
     value = fn()
@@ -86,6 +100,12 @@ def main() -> None:
         "lcm: 20 steps without a LoRA against 4 LCM steps with an LCM-LoRA-shaped one, and the "
         "same through the command line",
     )
+    parser.add_argument(
+        "--shape",
+        default="style",
+        choices=("style", "lcm"),
+        help="switch: the two LoRAs' layers: attention only (style) or LCM-LoRA's (nearly all)",
+    )
     args = parser.parse_args()
     import paddiff
 
@@ -103,26 +123,31 @@ def main() -> None:
     results["first_image_4_steps_s (export or cache load, warm-up)"], _ = timed(
         lambda: pipe.text_to_image("a cat", steps=4, **common)
     )
+    results["rss_gb_after_first_image"] = rss_gb()
     if args.part == "switch":
-        switch(pipe, work, cache, common, results)
+        switch(pipe, work, cache, common, results, args.shape)
     else:
         lcm(pipe, model, work, cache, common, results, args)
     print(json.dumps(results, indent=1))
 
 
-def switch(pipe, work, cache, common, results) -> None:
+def switch(pipe, work, cache, common, results, shape="style") -> None:
+    targets, rank = (LCM_TARGETS, 64) if shape == "lcm" else (STYLE_TARGETS, 16)
     results["cache_disk_bytes_before"] = size_of(cache)
     results["image_4_steps_no_lora_s"], _ = timed(
         lambda: pipe.text_to_image("a cat", steps=4, **common)
     )
     first, second = work / "style_a.safetensors", work / "style_b.safetensors"
-    results["lora_layers"] = write_lora(pipe, first, STYLE_TARGETS, 16, 2)
-    write_lora(pipe, second, STYLE_TARGETS, 16, 3)
+    results["lora_shape"] = shape
+    results["lora_layers"] = write_lora(pipe, first, targets, rank, 2)
+    write_lora(pipe, second, targets, rank, 3)
     results["lora_file_bytes"] = first.stat().st_size
     results["load_first_lora_s"], _ = timed(lambda: pipe.load_lora_weights(first, "a"))
+    results["rss_gb_after_load_lora"] = rss_gb()
     results["image_4_steps_lora_s"], _ = timed(
         lambda: pipe.text_to_image("a cat", steps=4, **common)
     )
+    results["rss_gb_after_image_with_lora"] = rss_gb()
     results["load_second_lora_s"], _ = timed(lambda: pipe.load_lora_weights(second, "b"))
     results["switch_set_adapters_to_b_s"], _ = timed(lambda: pipe.set_adapters(["b"]))
     results["switch_set_adapters_a_b_0.7_0.4_s"], _ = timed(
@@ -131,7 +156,12 @@ def switch(pipe, work, cache, common, results) -> None:
     results["image_after_switches_4_steps_s"], _ = timed(
         lambda: pipe.text_to_image("a cat", steps=4, **common)
     )
+    results["rss_gb_after_switches_and_image"] = rss_gb()
+    results["extra_disk_while_lora_active_bytes"] = sum(
+        f.stat().st_size for f in cache.glob("paddiff-live-*/*.pdiparams")
+    )
     results["unload_s"], _ = timed(pipe.unload_lora_weights)
+    results["peak_rss_gb"] = peak_rss_gb()
     results["cache_disk_bytes_after"] = size_of(cache)
     results["programs_in_cache"] = sorted(
         str(p.parent.relative_to(cache)) for p in cache.rglob("program.json")

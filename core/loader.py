@@ -99,15 +99,17 @@ def load_components(
             raise ValueError(
                 "config= (--config) applies to single-file checkpoints; edit the folder's configs"
             )
-        components = _from_folder(location, variant, tokenizer, registry, overrides)
-        return _set_execution(components, execution, cache_dir, precision)
+        with _deferring(execution) as deferred_layers:
+            components = _from_folder(location, variant, tokenizer, registry, overrides)
+        return _set_execution(components, execution, cache_dir, precision, deferred_layers)
     if location.is_file() and location.suffix in CHECKPOINT_SUFFIXES:
         if variant is not None:
             raise ValueError(
                 f"{location}: variant= (--variant) applies to model folders, not single files"
             )
-        components = _from_single_file(location, config, tokenizer, registry, overrides)
-        return _set_execution(components, execution, cache_dir, precision)
+        with _deferring(execution) as deferred_layers:
+            components = _from_single_file(location, config, tokenizer, registry, overrides)
+        return _set_execution(components, execution, cache_dir, precision, deferred_layers)
     if location.exists():
         raise ValueError(
             f"{location} is neither a model folder (with model_index.json) nor a checkpoint file "
@@ -116,10 +118,27 @@ def load_components(
     raise FileNotFoundError(f"model not found: {location}")
 
 
-def _set_execution(components, execution, cache_dir, precision):
+def _deferring(execution: str):
+    """Components are built with their weights checked but not read (paddiff.execution.deferred):
+    a network whose program is cached then never reads them; the others read them in
+    set_execution, right after. The dynamic graph reads them as it always did."""
+    from paddiff.execution.deferred import deferring_weights
+
+    return deferring_weights(execution != "dynamic")
+
+
+def _set_execution(components, execution, cache_dir, precision, deferred_layers=()):
     from paddiff.execution import set_execution  # imports Paddle: only once a model is loaded
 
-    return set_execution(components, execution, cache_dir, precision)
+    try:
+        return set_execution(components, execution, cache_dir, precision)
+    finally:
+        if deferred_layers:
+            from paddiff.execution.deferred import settle
+            from paddiff.execution.modes import networks_of
+
+            networks = [n for c in components.values() for n in networks_of(c)]
+            settle(deferred_layers, networks)
 
 
 # -- folders ---------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import process  # noqa: E402
 import workloads  # noqa: E402
 
 SECOND_PASS = {"paddiff (dynamic)"}
@@ -108,10 +109,24 @@ def main() -> None:
         "--out", type=Path, help="also write the results as JSON here (after every result)"
     )
     parser.add_argument("--table", type=Path, help="only print the table of a --out JSON file")
+    parser.add_argument(
+        "--process",
+        metavar="MODEL_FOLDER",
+        help="instead of the workloads: whole processes (`paddiff generate` against a diffusers "
+        "script) on this diffusers folder; see process.py",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="--process: rounds (medians)")
+    parser.add_argument("--steps", type=int, default=20, help="--process: sampling steps")
+    parser.add_argument(
+        "--process-cache", help="--process: keep paddiff's warm program cache in this folder"
+    )
     args = parser.parse_args()
     if args.table:
         saved = json.loads(args.table.read_text())
-        print_table(saved["results"], saved["info"])
+        if "runs" in saved:  # a --process run (cut short, its info may be missing)
+            print(process.process_table(saved, saved.get("info") or {"machine": {}, "threads": ""}))
+        else:
+            print_table(saved["results"], saved["info"])
         return
 
     env = dict(
@@ -147,6 +162,12 @@ def main() -> None:
         "gemm_gflops": round(gemm_gflops(args.paddiff_python), 1),
     }
     print(json.dumps(info))
+    if args.process:
+        record = process.run_process_benchmark(args, env, info)
+        if args.out:
+            args.out.write_text(json.dumps(record, indent=2, default=str))
+        print(process.process_table(record, info))
+        return
     results = []
     # paddiff's dynamic graph is the slowest and compares with no target: its rows run in a
     # second pass, after every other row, so that a run cut short still has the rest.

@@ -18,6 +18,9 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 def main() -> None:
     global DTYPE
+    if len(sys.argv) > 1 and sys.argv[1] == "process":
+        one_image(*sys.argv[2:])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "bf16":
         sys.argv.pop(1)
         DTYPE = torch.bfloat16
@@ -84,6 +87,29 @@ def run(name: str) -> None:
         times = w.time_it(generate, repeats, warmup=lambda: generate(2))
     label = "diffusers (torch eager)" if DTYPE == torch.float32 else "diffusers (torch eager bf16)"
     w.report(label, name, times, **extra)
+
+
+def one_image(model: str, out: str, steps: str, prompt: str) -> None:
+    """What a diffusers user's one-image script does (process.py times the whole process):
+    load the folder, swap in DDIM, one 256x256 image at guidance 7.5, save the PNG."""
+    from diffusers import StableDiffusionPipeline
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count())))
+    pipe = StableDiffusionPipeline.from_pretrained(
+        model, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        image = pipe(
+            prompt,
+            height=256,
+            width=256,
+            num_inference_steps=int(steps),
+            guidance_scale=7.5,
+            generator=torch.Generator().manual_seed(0),
+        ).images[0]
+    image.save(out)
 
 
 if __name__ == "__main__":

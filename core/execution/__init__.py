@@ -11,6 +11,10 @@ returns them from `networks()`, and calls them with NumPy arrays. Everything els
 - `runtimes.py`  the runtime back ends that run saved programs (Paddle Inference today)
 - `predictor.py` the Paddle Inference back end: oneDNN, threads, precision (fp32 / bf16)
 - `heap.py`      glibc heap settings that keep a run's freed activations for the next run
+- `deferred.py`  start-up with cached programs: weights checked but not read, keys remembered
+- `param_file.py`, `live_weights.py`  a program's parameter file tensor by tensor; the changed
+                 copy a LoRA runs with (no copy of the model in memory)
+- `quiet.py`     Paddle's native log lines kept off the user's stderr
 
 Importing this package imports Paddle; `paddiff` itself stays cheap to import.
 """

@@ -21,6 +21,7 @@ from paddiff.execution.export import (
     program_files,
 )
 from paddiff.execution.predictor import resolve_precision
+from paddiff.execution.quiet import native_stderr_filtered
 from paddiff.execution.runtimes import get_runtime
 
 
@@ -110,7 +111,8 @@ class ExportCache:
         prefix = self.prefix(model_key, component, specs)
         with self._lock:
             if not self.has(model_key, component, specs):
-                export_layer(layer, specs, prefix)
+                with native_stderr_filtered():  # Paddle's tracing logs (quiet.py)
+                    export_layer(layer, specs, prefix)
                 cache_folder.mark_used(prefix.parent)
                 # keep the cache within its size limit, never dropping what was just written
                 cache_folder.evict(self.root, cache_folder.cache_limit(), keep=[prefix.parent])
@@ -119,7 +121,8 @@ class ExportCache:
     def load(self, prefix: Path):
         """The program at `prefix`, loaded by the runtime back end (a callable on arrays)."""
         cache_folder.mark_used(Path(prefix).parent)
-        return self.runtime.load(prefix, threads=self.threads, precision=self.precision)
+        with native_stderr_filtered():  # Paddle's loading and analysis logs (quiet.py)
+            return self.runtime.load(prefix, threads=self.threads, precision=self.precision)
 
     def predictor(
         self, layer: paddle.nn.Layer, model_key: str, component: str, specs: list[InputSpec]

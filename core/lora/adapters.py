@@ -258,8 +258,10 @@ class LoraAdapters:
                     prepare()
             key = (component, name)
             if key not in self._originals:
-                self._originals[key] = target.param.numpy().copy()
+                self._originals[key] = _original_of(network, f"{name}.weight", target.param)
             original = self._originals[key]
+            if callable(original):  # read back from the network's exported program
+                original = original()
             deltas = [
                 (weight, module)
                 for adapter_name, weight in self.active.items()
@@ -285,6 +287,14 @@ class LoraAdapters:
                 changed(changed_keys)
         if text_changed:
             self.pipeline.prompt_cache.clear()  # cached embeddings came from the old weights
+
+
+def _original_of(network, key: str, param):
+    """How to get a layer's original weight back: a static network reads it from its exported
+    program when asked (so no copy of the changed layers is kept in memory); otherwise a copy."""
+    reader = getattr(network, "original_reader", None)
+    found = reader(key) if reader is not None else None
+    return found if found is not None else param.numpy().copy()
 
 
 def _flat(name: str) -> str:

@@ -54,6 +54,8 @@ def load_state_dict_into(layer, state, source_name: str, consume: bool = False) 
         raise StateDictMismatchError(
             _mismatch_message(source_name, type(layer).__name__, missing, unexpected, wrong_shape)
         )
+    if _defer(layer, params, state, transposed):
+        return
     consume = consume and isinstance(state, dict)  # a lazy StateDict holds no copies
     for key, param in params.items():
         value = np.asarray(state.pop(key) if consume else state[key])
@@ -63,8 +65,29 @@ def load_state_dict_into(layer, state, source_name: str, consume: bool = False) 
         del value
 
 
+def _defer(layer, params, state, transposed) -> bool:
+    """While the loader defers weights (paddiff.execution.deferred), parameters stay empty and
+    remember where their values are; buffers (small) are read now. False: read everything."""
+    from paddiff.execution import deferred
+
+    if not deferred.deferring() or not deferred.signable(state):
+        return False
+    parameters = {id(p) for p in layer.parameters()}
+    source = deferred.PendingSource(state, transposed)
+    deferred.note_deferred(layer)
+    for key, param in params.items():
+        if id(param) in parameters:
+            deferred.defer(param, source, key)
+        else:
+            source.read(key, param)
+    return True
+
+
 def export_state_dict(layer) -> dict[str, np.ndarray]:
     """The layer's weights as a torch-layout NumPy state dict (the inverse of the above)."""
+    from paddiff.execution.deferred import read_all_pending
+
+    read_all_pending(layer)  # parameters a deferred load left empty
     transposed = linear_weight_keys(layer)
     out = {}
     for key, param in layer.state_dict().items():
