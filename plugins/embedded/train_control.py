@@ -125,8 +125,8 @@ def alphas_cumprod() -> np.ndarray:
 
 
 def train(args) -> None:
-    import paddle
     import paddiff
+    import paddle
 
     paddle.base.core.set_num_threads(args.threads)
     work = Path(args.work)
@@ -198,8 +198,8 @@ def train(args) -> None:
 
 
 def export(args) -> None:
-    import paddle
     import paddiff
+    import paddle
 
     pipe = paddiff.load_pipeline(args.model, execution="dynamic")
     control = control_from_unet(pipe.denoiser)
