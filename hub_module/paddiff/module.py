@@ -212,9 +212,8 @@ class Paddiff:
         """Generate with exactly the request's LoRAs enabled ((file, weight) pairs that
         paddiff.serving resolved in the operator's folders; loaded once, then re-weighted) and
         its embeddings added (they stay)."""
-        from paddiff.webui import use_adapters
-
         from paddiff.control.requests import control_arguments
+        from paddiff.webui import use_adapters
 
         loras, embeddings = arguments.pop("loras", ()), arguments.pop("embeddings", ())
         controls, guess = arguments.pop("controls", []), arguments.pop("guess_mode", False)
