@@ -147,9 +147,9 @@ class ControlNetNetwork(nn.Layer):
             x, block_skips = block(x, temb, encoder_hidden_states)
             skips.extend(block_skips)
         x = self.mid_block(x, temb, encoder_hidden_states)
-        residuals = [
-            conv(skip) for conv, skip in zip(self.controlnet_down_blocks, skips, strict=True)
-        ]
+        # no strict=: paddle.jit.to_static's zip does not take it (same lengths by construction)
+        pairs = zip(self.controlnet_down_blocks, skips)  # noqa: B905
+        residuals = [conv(skip) for conv, skip in pairs]
         return [*residuals, self.controlnet_mid_block(x)]
 
 

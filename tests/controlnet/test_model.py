@@ -73,3 +73,14 @@ def test_single_file_of_a_whole_model_is_not_a_control_net():
 
     with pytest.raises(WeightsFormatError, match="not a control net"):
         load_controlnet(MODELS.parent / "weights" / "sd1.ckpt")
+
+
+def test_exported_program_matches_the_dynamic_graph(reference, unet_config, tmp_path):
+    """The control net runs as an exported program (paddiff.execution) to the same numbers."""
+    from paddiff.execution import set_execution
+
+    net = load_controlnet(FIXTURES / "cn_a", like=unet_config)
+    set_execution(net, "static", tmp_path)
+    assert net.runner.mode == "static"
+    downs, mid = residuals(net, reference)
+    assert_close(downs, mid, reference, "plain")
