@@ -140,7 +140,9 @@ def train(args) -> None:
     net = control.net
     net.train()
     optimizer = paddle.optimizer.AdamW(
-        args.lr, parameters=net.parameters(), weight_decay=0.0,
+        args.lr,
+        parameters=net.parameters(),
+        weight_decay=0.0,
         grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
     )
     step = 0
@@ -160,9 +162,7 @@ def train(args) -> None:
         batch = [example(rng) for _ in range(args.batch)]
         pictures = np.stack([b[1] for b in batch]).astype(np.float32) / 127.5 - 1.0
         silhouettes = np.stack([b[2] for b in batch]).astype(np.float32) / 255.0
-        captions = [
-            "" if rng.random() < 0.1 else dataset.random_caption(b[0], rng) for b in batch
-        ]
+        captions = ["" if rng.random() < 0.1 else dataset.random_caption(b[0], rng) for b in batch]
         with paddle.no_grad():
             x0 = np.asarray(vae.encode(pictures.transpose(0, 3, 1, 2)), np.float32) * scaling
             context = paddle.to_tensor(np.asarray(text.encode(captions), np.float32))
@@ -221,10 +221,12 @@ def main(argv=None) -> None:
     parser.add_argument("--output", default=str(CONTROL_DIR))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--batch", type=int, default=24)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument("--cpu-budget", type=float, default=3300.0, help="CPU seconds (all threads)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument(
+        "--cpu-budget", type=float, default=3300.0, help="CPU seconds (all threads)"
+    )
     args = parser.parse_args(argv)
     {"train": train, "export": export}[args.stage](args)
 
