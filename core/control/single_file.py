@@ -70,39 +70,16 @@ def convert_control_checkpoint(state: StateDict, hidden: dict) -> tuple[dict, St
 
 
 def control_config(shapes: dict, hint: list[int], hidden: dict) -> dict:
-    levels, layers, attention = original_unet.unet_structure(shapes)
-    channels = [
-        shapes[f"input_blocks.{1 + lv * (layers + 1)}.0.out_layers.3.weight"][0]
-        for lv in range(levels)
-    ]
-    first_attention = next((k for k in shapes if k.endswith("attn2.to_k.weight")), None)
-    context = shapes[first_attention][1] if first_attention else None
-    proj_in = next((shapes[k] for k in shapes if k.endswith("proj_in.weight")), (0, 0))
-    depth = len(
-        {
-            k.split("transformer_blocks.")[1].split(".")[0]
-            for k in shapes
-            if k.startswith("middle_block.1.transformer_blocks.")
-        }
-    )
+    """diffusers' ControlNetModel config: the UNet encoder's fields read as for a UNet, the hint
+    convolutions' widths, and `hidden` (values the shapes cannot show) over both."""
     # hint convolutions: 0, then (same width, stride-2 wider) pairs, then the zero conv
     widths = [shapes[f"input_hint_block.{hint[0]}.weight"][0]] + [
         shapes[f"input_hint_block.{i}.weight"][0] for i in hint[2:-1:2]
     ]
-    config = {
+    return {
         "_class_name": "ControlNetModel",
-        "in_channels": shapes["input_blocks.0.0.weight"][1],
+        **original_unet.encoder_config(shapes),
         "conditioning_channels": shapes[f"input_hint_block.{hint[0]}.weight"][1],
-        "block_out_channels": channels,
-        "layers_per_block": layers,
-        "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention],
-        "mid_block_type": "UNetMidBlock2DCrossAttn",
-        "cross_attention_dim": context,
-        "use_linear_projection": len(proj_in) == 2,
-        "transformer_layers_per_block": max(depth, 1),
         "conditioning_embedding_out_channels": widths,
         **hidden,
     }
-    if "attention_head_dim" not in hidden:  # SD 2.x: 64-wide heads; SD 1.x: 8 heads
-        config["attention_head_dim"] = [c // 64 for c in channels] if context == 1024 else 8
-    return config

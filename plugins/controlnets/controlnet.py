@@ -13,6 +13,7 @@ import paddle
 from paddiff.control.loading import architecture_of
 from paddiff.execution import InputSpec, Network
 from paddiff.interfaces import ControlNet
+from paddiff.plugins.denoisers.unet import DEFAULTS as UNET_DEFAULTS
 from paddiff.plugins.denoisers.unet import DOWN_TYPES, check_supported, per_block
 from paddiff.plugins.denoisers.unet_blocks import BlockSettings, DownBlock, MidBlock
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
@@ -22,25 +23,29 @@ from paddle import nn
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 
+# The encoder's fields are the UNet's (same defaults: diffusers' SD values); then its own.
+ENCODER_FIELDS = (
+    "in_channels",
+    "flip_sin_to_cos",
+    "freq_shift",
+    "down_block_types",
+    "mid_block_type",
+    "block_out_channels",
+    "layers_per_block",
+    "downsample_padding",
+    "mid_block_scale_factor",
+    "norm_num_groups",
+    "norm_eps",
+    "cross_attention_dim",
+    "transformer_layers_per_block",
+    "attention_head_dim",
+    "num_attention_heads",
+    "use_linear_projection",
+    "upcast_attention",
+)
 DEFAULTS = {
-    "in_channels": 4,
+    **{key: UNET_DEFAULTS[key] for key in ENCODER_FIELDS},
     "conditioning_channels": 3,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-    "mid_block_type": "UNetMidBlock2DCrossAttn",
-    "block_out_channels": [320, 640, 1280, 1280],
-    "layers_per_block": 2,
-    "downsample_padding": 1,
-    "mid_block_scale_factor": 1.0,
-    "norm_num_groups": 32,
-    "norm_eps": 1e-5,
-    "cross_attention_dim": 1280,
-    "transformer_layers_per_block": 1,
-    "attention_head_dim": 8,
-    "num_attention_heads": None,
-    "use_linear_projection": False,
-    "upcast_attention": False,
     "controlnet_conditioning_channel_order": "rgb",
     "conditioning_embedding_out_channels": [16, 32, 96, 256],
     "global_pool_conditions": False,

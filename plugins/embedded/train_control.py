@@ -83,27 +83,9 @@ def example(rng: np.random.Generator, held_out: bool = False):
 def control_from_unet(unet_model):
     """A ControlNetModel whose encoder is a copy of the UNet's; zero convolutions at zero."""
     import paddle
-    from paddiff.plugins.controlnets.controlnet import ControlNetModel
+    from paddiff.plugins.controlnets.controlnet import ENCODER_FIELDS, ControlNetModel
 
-    u = unet_model.config
-    keys = (
-        "in_channels",
-        "flip_sin_to_cos",
-        "freq_shift",
-        "down_block_types",
-        "block_out_channels",
-        "layers_per_block",
-        "downsample_padding",
-        "mid_block_scale_factor",
-        "norm_num_groups",
-        "norm_eps",
-        "cross_attention_dim",
-        "transformer_layers_per_block",
-        "attention_head_dim",
-        "num_attention_heads",
-        "use_linear_projection",
-    )
-    config = {k: u[k] for k in keys}
+    config = {k: unet_model.config[k] for k in ENCODER_FIELDS}
     config["conditioning_embedding_out_channels"] = CONDITIONING_WIDTHS
     paddle.seed(SEED)
     control = ControlNetModel(config)
