@@ -83,8 +83,8 @@ def _from_folder(path: Path, like, variant):
     if not config_path.is_file():
         raise FileNotFoundError(f"{path} has no config.json: not a control-net folder")
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    _check_config(config, like, path)
     cls = registry.get("controlnets", config.get("_class_name", "ControlNetModel"))
+    _check_config(cls, config, like, path)
     from paddiff.weights import find_component_weights
 
     net = cls.from_pretrained(path, variant=variant)
@@ -97,17 +97,17 @@ def _from_single_file(path: Path, like):
 
     state = load_state_dict(path)  # pickles go through paddiff.safe_pickle
     config, converted = convert_control_checkpoint(state, {**HIDDEN_CONFIG, **_hidden(like)})
-    _check_config(config, like, path)
     cls = registry.get("controlnets", "ControlNetModel")
+    _check_config(cls, config, like, path)
     return cls.from_state_dict(config, converted, str(path))
 
 
-def _check_config(config: dict, like: dict | None, path) -> None:
+def _check_config(cls, config: dict, like: dict | None, path) -> None:
+    """Refuse before any weight is read; the class's `DEFAULTS` fill what config.json omits."""
     if like is None:
         return
-    from paddiff.plugins.controlnets.controlnet import DEFAULTS
-
-    mine, theirs = architecture_of({**DEFAULTS, **config}), architecture_of(like)
+    defaults = getattr(cls, "DEFAULTS", {})
+    mine, theirs = architecture_of({**defaults, **config}), architecture_of(like)
     if mine != theirs:
         raise ArchitectureMismatchError(
             f"control net {path} was made for another base model: it has {mine}; this model's "

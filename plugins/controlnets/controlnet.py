@@ -161,6 +161,8 @@ class ControlNetNetwork(nn.Layer):
 class ControlNetModel(ControlNet):
     """Control-net plugin for diffusers' ControlNetModel folders (and converted single files)."""
 
+    DEFAULTS = DEFAULTS  # what config.json may omit (read by paddiff.control.loading)
+
     def __init__(self, config: dict):
         self.config = {**DEFAULTS, **config}
         self.net = ControlNetNetwork(self.config)
