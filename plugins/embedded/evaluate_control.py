@@ -66,9 +66,12 @@ def main(argv=None) -> None:
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    parser.add_argument("--limit", type=int, default=None, help="every k-th item only (quick look)")
     args = parser.parse_args(argv)
     pipe = paddiff.load_pipeline(args.model, controlnet=args.control)
     entries = items(args.repeats)
+    if args.limit and args.limit < len(entries):  # spread over shapes and centres
+        entries = entries[:: len(entries) // args.limit][: args.limit]
     with_control = evaluate(pipe, entries, args.steps, args.guidance, control=True)
     pipe.unload_controlnet()
     without = evaluate(pipe, entries, args.steps, args.guidance, control=False)
