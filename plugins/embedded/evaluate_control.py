@@ -70,8 +70,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     pipe = paddiff.load_pipeline(args.model, controlnet=args.control)
     entries = items(args.repeats)
-    if args.limit and args.limit < len(entries):  # spread over shapes and centres
-        entries = entries[:: len(entries) // args.limit][: args.limit]
+    if args.limit and args.limit < len(entries):  # a fixed random subset
+        chosen = np.random.default_rng(EVAL_SEED).permutation(len(entries))[: args.limit]
+        entries = [entries[i] for i in sorted(chosen)]
     with_control = evaluate(pipe, entries, args.steps, args.guidance, control=True)
     pipe.unload_controlnet()
     without = evaluate(pipe, entries, args.steps, args.guidance, control=False)
