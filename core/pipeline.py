@@ -31,6 +31,7 @@ import paddiff
 from paddiff import images as imageio
 from paddiff import modes
 from paddiff.prompt_cache import PromptCache
+from paddiff.prompt_checks import warn_about_prompts
 from paddiff.prompts import encode_pair
 from paddiff.randomness import BatchNoise
 from paddiff.request import build_request, generator_for, resolve_scheduler, seed_of
@@ -302,6 +303,7 @@ class Pipeline:
     def _generate(self, request, progress, callback, control=None) -> GenerationResult:
         guidance = self._control_guidance(request, control)
         prompt_verdicts = self._check_prompts(request)
+        notes = warn_about_prompts(self.model_path, request.prompts)  # e.g. unknown words
         cond, uncond = self._conditioning(request)
         noise = BatchNoise([generator_for(seed) for seed in request.seeds])
         plan = plan_sampling(
@@ -337,7 +339,7 @@ class Pipeline:
         ]
         pictures, verdicts = self.safety.filter_images(pictures)  # refused ones come back black
         settings = [self._settings(request, i, guidance) for i in range(request.count)]
-        return GenerationResult(pictures, settings, verdicts, prompt_verdicts)
+        return GenerationResult(pictures, settings, verdicts, prompt_verdicts, notes)
 
     def _control_guidance(self, request, control):
         """The call's `ControlGuidance` (None without control nets), checked before compute."""
