@@ -1,4 +1,4 @@
-"""The five component interfaces that paddiff's pipeline talks to.
+"""The component interfaces that paddiff's pipeline talks to.
 
 A plugin implements one of these classes and is registered under the matching entry-point group
 (see `paddiff.registry`). Subclassing is the easy way; a class that provides the same methods
@@ -272,6 +272,63 @@ class LoraFormat(Component):
         pickles). Raise ValueError for a file of this family that cannot be read."""
 
 
+class ControlNet(Component):
+    """A control network (Zhang et al. 2023, "Adding Conditional Control to Text-to-Image
+    Diffusion Models"): reads the denoiser's input plus a control image and returns residuals
+    that the denoiser adds to its skip connections and to its middle block's output.
+
+    Attributes a plugin sets:
+        base_architecture: which denoisers it fits, as `paddiff.control.architecture_of` names
+                           them for a UNet config (e.g. "sd1 (cross_attention_dim 768, ...)");
+                           the pipeline refuses a control net whose value differs from its
+                           denoiser's, naming both.
+
+    The denoiser must accept `down_block_additional_residuals` and
+    `mid_block_additional_residual` keyword arguments (paddiff's UNet does).
+    """
+
+    required_methods = ("from_pretrained", "__call__")
+    base_architecture: str
+
+    @classmethod
+    @abstractmethod
+    def from_pretrained(cls, path: str | Path, **options: Any) -> ControlNet:
+        """Load from a diffusers control-net folder (weights + config.json)."""
+
+    @abstractmethod
+    def __call__(
+        self,
+        latents: np.ndarray,
+        timestep: float | np.ndarray,
+        conditioning: np.ndarray,
+        control_image: np.ndarray,
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """(down residuals, mid residual), unscaled: the pipeline applies
+        `controlnet_conditioning_scale` and guess mode's per-level scales.
+
+        control_image: (batch, channels, H, W) in [0, 1], H and W the image size in pixels.
+        """
+
+
+class Preprocessor(Component):
+    """Turns a user's picture into a control image (an edge map, a scribble, ...).
+
+    `from_config(options)` receives the user's options (e.g. {"low_threshold": 100}); unknown
+    options are an error naming the known ones.
+    """
+
+    required_methods = ("from_config", "__call__")
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: dict) -> Preprocessor:
+        """Create with these options (an empty dict: the defaults)."""
+
+    @abstractmethod
+    def __call__(self, image: Image) -> Image:
+        """The control image for `image`, an RGB picture of the same size."""
+
+
 #: Entry-point group suffix -> interface. The group for kind K is `paddiff.K`.
 KINDS: dict[str, type[Component]] = {
     "text_encoders": TextEncoder,
@@ -280,4 +337,6 @@ KINDS: dict[str, type[Component]] = {
     "schedulers": Scheduler,
     "safety_filters": SafetyFilter,
     "lora_formats": LoraFormat,
+    "controlnets": ControlNet,
+    "preprocessors": Preprocessor,
 }

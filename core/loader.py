@@ -366,7 +366,9 @@ def embedded_model_path() -> Path | None:
     return None
 
 
-def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **component_overrides):
+def load_pipeline(
+    location=None, *, scheduler=None, safety_filters=None, controlnet=None, **component_overrides
+):
     """A `Pipeline` for a model: a diffusers folder, a single-file checkpoint or a ppdiffusers
     folder; with no location, the embedded default model.
 
@@ -374,7 +376,7 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
     other keyword arguments (`text_encoder=`, `denoiser=`, `vae=`, `variant=`, `execution=`,
     `cache_dir=`, `precision=`, ...) are passed to `load_components`, which uses given
     components instead of loading them. The execution mode applies to the image safety checker
-    too.
+    too. `controlnet` (a path or a list of paths) loads control nets (`Pipeline.load_controlnet`).
     """
     from paddiff.pipeline import Pipeline
 
@@ -407,4 +409,6 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
     )
     if scheduler is not None:
         pipeline = pipeline.with_components(scheduler=scheduler)
+    if controlnet is not None:
+        pipeline.load_controlnet(controlnet, execution=component_overrides.get("execution"))
     return pipeline

@@ -23,6 +23,7 @@ faster on a GPU, at the price of last-bit differences from single-image runs.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ from paddiff.results import GenerationCancelled, GenerationResult, StepInfo
 from paddiff.safety import as_safety
 from paddiff.sampling import plan_sampling
 from paddiff.sampling.denoiser import GuidedNetwork
-from paddiff.validation import DEFAULT_MAX_IMAGES, DEFAULT_MAX_PIXELS
+from paddiff.validation import DEFAULT_MAX_IMAGES, DEFAULT_MAX_PIXELS, SIZE_MULTIPLE
 
 COMPONENT_NAMES = ("text_encoder", "denoiser", "vae", "scheduler")
 
@@ -89,6 +90,7 @@ class Pipeline:
         self._model_hash: str | None = None
         self._lora = None
         self.embeddings: dict[str, Path] = {}  # textual-inversion token -> its file
+        self.controlnets: list = []  # paddiff.interfaces.ControlNet, in control_image order
 
     # -- adapters (LoRA / LoCon; see paddiff.lora and docs/adapters.md) -----------------------
 
@@ -144,6 +146,35 @@ class Pipeline:
         for token in tokens:
             self.embeddings.pop(token, None)
         self.prompt_cache.clear()
+
+    # -- control nets (paddiff.control, docs/controlnet.md) -----------------------------------
+
+    def load_controlnet(self, controlnet, variant: str | None = None, execution=None) -> list:
+        """Use these control nets (a path, a loaded ControlNet, or a list of them) from now on,
+        in place of any loaded before; every call then needs one `control_image` per net. A
+        control net made for another base model is refused (`ArchitectureMismatchError`), and
+        nothing changes. `execution` runs the nets as `paddiff.execution.set_execution` does
+        (default: the dynamic graph). Returns the loaded nets."""
+        from paddiff.control import check_fits, load_controlnet
+
+        items = list(controlnet) if isinstance(controlnet, (list, tuple)) else [controlnet]
+        like = getattr(self.denoiser, "config", None)
+        nets = []
+        for item in items:
+            net = item
+            if isinstance(item, (str, Path)):
+                net = load_controlnet(item, like=like, variant=variant)
+            check_fits(net, self.denoiser, f"control net {item}")
+            nets.append(net)
+        if execution is not None:
+            from paddiff.execution import set_execution
+
+            set_execution(nets, execution)
+        self.controlnets = nets
+        return nets
+
+    def unload_controlnet(self) -> None:
+        self.controlnets = []
 
     # -- assembling --------------------------------------------------------------------------
 
@@ -207,9 +238,22 @@ class Pipeline:
     ) -> GenerationResult:
         """Images for a prompt (or a list of prompts). `seed` is one seed (image i gets seed+i),
         a list with one per image, or None for random seeds (recorded in the settings).
-        `latents` are initial latents (images, channels, h, w), before the initial noise scale."""
+        `latents` are initial latents (images, channels, h, w), before the initial noise scale.
+
+        With control nets loaded: `control_image` (one per net), `controlnet_conditioning_scale`,
+        `control_guidance_start`, `control_guidance_end` (one value, or one per net) and
+        `guess_mode`, as in diffusers' StableDiffusionControlNetPipeline; without a width and
+        height, the size is the control image's (rounded down to a valid multiple)."""
+        from paddiff.control.settings import control_size, pop_control_settings
+
+        control = pop_control_settings(settings)
+        size = control_size(control) if self.controlnets else None
+        if size is not None and settings.get("width") is None and settings.get("height") is None:
+            multiple = math.lcm(SIZE_MULTIPLE, self.vae_factor)
+            settings["width"] = max(multiple, size[0] - size[0] % multiple)
+            settings["height"] = max(multiple, size[1] - size[1] % multiple)
         request = build_request(self, "txt2img", prompt, negative_prompt, settings)
-        return self._generate(request, progress, callback)
+        return self._generate(request, progress, callback, control)
 
     def image_to_image(
         self,
@@ -224,9 +268,12 @@ class Pipeline:
     ) -> GenerationResult:
         """Repaint `image` guided by the prompt; `strength` 0 keeps it, 1 replaces it entirely
         (it is the fraction of the steps that are run, starting from that much noise)."""
+        from paddiff.control.settings import pop_control_settings
+
+        control = pop_control_settings(settings)  # control_image & co., as in text_to_image
         settings["strength"] = strength
         request = build_request(self, "img2img", prompt, negative_prompt, settings, image=image)
-        return self._generate(request, progress, callback)
+        return self._generate(request, progress, callback, control)
 
     def inpaint(
         self,
@@ -242,15 +289,19 @@ class Pipeline:
     ) -> GenerationResult:
         """Repaint the white part of `mask_image` in `image` (see paddiff.modes.inpaint for how
         inpainting UNets and ordinary UNets are each steered)."""
+        from paddiff.control.settings import pop_control_settings
+
+        control = pop_control_settings(settings)  # control_image & co., as in text_to_image
         settings["strength"] = strength
         request = build_request(
             self, "inpaint", prompt, negative_prompt, settings, image=image, mask_image=mask_image
         )
-        return self._generate(request, progress, callback)
+        return self._generate(request, progress, callback, control)
 
     # -- one call ----------------------------------------------------------------------------
 
-    def _generate(self, request, progress, callback) -> GenerationResult:
+    def _generate(self, request, progress, callback, control=None) -> GenerationResult:
+        guidance = self._control_guidance(request, control)
         prompt_verdicts = self._check_prompts(request)
         notes = warn_about_prompts(self.model_path, request.prompts)  # e.g. unknown words
         cond, uncond = self._conditioning(request)
@@ -259,6 +310,8 @@ class Pipeline:
             _fresh(request.scheduler), request.steps, request.strength or 1.0, request.eta
         )
         first = modes.start(self, request, plan, noise)
+        if guidance is not None:
+            guidance.steps = len(plan.timesteps)  # image-to-image runs the last ones only
         network = GuidedNetwork(
             self.denoiser,
             cond,
@@ -266,8 +319,9 @@ class Pipeline:
             request.guidance_scale,
             first.extra,
             self.denoiser_batch_size,
+            guidance,
         )
-        report = _StepReport(plan, first.after_step, progress, callback)
+        report = _StepReport(plan, first.after_step, progress, callback, guidance)
         try:
             latents = plan.sample(
                 network,
@@ -284,8 +338,21 @@ class Pipeline:
             for i in range(request.count)
         ]
         pictures, verdicts = self.safety.filter_images(pictures)  # refused ones come back black
-        settings = [self._settings(request, i) for i in range(request.count)]
+        settings = [self._settings(request, i, guidance) for i in range(request.count)]
         return GenerationResult(pictures, settings, verdicts, prompt_verdicts, notes)
+
+    def _control_guidance(self, request, control):
+        """The call's `ControlGuidance` (None without control nets), checked before compute."""
+        from paddiff.control import ControlGuidance
+        from paddiff.control.settings import control_units
+
+        if control is None:
+            return None
+        units = control_units(self.controlnets, control, request.width, request.height)
+        if not units:
+            return None
+        # steps: set once the sampling plan knows how many steps this run takes
+        return ControlGuidance(units, request.steps, bool(control["guess_mode"]))
 
     def _check_prompts(self, request) -> list:
         pairs = dict.fromkeys(zip(request.prompts, request.negative_prompts, strict=True))
@@ -340,7 +407,7 @@ class Pipeline:
         declared = getattr(self.denoiser, "prediction_type", None)
         return declared or dict(scheduler.config).get("prediction_type", "epsilon")
 
-    def _settings(self, request, i: int) -> dict:
+    def _settings(self, request, i: int, guidance=None) -> dict:
         from paddiff.png_info import sampler_label
         from paddiff.sampling.sampler import scheduler_class_name
 
@@ -370,6 +437,10 @@ class Pipeline:
             settings["ti_hashes"] = ", ".join(
                 f"{token}: {file_hash(path)}" for token, path in self.embeddings.items()
             )
+        if guidance is not None:
+            from paddiff.control.info import control_settings
+
+            settings.update(control_settings(guidance))
         if request.eta:
             settings["eta"] = request.eta
         if request.strength is not None:
@@ -381,10 +452,11 @@ class _StepReport:
     """The sampler's per-step callback: the mode's after-step change, the progress bar (one
     tick per step the user asked for), and the caller's callback (False cancels)."""
 
-    def __init__(self, plan, after_step, progress: bool, callback):
+    def __init__(self, plan, after_step, progress: bool, callback, control=None):
         from tqdm.auto import tqdm
 
         self.plan, self.after_step, self.callback = plan, after_step, callback
+        self.control = control  # told which step runs next (its guidance window)
         self.total = len(plan.timesteps)
         self.bar = tqdm(total=self.total, desc="denoising", unit="step", disable=not progress)
 
@@ -393,6 +465,8 @@ class _StepReport:
             x = self.after_step(i, x)
         self.bar.update(1)
         run = i - self.plan.start
+        if self.control is not None:
+            self.control.step = run + 1
         if self.callback is not None:
             info = StepInfo(run, self.total, self.plan.timesteps[run], x)
             if self.callback(info) is False:

@@ -48,6 +48,11 @@ def format_parameters(settings: dict) -> str:
         if value is None or (key == "eta" and not value):
             continue
         pairs.append(f"{label}: {_quote(_format_value(value))}")
+    # control nets, as A1111's ControlNet extension writes them ("ControlNet 0: ...")
+    units = sorted((k for k in fields if k.startswith("controlnet_")), key=lambda k: int(k[11:]))
+    pairs.extend(f"ControlNet {key[11:]}: {_quote(str(fields[key]))}" for key in units)
+    if fields.get("control_mode"):
+        pairs.append(f"Control Mode: {_quote(str(fields['control_mode']))}")
     lines = [fields.get("prompt") or ""]
     if fields.get("negative_prompt"):
         lines.append(f"Negative prompt: {fields['negative_prompt']}")

@@ -285,6 +285,7 @@ def _singular(kind: str) -> str:
         "safety_filters": "safety filter",
         "text_encoders": "text encoder",
         "lora_formats": "LoRA format",
+        "controlnets": "control net",
     }.get(kind, kind[:-1])
 
 

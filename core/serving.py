@@ -40,6 +40,8 @@ class ServingLimits:
     lora_dirs: tuple[str, ...] = ()
     embedding_dirs: tuple[str, ...] = ()
     max_loras: int = 4  # LoRAs per request
+    controlnet_dirs: tuple[str, ...] = ()  # control nets a request may name (docs/controlnet.md)
+    max_controlnets: int = 2  # control nets per request
 
     # environment variable -> field, for `from_env`
     ENV = {
@@ -52,6 +54,8 @@ class ServingLimits:
         "PADDIFF_LORA_DIR": "lora_dirs",
         "PADDIFF_EMBEDDING_DIR": "embedding_dirs",
         "PADDIFF_MAX_LORAS": "max_loras",
+        "PADDIFF_CONTROLNET_DIR": "controlnet_dirs",
+        "PADDIFF_MAX_CONTROLNETS": "max_controlnets",
     }
 
     @classmethod
@@ -66,7 +70,11 @@ class ServingLimits:
             if name == "allowed_schedulers":
                 values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
                 continue
-            if name in ("lora_dirs", "embedding_dirs"):  # os.pathsep-separated folders
+            if name in (
+                "lora_dirs",
+                "embedding_dirs",
+                "controlnet_dirs",
+            ):  # os.pathsep-separated folders
                 values[name] = tuple(part for part in text.split(os.pathsep) if part)
                 continue
             try:
@@ -105,6 +113,8 @@ _FIELDS = (
     "mask_image",
     "loras",
     "embeddings",
+    "controlnets",
+    "guess_mode",
 )
 _MAX_SEED = 2**63 - 1
 
@@ -156,6 +166,14 @@ def parse_request(
         args["loras"] = loras
     if embeddings:
         args["embeddings"] = embeddings
+
+    if fields.get("controlnets"):
+        from paddiff.control.requests import parse_controls
+
+        args["controls"] = parse_controls(fields["controlnets"], limits, decode_image, RequestError)
+        args["guess_mode"] = bool(fields.get("guess_mode", False))
+    elif fields.get("guess_mode") is not None:
+        raise RequestError("'guess_mode' applies only with 'controlnets'")
 
     method = "text_to_image"
     if fields.get("image") is not None:

@@ -86,6 +86,9 @@ def add_common_arguments(parser, strength_default: float | None = None) -> None:
     from paddiff.commands.adapter_options import add_adapter_arguments
 
     add_adapter_arguments(parser)
+    from paddiff.commands.control_options import add_control_arguments
+
+    add_control_arguments(parser)
     if strength_default is not None:
         parser.add_argument(
             "--strength",
@@ -165,6 +168,9 @@ def check_before_loading(args):
         raise paddiff.ValidationError(
             f"mask_image is {mw}x{mh} but image is {w}x{h}; they must be the same size"
         )
+    from paddiff.commands.control_options import check_control_arguments
+
+    check_control_arguments(args)
     prompt_filters = load_filters(args.safety_config, checks=("prompts",))
     check_prompt(args.prompt, args.negative, prompt_filters)
     return prompt_filters
@@ -198,7 +204,9 @@ def run_generation(args, generate) -> int:
         from paddiff.commands.adapter_options import apply_adapters
 
         apply_adapters(pipeline, args)
-        result = generate(pipeline, generation_kwargs(args))
+        from paddiff.commands.control_options import apply_control
+
+        result = generate(pipeline, {**generation_kwargs(args), **apply_control(pipeline, args)})
         paths = result.save(output)
     except (ValueError, paddiff.SafetyBlocked, OSError) as exc:
         # ValidationError is a ValueError; the loader and the safety config raise ValueError

@@ -84,12 +84,12 @@ def unet_structure(shapes: dict[str, tuple[int, ...]]) -> tuple[int, int, list[b
     return levels, layers, attention
 
 
-def unet_config(shapes: dict[str, tuple[int, ...]]) -> dict:
-    """diffusers' UNet2DConditionModel config for the original keys' shapes.
+def encoder_config(shapes: dict[str, tuple[int, ...]]) -> dict:
+    """The config fields the original keys' shapes give for the UNet's encoder half (input
+    blocks and middle block): shared with control nets, which copy that half.
 
     The number of attention heads is not visible in the shapes: SD 2.x (1024-wide OpenCLIP
-    context) uses 64-channel heads, SD 1.x uses 8 heads at every level. Other models need an
-    override of `attention_head_dim`.
+    context) uses 64-channel heads, SD 1.x uses 8 heads at every level.
     """
     levels, layers, attention = unet_structure(shapes)
     channels = [
@@ -106,21 +106,34 @@ def unet_config(shapes: dict[str, tuple[int, ...]]) -> dict:
             if k.startswith("middle_block.1.transformer_blocks.")
         }
     )
-    heads = [c // 64 for c in channels] if context == 1024 else 8
     return {
-        "_class_name": "UNet2DConditionModel",
-        "sample_size": 96 if context == 1024 else 64,
         "in_channels": shapes["input_blocks.0.0.weight"][1],
-        "out_channels": shapes["out.2.weight"][0],
         "block_out_channels": channels,
         "layers_per_block": layers,
         "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention],
-        "up_block_types": ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)],
         "mid_block_type": "UNetMidBlock2DCrossAttn",
         "cross_attention_dim": context,
-        "attention_head_dim": heads,
+        "attention_head_dim": [c // 64 for c in channels] if context == 1024 else 8,
         "use_linear_projection": len(proj_in) == 2,  # SD 2.x: Linear; SD 1.x: 1x1 convolution
         "transformer_layers_per_block": max(depth, 1),
+    }
+
+
+def unet_config(shapes: dict[str, tuple[int, ...]]) -> dict:
+    """diffusers' UNet2DConditionModel config for the original keys' shapes.
+
+    The number of attention heads is not visible in the shapes: SD 2.x (1024-wide OpenCLIP
+    context) uses 64-channel heads, SD 1.x uses 8 heads at every level. Other models need an
+    override of `attention_head_dim`.
+    """
+    encoder = encoder_config(shapes)
+    context, attention = encoder["cross_attention_dim"], encoder["down_block_types"]
+    return {
+        "_class_name": "UNet2DConditionModel",
+        "sample_size": 96 if context == 1024 else 64,
+        "out_channels": shapes["out.2.weight"][0],
+        **encoder,
+        "up_block_types": [t.replace("Down", "Up") for t in reversed(attention)],
         "norm_num_groups": 32,
         "norm_eps": 1e-5,
         "act_fn": "silu",

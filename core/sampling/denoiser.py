@@ -64,26 +64,44 @@ class GuidedNetwork:
     `extra` (inpainting UNets) are channels appended to the input: mask and masked-image
     latents. Images go through the denoiser `batch_size` at a time (None: all at once), and
     only images whose embeddings have the same shape share a call (long prompts differ).
+    `control` (a `paddiff.control.ControlGuidance`) adds control nets' residuals to each call.
     """
 
-    def __init__(self, denoiser, cond, uncond=None, guidance_scale=1.0, extra=None, batch_size=1):
+    def __init__(
+        self,
+        denoiser,
+        cond,
+        uncond=None,
+        guidance_scale=1.0,
+        extra=None,
+        batch_size=1,
+        control=None,
+    ):
         self.denoiser = denoiser
         self.cond, self.uncond = list(cond), None if uncond is None else list(uncond)
         self.guidance_scale = F32(guidance_scale)
         self.extra = extra
         self.batch_size = batch_size
+        self.control = control
 
     def __call__(self, x_in: np.ndarray, t) -> np.ndarray:
+        plain = x_in  # what a control net reads: no inpainting channels
         if self.extra is not None:
             x_in = np.concatenate([x_in, self.extra], axis=1)
-        outputs = [self._group_output(x_in[group], t, group) for group in self._groups()]
+        outputs = [
+            self._group_output(x_in[group], t, group, plain[group]) for group in self._groups()
+        ]
         return np.concatenate(outputs).astype(F32)
 
-    def _group_output(self, x_in, t, group: list[int]) -> np.ndarray:
+    def _group_output(self, x_in, t, group: list[int], plain) -> np.ndarray:
         conds = [self.cond[i] for i in group]
         if self.uncond is not None:  # one call holding [unconditional; conditional]
             x_in, conds = np.concatenate([x_in, x_in]), [self.uncond[i] for i in group] + conds
-        output = np.asarray(self.denoiser(x_in, t, np.concatenate(conds)), dtype=F32)
+        conditioning = np.concatenate(conds)
+        residuals = {}
+        if self.control is not None:
+            residuals = self.control(plain, t, conditioning, group, self.uncond is not None)
+        output = np.asarray(self.denoiser(x_in, t, conditioning, **residuals), dtype=F32)
         if self.uncond is None:
             return output
         uncond, cond = output[: len(group)], output[len(group) :]

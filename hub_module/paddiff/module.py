@@ -213,12 +213,17 @@ class Paddiff:
         """Generate with exactly the request's LoRAs enabled ((file, weight) pairs that
         paddiff.serving resolved in the operator's folders; loaded once, then re-weighted) and
         its embeddings added (they stay)."""
+        from paddiff.control.requests import control_arguments
         from paddiff.webui import use_adapters
 
         loras, embeddings = arguments.pop("loras", ()), arguments.pop("embeddings", ())
+        controls, guess = arguments.pop("controls", []), arguments.pop("guess_mode", False)
         with self._adapters_lock:
             with dynamic_graph():
                 use_adapters(self.pipeline, loras, embeddings)
+                # the request's control nets only (loaded once each; docs/controlnet.md)
+                cache = self.__dict__.setdefault("_controlnet_cache", {})
+                arguments.update(control_arguments(self.pipeline, controls, guess, cache))
             return getattr(self, method)(*positional, **arguments)
 
     @serving
@@ -280,7 +285,19 @@ class Paddiff:
         }
         settings.update(num_images=args.num_images, scheduler=args.scheduler, progress=True)
         with command_line_errors():
-            outputs = self._run_parsed(args, settings)
+            controls = _command_controls(args, self.limits)
+            if not controls:
+                outputs = self._run_parsed(args, settings)
+            else:
+                from paddiff.control.requests import control_arguments
+
+                with self._adapters_lock:
+                    with dynamic_graph():
+                        cache = self.__dict__.setdefault("_controlnet_cache", {})
+                        settings.update(
+                            control_arguments(self.pipeline, controls, args.guess_mode, cache)
+                        )
+                    outputs = self._run_parsed(args, settings)
         return [str(item["path"]) for item in outputs]
 
     def _run_parsed(self, args, settings):
@@ -349,7 +366,43 @@ def _command_parser():
     parser.add_argument(
         "--strength", type=float, default=0.8, help="how much to change --image, 0 to 1 (0.8)"
     )
+    # control nets by name from $PADDIFF_CONTROLNET_DIR; repeat the options for several nets
+    parser.add_argument("--controlnet", action="append", default=[], help="control net name")
+    for flag, kind in (
+        ("--control_image", str),
+        ("--control_preprocessor", str),
+        ("--control_scale", float),
+        ("--control_start", float),
+        ("--control_end", float),
+    ):
+        parser.add_argument(flag, action="append", default=[], type=kind)
+    parser.add_argument("--guess_mode", action="store_true")
     return parser
+
+
+def _command_controls(args, limits) -> list:
+    """`hub run`'s control options as checked units (names from the operator's folder)."""
+    if not args.controlnet and not args.control_image:
+        return []
+    import base64
+    from pathlib import Path
+
+    from paddiff.control.requests import parse_controls
+    from paddiff.validation import ValidationError
+
+    n = len(args.controlnet)
+    if len(args.control_image) != n:
+        raise ValidationError(f"{len(args.control_image)} --control_image for {n} --controlnet")
+    items = []
+    for i, name in enumerate(args.controlnet):
+        item = {"name": name, "image": base64.b64encode(Path(args.control_image[i]).read_bytes())}
+        for key in ("preprocessor", "scale", "start", "end"):
+            values = getattr(args, f"control_{key}")
+            if values:
+                item[key] = values[i] if len(values) == n else values[0]
+        item["image"] = item["image"].decode("ascii")
+        items.append(item)
+    return parse_controls(items, limits, api.decode_image, ValidationError)
 
 
 def _check_body_size(limits):

@@ -181,6 +181,13 @@ class UNetNetwork(nn.Layer):
 
     def forward(self, sample, timestep, encoder_hidden_states):
         """sample (B, C, H, W), timestep (B,) float, encoder_hidden_states (B, L, D)."""
+        return self.run(sample, timestep, encoder_hidden_states)
+
+    def run(self, sample, timestep, encoder_hidden_states, down_residuals=None, mid_residual=None):
+        """`forward`, optionally with a control net's residuals: `down_residuals` are added to
+        the skip states (one per skip, in the order the down path makes them) and
+        `mid_residual` to the middle block's output, as diffusers'
+        `down_block_additional_residuals` / `mid_block_additional_residual`."""
         if self.config["center_input_sample"]:
             sample = 2 * sample - 1.0
         t = timestep_embedding(
@@ -192,7 +199,16 @@ class UNetNetwork(nn.Layer):
         for block in self.down_blocks:
             x, block_skips = block(x, temb, encoder_hidden_states)
             skips.extend(block_skips)
+        if down_residuals is not None:
+            if len(down_residuals) != len(skips):
+                raise ValueError(
+                    f"{len(down_residuals)} down-block residuals for a UNet with {len(skips)} "
+                    "skip connections: the control net does not fit this UNet"
+                )
+            skips = [skip + residual for skip, residual in zip(skips, down_residuals, strict=True)]
         x = self.mid_block(x, temb, encoder_hidden_states)
+        if mid_residual is not None:
+            x = x + mid_residual
         for block in self.up_blocks:
             consumed = len(block.resnets)
             block_skips, skips = skips[-consumed:], skips[:-consumed]
@@ -250,11 +266,27 @@ class UNet2DConditionModel(Denoiser):
         """What runs this component (paddiff.execution decides how)."""
         return [self.runner]
 
-    def __call__(self, latents, timestep, conditioning):
+    def __call__(
+        self,
+        latents,
+        timestep,
+        conditioning,
+        down_block_additional_residuals=None,
+        mid_block_additional_residual=None,
+    ):
+        """The model output; with a control net's residuals (diffusers' argument names) the
+        UNet adds them to its skip connections and middle block."""
         latents = np.asarray(latents, dtype=np.float32)
         conditioning = np.asarray(conditioning, dtype=np.float32)
         timesteps = self._check_inputs(latents, np.asarray(timestep, np.float32), conditioning)
-        return self.runner(latents, timesteps, conditioning)
+        if down_block_additional_residuals is None and mid_block_additional_residual is None:
+            return self.runner(latents, timesteps, conditioning)
+        return run_with_residuals(
+            self.runner,
+            (latents, timesteps, conditioning),
+            down_block_additional_residuals,
+            mid_block_additional_residual,
+        )
 
     def _check_inputs(self, latents, timestep, conditioning) -> np.ndarray:
         """Shape errors from deep inside the network are cryptic; name the mismatch here.
@@ -273,6 +305,24 @@ class UNet2DConditionModel(Denoiser):
         if timestep.ndim > 1 or timestep.size not in (1, batch):
             raise ValueError(f"{timestep.size} timesteps for a batch of {batch}")
         return np.ascontiguousarray(np.broadcast_to(timestep.reshape(-1), (batch,)))
+
+
+def run_with_residuals(runner: Network, inputs, down_residuals, mid_residual) -> np.ndarray:
+    """The UNet with control residuals, in the dynamic graph.
+
+    A static-mode runner has handed its weights to its exported program; they are read back
+    into the Layer first (the process then holds them twice: see docs/controlnet.md).
+    """
+    if runner.mode == "static":
+        runner.restore_weights()
+
+    def tensor(array):
+        return None if array is None else paddle.to_tensor(np.asarray(array, dtype=np.float32))
+
+    downs = None if down_residuals is None else [tensor(r) for r in down_residuals]
+    with paddle.no_grad():
+        out = runner.layer.run(*(tensor(a) for a in inputs), downs, tensor(mid_residual))
+    return out.numpy()
 
 
 def _prediction_type_next_to(unet_folder) -> str:

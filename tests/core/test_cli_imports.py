@@ -50,6 +50,7 @@ def test_a_commands_help_imports_only_that_command():
         "paddiff.commands.img2img",
         "paddiff.commands.generation_options",
         "paddiff.commands.adapter_options",  # --lora, --embedding, --lora-dir (no Paddle)
+        "paddiff.commands.control_options",  # --controlnet, --control-image, ... (no Paddle)
     }
 
 

@@ -1,0 +1,1 @@
+"""Control networks (the `paddiff.controlnets` entry-point group)."""

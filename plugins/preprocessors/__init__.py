@@ -1,0 +1,1 @@
+"""Built-in control-image makers (the `paddiff.preprocessors` entry-point group)."""

@@ -1,0 +1,55 @@
+"""The embedded model's control-net training pieces (plugins/embedded/train_control.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+from paddiff.plugins.embedded import dataset
+from paddiff.plugins.embedded.train_control import (
+    HELD_OUT_CENTRES,
+    HELD_OUT_MARGIN,
+    example,
+    place,
+    render_at,
+)
+
+
+def test_training_placements_keep_away_from_the_held_out_centres():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        cx, cy, r = place(rng)
+        assert min(max(abs(cx - x), abs(cy - y)) for x, y in HELD_OUT_CENTRES) > HELD_OUT_MARGIN
+        assert r <= cx <= dataset.IMAGE_SIZE - r and r <= cy <= dataset.IMAGE_SIZE - r
+
+
+def test_the_silhouette_covers_the_drawn_shape():
+    attrs = dataset.Attributes("star", "red", "blue", "small")
+    picture, silhouette = render_at(attrs, 18.0, 46.0, 12.0)
+    red = np.abs(picture.astype(int) - dataset.PALETTE["red"]).sum(axis=2) < 60
+    white = silhouette[..., 0] > 127
+    assert (
+        red.sum() > 50 and (red & white).sum() / (red | white).sum() > 0.8
+    )  # anti-aliased rims differ
+    ys, xs = np.nonzero(white)
+    assert abs(xs.mean() - 18) < 3 and abs(ys.mean() - 46) < 3
+    _, held_picture, held_silhouette = example(np.random.default_rng(1), held_out=True)
+    assert held_picture.shape == held_silhouette.shape == (64, 64, 3)
+
+
+def test_a_fresh_control_net_leaves_the_model_unchanged():
+    """Copied encoder, zero convolutions at zero: training starts from the embedded model."""
+    import paddiff
+    from paddiff.plugins.embedded.train_control import control_from_unet
+
+    pipe = paddiff.load_pipeline(execution="dynamic")
+    control = control_from_unet(pipe.denoiser)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 16, 16)).astype(np.float32)
+    context = np.asarray(pipe.text_encoder.encode(["a red star", ""]), np.float32)
+    image = rng.uniform(0, 1, (2, 3, 64, 64)).astype(np.float32)
+    downs, mid = control(x, 300.0, context, image)
+    assert all(not d.any() for d in downs) and not mid.any()
+    plain = pipe.denoiser(x, 300.0, context)
+    controlled = pipe.denoiser(
+        x, 300.0, context, down_block_additional_residuals=downs, mid_block_additional_residual=mid
+    )
+    np.testing.assert_array_equal(plain, controlled)
