@@ -15,8 +15,8 @@ def add_arguments(parser) -> None:
     listing = actions.add_parser("list", help=HELP, description=HELP)
     listing.add_argument(
         "--kind",
-        help="only this kind: text_encoders, denoisers, vaes, schedulers, safety_filters or "
-        "lora_formats",
+        help="only this kind: text_encoders, denoisers, vaes, schedulers, safety_filters, "
+        "lora_formats or runtimes",
     )
     listing.add_argument(
         "--check",
