@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,7 +61,17 @@ class OpenVINO:
         from paddiff.execution.predictor import default_threads, resolve_precision
 
         precision = resolve_precision(precision)
-        return OpenVINOProgram(converted_model(prefix), threads or default_threads(), precision)
+        try:
+            ir = converted_model(prefix)
+        except RuntimeError as exc:  # an op the converters lack: the program still runs
+            warnings.warn(
+                f"paddiff: {exc}; running {Path(prefix).parent.name} with paddle-inference",
+                stacklevel=2,
+            )
+            from paddiff.execution.runtimes import PaddleInference
+
+            return PaddleInference().load(prefix, threads=threads, precision=precision)
+        return OpenVINOProgram(ir, threads or default_threads(), precision)
 
 
 def converted_model(prefix) -> Path:
