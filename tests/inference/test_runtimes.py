@@ -137,3 +137,21 @@ def test_load_components_refuses_an_unknown_runtime_before_loading(monkeypatch):
     monkeypatch.delenv("PADDIFF_RUNTIME", raising=False)
     with pytest.raises(ValueError, match="runtime= 'onnx' is not a runtime"):
         load_components(FIXTURE, runtime="onnx")
+
+
+@needs_openvino
+def test_a_program_openvino_cannot_convert_runs_on_paddle_inference(
+    monkeypatch, tmp_path, dynamic_outputs
+):
+    from paddiff.plugins.runtimes import openvino
+
+    def unsupported(program, params, onnx_file):
+        raise RuntimeError(f"paddle2onnx could not convert {program}: unsupported operator")
+
+    monkeypatch.setattr(openvino, "_paddle_to_onnx", unsupported)
+    unet = _unet()
+    set_execution(unet, "static", cache_dir=tmp_path, runtime="openvino")
+    with pytest.warns(UserWarning, match="unsupported operator; running unet-.* with paddle-inf"):
+        actual = unet(*_inputs())
+    np.testing.assert_allclose(actual, dynamic_outputs[8], atol=1e-4, rtol=0)
+    assert not list(tmp_path.glob("*/*/program.openvino.xml"))
