@@ -14,15 +14,12 @@ keep the compiled models of the last few shapes.
 
 from __future__ import annotations
 
-import io
-import json
 import os
+import subprocess
 import sys
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -77,129 +74,30 @@ class OpenVINO:
 def converted_model(prefix) -> Path:
     """The OpenVINO IR of the Paddle program at `prefix`, converted now if the cache has none.
 
-    Route: paddle2onnx writes the program as ONNX (opset 17) into a temporary folder, and
-    OpenVINO's ONNX front end reads that. (OpenVINO 2026.4's own Paddle front end does not
-    recognise Paddle 3's PIR programs, `program.json`: "Cannot recognize input model".)
-    Written under a temporary name and renamed into place (the .xml last), so a process that
-    reads the cache meanwhile sees a whole IR or none."""
-    import openvino as ov
-    from paddiff.execution.export import program_files
-
+    The conversion (`openvino_convert`) runs in a child process: paddle2onnx aborts the whole
+    process (SIGABRT) on an operator it does not know, and the child's memory (the weights
+    held by the ONNX and OpenVINO models on the way) is returned to the system when it ends.
+    RuntimeError, with the converter's last output, if it fails."""
     target = ir_path(prefix)
     if target.exists() and target.with_suffix(".bin").exists():
         return target
-    program, params = program_files(prefix)
-    if not program.exists():
-        raise FileNotFoundError(f"no exported program at {prefix} (expected {program})")
-    with tempfile.TemporaryDirectory(prefix="paddiff-onnx-", dir=target.parent) as folder:
-        onnx_file = Path(folder) / "program.onnx"
-        _paddle_to_onnx(_readable_program(program, Path(folder)), params, onnx_file)
-        try:
-            model = ov.convert_model(str(onnx_file))
-        except Exception as exc:  # the front end's own errors name what it lacks
-            raise RuntimeError(
-                f"OpenVINO could not read the ONNX form of {program}: {type(exc).__name__}: {exc}"
-            ) from exc
-        partial = target.with_name(f"program.partial-{os.getpid()}.xml")
-        # weights stay float32 in the file: the precision is chosen when compiling
-        ov.save_model(model, str(partial), compress_to_fp16=False)
-        del model
-    partial.with_suffix(".bin").replace(target.with_suffix(".bin"))
-    partial.replace(target)
+    _run_converter(prefix)
+    if not target.exists():
+        raise RuntimeError(f"the OpenVINO conversion of {prefix} wrote no {target.name}")
     return target
 
 
-def _readable_program(program: Path, folder: Path) -> Path:
-    """A copy of a PIR program that paddle2onnx 2.1.0 converts right.
-
-    Paddle 3 stores `group_norm`'s epsilon as a float64 attribute; paddle2onnx reads it as a
-    float32 and writes whatever those bits give (seen: 9e+32, or a plausible value by luck, so
-    the same program converted twice gave two different, wrong, UNets). Stored as float32 (as
-    `layer_norm`'s is), it arrives intact.
-    """
-    if program.suffix != ".json":
-        return program
-    document = json.loads(program.read_text(encoding="utf-8"))
-    retyped = 0
-
-    def visit(node) -> None:
-        nonlocal retyped
-        if isinstance(node, dict):
-            if node.get("#") == "1.group_norm":
-                for attribute in node.get("A", []):
-                    if attribute.get("N") == "epsilon" and attribute["AT"]["#"] == "0.a_f64":
-                        attribute["AT"]["#"] = "0.a_f32"
-                        retyped += 1
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(document)
-    if not retyped:
-        return program
-    copy = folder / program.name
-    copy.write_text(json.dumps(document), encoding="utf-8")
-    return copy
-
-
-def _paddle_to_onnx(program: Path, params: Path, onnx_file: Path) -> None:
-    """paddle2onnx on one exported program, its console output kept out of the user's way
-    (and put into the error if it fails). Its optimiser (polygraphy) is off: it tries to
-    pip-install what it misses, and OpenVINO folds constants itself."""
-    try:
-        import paddle2onnx
-    except ImportError as exc:
+def _run_converter(prefix) -> None:
+    command = [sys.executable, "-m", "paddiff.plugins.runtimes.openvino_convert", str(prefix)]
+    done = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip().splitlines()
+        reasons = [line for line in output if "rror" in line or "nsupported" in line]
+        detail = "; ".join(reasons[-3:]) or (output[-1] if output else "no output")
         raise RuntimeError(
-            "the openvino runtime converts programs with paddle2onnx, which is not installed; "
-            "pip install 'paddiff[openvino]'"
-        ) from exc
-    with _captured_output() as output:
-        try:
-            paddle2onnx.export(
-                str(program),
-                str(params),
-                str(onnx_file),
-                opset_version=17,
-                enable_onnx_checker=False,  # its checker loads the whole model into protobuf
-                enable_optimize=False,
-                optimize_tool="None",
-                # weights in a file of their own: ONNX's protobuf stops at 2 GB
-                external_file=str(onnx_file.with_suffix(".data")),
-            )
-        except Exception as exc:
-            failure = exc
-        else:
-            failure = None
-    if failure is not None or not onnx_file.exists():
-        raise RuntimeError(
-            f"paddle2onnx could not convert {program}: {failure}\n{output.getvalue()[-2000:]}"
+            f"could not convert {prefix} for OpenVINO (converter exit code "
+            f"{done.returncode}: {detail[-600:]})"
         )
-
-
-@contextmanager
-def _captured_output():
-    """Redirect this process's stdout and stderr (file descriptors: paddle2onnx prints from
-    C++) into a buffer for the duration of the block."""
-    buffer = io.StringIO()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield buffer
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            sink.seek(0)
-            buffer.write(sink.read().decode("utf-8", "replace"))
 
 
 class OpenVINOProgram:
