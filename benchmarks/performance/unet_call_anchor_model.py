@@ -1,7 +1,10 @@
 """Write the SD 1.5-size UNet (random weights) that benchmarks/performance/unet_call.py times.
 
-    python benchmarks/performance/unet_call_anchor_model.py OUT   (a torch + diffusers interpreter
-    that also has `onnx`; see docs/performance.md, "One UNet call")
+    python benchmarks/performance/unet_call_anchor_model.py OUT [--half]   (a torch + diffusers
+    interpreter that also has `onnx`; see docs/performance.md, "One UNet call")
+
+--half halves every block's width (215 M parameters instead of 860 M): the same layers and
+shapes of activations per channel, for a run that stays under 4 GB of memory.
 
 OUT receives:
   unet/            the diffusers folder (config + safetensors): what paddiff loads, so every
@@ -22,11 +25,14 @@ import torch
 from diffusers import UNet2DConditionModel
 
 
-def main(out: Path) -> None:
+def main(out: Path, half: bool = False) -> None:
     torch.manual_seed(0)
     out.mkdir(parents=True, exist_ok=True)
     # SD 1.5's UNet is diffusers' default configuration with CLIP ViT-L's 768-wide context.
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768).eval()
+    widths = (160, 320, 640, 640) if half else (320, 640, 1280, 1280)
+    unet = UNet2DConditionModel(
+        sample_size=64, cross_attention_dim=768, block_out_channels=widths
+    ).eval()
     unet.save_pretrained(out / "unet")
     rng = np.random.default_rng(0)
     inputs = {
@@ -62,4 +68,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), half="--half" in sys.argv[2:])
