@@ -63,13 +63,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--cache", default=None, help="export cache (default: a new folder)")
     parser.add_argument("--out", type=Path, default=Path("unet_call.json"))
+    parser.add_argument(
+        "--skip-prepare", action="store_true", help="the cache is filled already: no cold pass"
+    )
     args = parser.parse_args()
     cache = args.cache or tempfile.mkdtemp(prefix="paddiff-unet-call-")
     work = Path(tempfile.mkdtemp(prefix="paddiff-unet-call-results-"))
     results = {"machine": cpu(), "python": platform.python_version(), "sides": {}}
     prepared = {}
     for side, precision in SIDES:  # fills the cache; its first call is the cold-cache cost
-        if side.startswith("paddiff:") and precision == "fp32":
+        if side.startswith("paddiff:") and precision == "fp32" and not args.skip_prepare:
             prepared[side] = run(args.model, side, precision, 1, cache, work / "prep.json")
             print(f"prepared {side}: first call {prepared[side]['first_call_s']:.1f} s", flush=True)
     times: dict[str, list[float]] = {}
