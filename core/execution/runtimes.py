@@ -44,20 +44,27 @@ def resolve_runtime_name(name: str | None = None) -> str:
     return name or os.environ.get(RUNTIME_ENV) or "auto"
 
 
+#: What "auto" picks, per device: the first back end of the list that can run here.
+#: Why OpenVINO first on CPU (docs/performance.md, "One UNet call"): it ran paddiff's exported
+#: UNet faster than Paddle Inference + oneDNN, in f32 and in bf16, in the same run.
+AUTO_PREFERENCE = {"cpu": ("openvino", FALLBACK_RUNTIME), "gpu": (FALLBACK_RUNTIME,)}
+
+
 def auto_runtime() -> str:
-    """The default back end of this machine: OpenVINO on a CPU where it is installed, Paddle
-    Inference otherwise (GPUs, and CPUs without the `openvino` package).
-
-    Why (docs/performance.md, "One UNet call"): on the SD 1.5 UNet, OpenVINO ran paddiff's
-    exported program faster than Paddle Inference + oneDNN in f32 and in bf16, in the same run.
-    """
+    """The default back end of this machine (`AUTO_PREFERENCE`): OpenVINO on a CPU where the
+    `paddiff[openvino]` extra is installed, Paddle Inference otherwise (and on GPUs)."""
     from paddiff.execution.predictor import _gpu_available
+    from paddiff.registry import PluginError, default_registry
 
-    if _gpu_available():
-        return FALLBACK_RUNTIME
-    from paddiff.plugins.runtimes.openvino import OpenVINO
-
-    return FALLBACK_RUNTIME if OpenVINO.unavailable() else OpenVINO.name
+    for name in AUTO_PREFERENCE["gpu" if _gpu_available() else "cpu"]:
+        try:
+            runtime_class = default_registry().get("runtimes", name)
+        except PluginError:  # not installed, or broken: the next one
+            continue
+        unavailable = getattr(runtime_class, "unavailable", None)
+        if not (unavailable and unavailable()):
+            return name
+    return FALLBACK_RUNTIME
 
 
 def runtime_names() -> list[str]:
