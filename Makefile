@@ -10,7 +10,8 @@ LINTED := core plugins tests examples hub_module benchmarks
 $(BIN)/paddiff: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e ".[cpu,dev]"
+	# openvino: the OpenVINO runtime back end, so its tests run too (about 270 MB, tens of seconds)
+	$(BIN)/pip install --quiet -e ".[cpu,dev,openvino]"
 	touch $@
 
 setup: $(BIN)/paddiff

@@ -329,6 +329,24 @@ class Preprocessor(Component):
         """The control image for `image`, an RGB picture of the same size."""
 
 
+class Runtime(Component):
+    """An execution back end: what runs the programs paddiff exports (`paddiff.execution`).
+
+    A class with a `name` and `load(prefix, threads=None, precision=None)` returning a callable
+    that takes NumPy arrays in the program's input order and returns a list of NumPy arrays.
+    `prefix` is a program `paddle.jit.save` wrote; precision is "fp32" or "bf16".
+
+    Optional class members: `program_variant` ("portable": the program is exported with plain
+    ops that converters understand, see `paddiff.execution.portable`; None: the ordinary
+    export), and a static method `unavailable()` returning None, or why the back end cannot run
+    here (its package is missing, no such device), in which case paddiff falls back to
+    Paddle Inference with a warning (`paddiff.execution.runtimes`).
+    """
+
+    required_methods = ("load",)
+    name: str
+
+
 #: Entry-point group suffix -> interface. The group for kind K is `paddiff.K`.
 KINDS: dict[str, type[Component]] = {
     "text_encoders": TextEncoder,
@@ -339,4 +357,5 @@ KINDS: dict[str, type[Component]] = {
     "lora_formats": LoraFormat,
     "controlnets": ControlNet,
     "preprocessors": Preprocessor,
+    "runtimes": Runtime,
 }

@@ -60,6 +60,7 @@ def load_components(
     execution: str | None = None,
     cache_dir: str | Path | None = None,
     precision: str | None = None,
+    runtime: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """{"denoiser", "vae", "text_encoder", "scheduler"} instances for a model folder or file.
@@ -82,13 +83,18 @@ def load_components(
                a network that cannot be exported. Dynamic is for training and debugging.
     precision: "fp32" (default; or $PADDIFF_PRECISION) or "bf16": the arithmetic of exported
                programs ("bf16" needs AVX512-BF16 or AMX; see docs/performance.md).
+    runtime:   the back end that runs exported programs: "auto" (default; or $PADDIFF_RUNTIME),
+               "paddle-inference", "openvino" or another `paddiff.runtimes` plugin
+               (paddiff.execution.runtimes).
     """
     from paddiff.execution.modes import resolve_execution
     from paddiff.execution.predictor import resolve_precision
+    from paddiff.execution.runtimes import check_runtime_name
 
     execution = resolve_execution(execution)  # wrong values fail before anything loads
     # (the dynamic graph ignores the precision, so only a static run needs the instructions)
     precision = resolve_precision(precision, check_hardware=execution != "dynamic")
+    check_runtime_name(runtime)
     location = Path(location)
     registry = registry or default_registry()
     unknown = set(overrides) - set(COMPONENTS) - {"scheduler"}
@@ -101,7 +107,7 @@ def load_components(
             )
         with _deferring(execution) as deferred_layers:
             components = _from_folder(location, variant, tokenizer, registry, overrides)
-        return _set_execution(components, execution, cache_dir, precision, deferred_layers)
+        return _set_execution(components, execution, cache_dir, precision, runtime, deferred_layers)
     if location.is_file() and location.suffix in CHECKPOINT_SUFFIXES:
         if variant is not None:
             raise ValueError(
@@ -109,7 +115,7 @@ def load_components(
             )
         with _deferring(execution) as deferred_layers:
             components = _from_single_file(location, config, tokenizer, registry, overrides)
-        return _set_execution(components, execution, cache_dir, precision, deferred_layers)
+        return _set_execution(components, execution, cache_dir, precision, runtime, deferred_layers)
     if location.exists():
         raise ValueError(
             f"{location} is neither a model folder (with model_index.json) nor a checkpoint file "
@@ -127,11 +133,11 @@ def _deferring(execution: str):
     return deferring_weights(execution != "dynamic")
 
 
-def _set_execution(components, execution, cache_dir, precision, deferred_layers=()):
+def _set_execution(components, execution, cache_dir, precision, runtime, deferred_layers=()):
     from paddiff.execution import set_execution  # imports Paddle: only once a model is loaded
 
     try:
-        return set_execution(components, execution, cache_dir, precision)
+        return set_execution(components, execution, cache_dir, precision, runtime=runtime)
     finally:
         if deferred_layers:
             from paddiff.execution.deferred import settle
@@ -374,7 +380,7 @@ def load_pipeline(
 
     `scheduler` (a name such as "dpm++2m-karras", or an instance) replaces the model's own;
     other keyword arguments (`text_encoder=`, `denoiser=`, `vae=`, `variant=`, `execution=`,
-    `cache_dir=`, `precision=`, ...) are passed to `load_components`, which uses given
+    `cache_dir=`, `precision=`, `runtime=`, ...) are passed to `load_components`, which uses given
     components instead of loading them. The execution mode applies to the image safety checker
     too. `controlnet` (a path or a list of paths) loads control nets (`Pipeline.load_controlnet`).
     """
@@ -406,6 +412,7 @@ def load_pipeline(
         component_overrides.get("execution"),
         component_overrides.get("cache_dir"),
         component_overrides.get("precision"),
+        component_overrides.get("runtime"),
     )
     if scheduler is not None:
         pipeline = pipeline.with_components(scheduler=scheduler)

@@ -17,6 +17,10 @@ os.environ.setdefault("PADDIFF_EXECUTION", "dynamic")
 # Caches the tests fill (exported programs, model hashes) go to a throwaway folder, never to the
 # user's ~/.cache; subprocesses inherit it.
 os.environ.setdefault("PADDIFF_CACHE_DIR", tempfile.mkdtemp(prefix="paddiff-test-cache-"))
+# Static tests run Paddle Inference's programs unless they name a back end
+# (tests/inference/test_runtimes.py covers each): "auto" would convert every exported fixture for
+# OpenVINO where it is installed, seconds per network.
+os.environ.setdefault("PADDIFF_RUNTIME", "paddle-inference")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGIN = ROOT / "examples" / "paddiff-example-scheduler"

@@ -82,6 +82,12 @@ def add_common_arguments(parser, strength_default: float | None = None) -> None:
         help="arithmetic of the exported programs: bf16 is about twice as fast on CPUs with "
         "AVX512-BF16 or AMX, with slightly different pixels; default fp32 or $PADDIFF_PRECISION",
     )
+    parser.add_argument(
+        "--runtime",
+        help="back end that runs the exported programs: auto (default, or $PADDIFF_RUNTIME: "
+        "OpenVINO on CPUs where it is installed, else Paddle Inference), paddle-inference, "
+        "openvino, or a plugin's name (paddiff plugins list --kind runtimes)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     from paddiff.commands.adapter_options import add_adapter_arguments
 
@@ -194,7 +200,7 @@ def run_generation(args, generate) -> int:
         loader_options = {
             name: value
             for name, value in vars(args).items()
-            if name in ("variant", "tokenizer", "config", "execution", "precision")
+            if name in ("variant", "tokenizer", "config", "execution", "precision", "runtime")
             and value is not None
         }
         pipeline = paddiff.load_pipeline(args.model, safety_filters=filters, **loader_options)

@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
     listing.add_argument(
         "--kind",
         help="only this kind: text_encoders, denoisers, vaes, schedulers, safety_filters, "
-        "lora_formats, controlnets or preprocessors",
+        "lora_formats, controlnets, preprocessors or runtimes",
     )
     listing.add_argument(
         "--check",

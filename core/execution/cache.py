@@ -20,6 +20,7 @@ from paddiff.execution.export import (
     names_file,
     program_files,
 )
+from paddiff.execution.portable import program_variant
 from paddiff.execution.predictor import resolve_precision
 from paddiff.execution.quiet import native_stderr_filtered
 from paddiff.execution.runtimes import get_runtime
@@ -98,7 +99,10 @@ class ExportCache:
 
     def prefix(self, model_key: str, component: str, specs: list[InputSpec]) -> Path:
         shapes = "_".join("x".join("N" if d is None else str(d) for d in s.shape) for s in specs)
-        return self.root / model_key / f"{component}-{shapes}" / "program"
+        # a back end that converts programs gets its own export of them (paddiff.execution.portable)
+        variant = getattr(self.runtime, "program_variant", None)
+        folder = f"{component}-{shapes}" + (f"-{variant}" if variant else "")
+        return self.root / model_key / folder / "program"
 
     def has(self, model_key: str, component: str, specs: list[InputSpec]) -> bool:
         prefix = self.prefix(model_key, component, specs)
@@ -111,7 +115,10 @@ class ExportCache:
         prefix = self.prefix(model_key, component, specs)
         with self._lock:
             if not self.has(model_key, component, specs):
-                with native_stderr_filtered():  # Paddle's tracing logs (quiet.py)
+                with (
+                    native_stderr_filtered(),  # Paddle's tracing logs (quiet.py)
+                    program_variant(getattr(self.runtime, "program_variant", None)),
+                ):
                     export_layer(layer, specs, prefix)
                 cache_folder.mark_used(prefix.parent)
                 # keep the cache within its size limit, never dropping what was just written

@@ -34,8 +34,11 @@ def fused_self_attention_supported() -> bool:
     Networks ask this while they are traced; it lives here because it is a property of the
     machine and the runtime, not of any one network.
     """
+    from paddiff.execution.portable import exporting_portable
     from paddle.base import core
 
+    if exporting_portable():  # a program for OpenVINO's converter, which lacks that op
+        return False
     cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     return not cuda and core.supports_avx512f()
 

@@ -55,6 +55,7 @@ def set_execution(
     precision: str | None = None,
     *,
     cache=None,
+    runtime: str | None = None,
 ) -> Any:
     """Run every network of `targets` in `execution` mode; returns `targets`.
 
@@ -64,13 +65,15 @@ def set_execution(
     cache_dir: where exported programs are kept (default $PADDIFF_CACHE_DIR, then
                ~/.cache/paddiff/exported); `cache=` gives a ready `ExportCache` instead.
     precision: "fp32" (default; or $PADDIFF_PRECISION) or "bf16", for exported programs.
+    runtime:   the back end that runs them ("auto", the default, or $PADDIFF_RUNTIME;
+               paddiff.execution.runtimes).
     """
     from paddiff.execution.cache import ExportCache
 
     mode = resolve_execution(execution)
     # one cache for all networks; its predictors use $PADDIFF_THREADS or every allowed core
     if mode != "dynamic" and cache is None:
-        cache = ExportCache(cache_dir, precision=precision)
+        cache = ExportCache(cache_dir, precision=precision, runtime=runtime)
     for network in _networks(targets):
         if mode == "dynamic" or (
             mode == "auto" and network.parameter_count() < AUTO_STATIC_MIN_PARAMETERS
