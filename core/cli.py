@@ -45,6 +45,10 @@ COMMANDS = {
         "paddiff.commands.batch",
         "run a JSON-lines file of generation jobs into a folder, resumable and exactly once",
     ),
+    "serve": (
+        "paddiff.commands.serve",
+        "serve POST /predict/paddiff on Ray Serve (--ray): replicas and dynamic batching",
+    ),
 }
 
 
