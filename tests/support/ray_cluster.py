@@ -9,6 +9,7 @@ everything it starts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -65,8 +66,8 @@ def cluster_processes(folder: str) -> set[int]:
 
 
 def tcp_addresses(pids: set[int]) -> set[str]:
-    """Local and remote IPv4 addresses of the TCP sockets the processes `pids` hold open
-    (/proc/net/tcp, matched to the processes by socket inode)."""
+    """Local and remote addresses (IPv4 and IPv6) of the TCP sockets the processes `pids` hold
+    open (/proc/net/tcp and tcp6, matched to the processes by socket inode)."""
     inodes = set()
     for pid in pids:
         try:
@@ -80,13 +81,31 @@ def tcp_addresses(pids: set[int]) -> set[str]:
         except OSError:
             pass
     addresses = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[9] in inodes:
-            for endpoint in fields[1:3]:
-                address = bytes.fromhex(endpoint.split(":")[0])[::-1]  # little-endian
-                addresses.add(".".join(str(b) for b in address))
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                for endpoint in fields[1:3]:
+                    addresses.add(str(_address(endpoint.split(":")[0])))
     return addresses
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as /proc/net/tcp* prints it: 32-bit words in host (little-endian) order."""
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(words)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def only_loopback(addresses: set[str]) -> bool:
+    """True when every address is loopback or a wildcard (a socket listening on every address,
+    as Ray Serve's replicas do for their internal gRPC port; no connection uses the interface)."""
+    return all(
+        ipaddress.ip_address(a).is_loopback or ipaddress.ip_address(a).is_unspecified
+        for a in addresses
+    )
 
 
 @contextmanager
