@@ -150,3 +150,22 @@ def test_adapters_are_part_of_the_digest_and_plain_jobs_keep_theirs(folders):
         )
     }
     assert len(digests) == 5  # a changed scale or file is a changed job: its images are redone
+
+
+def test_the_command_looks_names_up_in_lora_dir(folders, tmp_path):
+    import subprocess
+
+    from support.batch_helpers import PADDIFF
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(job("a", loras=[{"name": "hot"}])) + "\n")
+    run = subprocess.run(
+        [PADDIFF, "batch", str(jobs), "--out", str(tmp_path / "out"), "--no-progress"]
+        + ["--lora-dir", str(folders / "loras")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1 and "1 bad lines" in run.stdout
+    error = json.loads((tmp_path / "out" / "errors.jsonl").read_text())
+    assert error["line"] == 1 and "no LoRA named 'hot'; available: cold, warm" in error["error"]

@@ -119,3 +119,23 @@ def test_groups_keep_incompatible_and_oversized_requests_apart(server):
     items = [server.prepare(fields) for fields in requests]
     assert not any(isinstance(item, dict) for item in items)
     assert server.groups(items) == [[0, 1], [2, 7], [3], [4], [5], [6]]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            [],
+            "paddiff serve runs on Ray Serve: give --ray (see docs/batch.md); for one process "
+            "use `hub serving start -m paddiff` (docs/serving.md)",
+        ),
+        (["--ray", "--replicas", "0"], "--replicas must be at least 1"),
+        (["--ray", "--port", "70000"], "--port must be between 1 and 65535, got 70000"),
+        (["--ray", "--model", "/no/such/model"], "model not found: /no/such/model"),
+    ],
+)
+def test_serve_command_errors_are_one_line(argv, message, capsys):
+    from paddiff.cli import main
+
+    assert main(["serve", *argv]) == 1
+    assert capsys.readouterr().err == f"paddiff: error: {message}\n"
