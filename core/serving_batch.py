@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from paddiff import serving
 
@@ -40,7 +41,6 @@ class Prepared:
     embeddings: tuple = ()
     prompt_verdicts: list = field(default_factory=list)
     key: tuple | None = None  # None: runs alone (image-to-image, inpainting)
-    arrived: float = field(default_factory=time.perf_counter)
 
 
 def reply_ok(results: dict) -> dict:
@@ -217,7 +217,11 @@ class BatchingServer:
         from paddiff.webui import use_adapters
 
         first = group[0]
-        use_adapters(self.pipeline, first.loras, first.embeddings)
+        use_adapters(
+            self.pipeline,
+            [(Path(path), weight) for path, weight in first.loras],
+            [Path(path) for path in first.embeddings],
+        )
         if len(group) == 1:
             result = getattr(self.pipeline, first.method)(
                 *first.positional, progress=False, **first.settings

@@ -12,10 +12,10 @@ import paddiff
 import pytest
 from paddiff import batch
 from paddiff.batch import JobError, parse_job
-from paddiff.weights import save_state_dict
 from PIL import Image
 
 from support.fixture_configs import FIXTURES
+from support.lora_files import write_peft_lora
 
 STEPS = 4
 PROMPT = "a red circle on a blue background"
@@ -23,25 +23,13 @@ SD1 = FIXTURES / "sd" / "sd1"
 EMBEDDING = FIXTURES / "lora" / "ti_a1111.safetensors"  # its token: ti_a1111
 
 
-def write_lora(path, seed: int) -> None:
-    """A PEFT-format LoRA (rank 2) on two attention projections of the embedded UNet."""
-    rng = np.random.default_rng(seed)
-    tensors = {}
-    for block in ("down_blocks.1", "up_blocks.1"):
-        module = f"unet.{block}.attentions.0.transformer_blocks.0.attn1.to_q"
-        tensors[f"{module}.lora_A.weight"] = rng.normal(0, 0.5, (2, 64)).astype(np.float32)
-        tensors[f"{module}.lora_B.weight"] = rng.normal(0, 0.5, (64, 2)).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_state_dict(tensors, path)
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """A LoRA folder with two LoRAs, and a LoRA beside the job file."""
     root = tmp_path_factory.mktemp("adapters")
-    write_lora(root / "loras" / "warm.safetensors", 1)
-    write_lora(root / "loras" / "cold.safetensors", 2)
-    write_lora(root / "jobs" / "local.safetensors", 3)
+    write_peft_lora(root / "loras" / "warm.safetensors", 1)
+    write_peft_lora(root / "loras" / "cold.safetensors", 2)
+    write_peft_lora(root / "jobs" / "local.safetensors", 3)
     return root
 
 

@@ -139,3 +139,28 @@ def test_serve_command_errors_are_one_line(argv, message, capsys):
 
     assert main(["serve", *argv]) == 1
     assert capsys.readouterr().err == f"paddiff: error: {message}\n"
+
+
+def test_requests_with_different_loras_never_share_a_call_or_leak(pipeline, tmp_path):
+    from support.lora_files import write_peft_lora
+
+    write_peft_lora(tmp_path / "warm.safetensors", seed=1)
+    write_peft_lora(tmp_path / "cold.safetensors", seed=2)
+    server = BatchingServer(pipeline, ServingLimits(lora_dirs=(str(tmp_path),)))
+    base = {"prompt": "a red circle", "seed": 2, "steps": STEPS}
+    requests = [
+        dict(base, loras=["warm"]),
+        dict(base, loras=["cold:0.5"]),
+        dict(base, prompt="a red circle <lora:warm:1>"),  # the same LoRA as the first
+        base,
+    ]
+    items = [server.prepare(fields) for fields in requests]
+    assert server.groups(items) == [[0, 2], [1], [3]]
+    replies = server.run(items)
+    got = [decode(reply["results"]["images"][0]["image"]) for reply in replies]
+    assert np.array_equal(got[0], got[2])
+    assert np.array_equal(got[3], alone(pipeline, "a red circle", 2)[0])  # none left enabled
+    fresh = paddiff.load_pipeline()
+    fresh.load_lora_weights(tmp_path / "cold.safetensors", scale=0.5)
+    assert np.array_equal(got[1], alone(fresh, "a red circle", 2)[0])
+    assert not np.array_equal(got[0], got[3]) and not np.array_equal(got[1], got[3])
