@@ -4,6 +4,7 @@ Serve, with replicas and dynamic batching (see paddiff.serve_ray and docs/batch.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import time
@@ -109,6 +110,7 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"paddiff: error: {exc}", file=sys.stderr)
         return 1
+    _ray_environment(args.ray == "local")  # read by Ray when it is imported
     try:
         import ray
         from paddiff import serve_ray
@@ -160,6 +162,19 @@ def run(args) -> int:
             ray.shutdown()
 
 
+def _ray_environment(local: bool) -> None:
+    """Variables Ray reads when it is imported (and its processes inherit)."""
+    # Keep a single-machine cluster on 127.0.0.1 (not the interface address; docs/batch.md)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if local and "RAY_AUTH_MODE" not in os.environ:
+        # Ray 2.60 turns token authentication on for a new local cluster and, without a token,
+        # writes one to ~/.ray/auth_token, which then switches every later `ray start` head of
+        # this account to token mode. A token in this process's environment (which Ray's own
+        # processes inherit) protects this instance the same way and leaves no file behind.
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -167,8 +182,6 @@ def _interrupt(signum, frame):
 def _connect(ray, address: str) -> None:
     import logging
 
-    # Keep a single-machine cluster on 127.0.0.1 (not the interface address; docs/batch.md)
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     options = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address == "local":
         ray.init(

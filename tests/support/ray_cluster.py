@@ -3,8 +3,8 @@
 Every Ray process of these tests talks over 127.0.0.1 only. `--node-ip-address` alone does not
 do it: Ray's workers and drivers look their address up "from the network's perspective" (the
 machine's interface address) unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, which Ray reads to keep a
-single-machine cluster on 127.0.0.1, is off. Importing this module sets it for this process and
-everything it starts.
+single-machine cluster on 127.0.0.1, is off. Importing this module sets it (and RAY_AUTH_MODE,
+below) for this process and everything it starts.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from pathlib import Path
 from support.processes import free_port
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Ray 2.60 turns token authentication on for a `ray start` head when ~/.ray/auth_token exists (a
+# local `ray.init()` elsewhere writes one), while `ray status` sends no token unless the mode is
+# set: the head would never look ready. These clusters are loopback-only and private to a test.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 RAY = str(Path(sys.executable).parent / "ray")
 
 
