@@ -204,6 +204,7 @@ class BatchingServer:
                 {
                     "images": images,
                     "prompt_verdicts": [serving.verdict_json(v) for v in item.prompt_verdicts],
+                    "prompt_warnings": self._prompt_warnings(item.positional[0]),
                     "seconds": seconds,
                     # how the request was served: it shared one call with `requests` requests
                     "batch": {"requests": len(group), "images": total},
@@ -211,6 +212,16 @@ class BatchingServer:
             )
             for item, images in zip(group, outputs, strict=True)
         ]
+
+    def _prompt_warnings(self, prompt: str) -> list[str]:
+        """What `hub serving` returns as `prompt_warnings` for this request's prompt alone (the
+        model package's checks, e.g. words the embedded model never learnt)."""
+        from paddiff.prompt_checks import checks_for
+
+        path = getattr(self.pipeline, "model_path", None)
+        if path is None:
+            return []
+        return [message for check in checks_for(Path(path).resolve()) if (message := check(prompt))]
 
     def _generate(self, group: list[Prepared]) -> list[list[dict]]:
         """Images (as reply entries) per request of a group, from one pipeline call."""

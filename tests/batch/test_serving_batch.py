@@ -89,6 +89,15 @@ def test_compatible_requests_share_one_call_with_the_images_each_gets_alone(pipe
     assert not np.array_equal(expected[0][0], expected[3][0])  # steps matter: not batched
 
 
+def test_prompt_warnings_are_each_requests_own(pipeline, server):
+    prompts = ["a red circle", "a purple zebra on a blue background"]
+    replies = server.run([server.prepare({"prompt": p, "steps": 1, "seed": 1}) for p in prompts])
+    for prompt, reply in zip(prompts, replies, strict=True):
+        alone_result = pipeline.text_to_image(prompt, steps=1, seed=1, progress=False)
+        assert reply["results"]["prompt_warnings"] == alone_result.prompt_warnings
+    assert replies[1]["results"]["prompt_warnings"]  # the embedded model never learnt "zebra"
+
+
 def test_random_seeds_are_fixed_on_arrival_and_reported(pipeline, server):
     items = [
         server.prepare({"prompt": "a yellow star", "steps": STEPS, "num_images": 2}),
