@@ -35,8 +35,9 @@ test: setup browser
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-# `paddiff batch --ray` on a local Ray head (over a minute, so not in `make test`); the ray extra
-# is installed first, and PADDIFF_CI_RAY makes a missing Ray an error rather than a skip.
+# `paddiff batch --ray` and `paddiff serve --ray` on local Ray heads (a few minutes, so a pytest
+# session of its own); the ray extra (Ray Data and Ray Serve) is installed first, and
+# PADDIFF_CI_RAY makes a missing Ray an error rather than a skip.
 test-ray: setup
 	$(BIN)/pip install --quiet -e ".[ray]"
 	PADDIFF_CI_RAY=1 $(BIN)/python -m pytest -q -m ray tests/batch

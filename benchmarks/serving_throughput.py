@@ -5,7 +5,8 @@
         --clients 1 8 --requests 16 --steps 8
 
 Each client sends its share of `--requests` one after another (distinct seeds); the figure is
-answered requests / wall-clock minutes. Every answer is checked for status "000". Standard library
+answered requests / wall-clock minutes. Several `--url`s share the requests round-robin (a
+stand-in for a load balancer in front of several `hub serving` instances). Every answer is checked for status "000". Standard library
 only, so it runs from any Python.
 """
 
@@ -31,11 +32,11 @@ def post(url: str, body: dict, timeout: float) -> tuple[float, dict]:
     return time.perf_counter() - started, reply
 
 
-def measure(url: str, clients: int, requests: int, body: dict, timeout: float) -> dict:
+def measure(urls: list[str], clients: int, requests: int, body: dict, timeout: float) -> dict:
     bodies = [dict(body, seed=seed) for seed in range(requests)]
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
-        results = list(pool.map(lambda b: post(url, b, timeout), bodies))
+        results = list(pool.map(lambda b: post(urls[b["seed"] % len(urls)], b, timeout), bodies))
     elapsed = time.perf_counter() - started
     failed = [reply["msg"] for _, reply in results if reply.get("status") != "000"]
     if failed:
@@ -64,7 +65,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8866/predict/paddiff")
+    parser.add_argument("--url", nargs="+", default=["http://127.0.0.1:8866/predict/paddiff"])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--requests", type=int, default=16, help="per measurement")
     parser.add_argument("--prompt", default="一只戴着帽子的猫")
@@ -75,7 +76,8 @@ def main() -> None:
     args = parser.parse_args()
     body = {"prompt": args.prompt, "steps": args.steps}
     body.update({k: getattr(args, k) for k in ("width", "height") if getattr(args, k)})
-    post(args.url, dict(body, seed=12345), args.timeout)  # warm-up, not counted
+    for url in args.url:  # warm-up, not counted
+        post(url, dict(body, seed=12345), args.timeout)
     print(json.dumps({"machine": machine(), "body": body}))
     for clients in args.clients:
         print(json.dumps(measure(args.url, clients, args.requests, body, args.timeout)))

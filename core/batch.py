@@ -57,6 +57,10 @@ JOB_FIELDS = {
     "strength": "how much to change the image, 0 to 1 (img2img 0.8, inpaint 1.0)",
     "model": "model folder or checkpoint (default: the embedded model)",
     "labels": "anything JSON, carried into metadata.jsonl as it is",
+    "loras": 'LoRA / LoCon files: [{"name": N or "path": P, "scale": S}]; names are looked up '
+    "in --lora-dir ($PADDIFF_LORA_DIR), paths are relative to the job file",
+    "embeddings": "textual-inversion files: paths relative to the job file, or "
+    '{"name": N} looked up in $PADDIFF_EMBEDDING_DIR',
 }
 MAX_IMAGES_PER_JOB = 100_000
 _SAFE_ID = re.compile(r"[^\w.-]+")
@@ -87,9 +91,22 @@ class Job:
     model: str | None = None
     labels: Any = None
     input_hashes: tuple[str | None, str | None] = (None, None)  # SHA-256 of image and mask
+    loras: tuple[tuple[str, float, str], ...] = ()  # (absolute path, scale, SHA-256)
+    embeddings: tuple[tuple[str, str], ...] = ()  # (absolute path, SHA-256)
 
     def settings(self) -> dict:
-        """What decides the pixels (the model aside), as plain JSON."""
+        """What decides the pixels (the model aside), as plain JSON. Adapters appear only when a
+        job has them, so the digests of jobs without adapters are what they always were."""
+        adapters = {}
+        if self.loras:
+            adapters["loras"] = [
+                {"name": Path(path).stem, "scale": scale, "sha256": digest}
+                for path, scale, digest in self.loras
+            ]
+        if self.embeddings:
+            adapters["embeddings"] = [
+                {"name": Path(path).stem, "sha256": digest} for path, digest in self.embeddings
+            ]
         return {
             "mode": self.mode,
             "prompt": self.prompt,
@@ -102,16 +119,21 @@ class Job:
             "strength": self.strength,
             "image_sha256": self.input_hashes[0],
             "mask_sha256": self.input_hashes[1],
+            **adapters,
         }
 
 
 # -- reading the job file ----------------------------------------------------------------------
 
 
-def read_jobs(path: str | Path) -> tuple[list[Job], list[dict]]:
+def read_jobs(path: str | Path, lora_dir=None) -> tuple[list[Job], list[dict]]:
     """(jobs, error lines) of a job file. Bad lines (not JSON, unknown field, invalid setting,
     a repeated id) become {"line", "id", "error"} and do not stop the others. Blank lines and
-    lines starting with # are skipped."""
+    lines starting with # are skipped. LoRA names are looked up in `lora_dir` (a folder or a
+    list), else in $PADDIFF_LORA_DIR."""
+    from paddiff.lora.names import folders
+
+    lora_dirs = folders(lora_dir)
     path = Path(path)
     base = path.resolve().parent
     jobs, errors, seen_ids = [], [], {}
@@ -125,7 +147,7 @@ def read_jobs(path: str | Path) -> tuple[list[Job], list[dict]]:
                     fields = json.loads(text)
                 except json.JSONDecodeError as exc:
                     raise JobError(f"not JSON: {exc.msg} (column {exc.colno})") from None
-                job = parse_job(fields, number, base)
+                job = parse_job(fields, number, base, lora_dirs)
                 if job.id in seen_ids:
                     raise JobError(f"id {job.id!r} is already used on line {seen_ids[job.id]}")
                 seen_ids[job.id] = number
@@ -136,8 +158,9 @@ def read_jobs(path: str | Path) -> tuple[list[Job], list[dict]]:
     return jobs, errors
 
 
-def parse_job(fields, line: int, base: Path = Path(".")) -> Job:
-    """A `Job` from one line's JSON object; raises JobError naming the first bad field."""
+def parse_job(fields, line: int, base: Path = Path("."), lora_dirs=None) -> Job:
+    """A `Job` from one line's JSON object; raises JobError naming the first bad field.
+    `lora_dirs`: folders for LoRA names (default $PADDIFF_LORA_DIR)."""
     if not isinstance(fields, dict):
         raise JobError(f"a job must be a JSON object, got {type(fields).__name__}")
     unknown = sorted(set(fields) - set(JOB_FIELDS))
@@ -207,7 +230,82 @@ def parse_job(fields, line: int, base: Path = Path(".")) -> Job:
         model=str((base / model).resolve()) if model is not None else None,
         labels=get("labels"),
         input_hashes=(_file_sha256(image), _file_sha256(mask)),
+        loras=_loras(fields, base, lora_dirs),
+        embeddings=_embeddings(fields, base),
     )
+
+
+def _loras(fields, base: Path, lora_dirs) -> tuple[tuple[str, float, str], ...]:
+    """[(absolute path, scale, SHA-256)] of a job's "loras": [{"name" or "path", "scale"}]."""
+    from paddiff.lora.names import LORA_DIR_ENV, folders
+
+    items = _adapter_list(fields, "loras")
+    if lora_dirs is None:
+        lora_dirs = folders(None, LORA_DIR_ENV)
+    loras = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) - {"name", "path", "scale"}:
+            raise JobError(
+                '\'loras\' entries are objects {"name": ..., "scale": ...} or '
+                f'{{"path": ..., "scale": ...}}, got {item!r}'
+            )
+        path = _adapter_file(item, base, lora_dirs, "LoRA", "--lora-dir or $PADDIFF_LORA_DIR")
+        scale = item.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise JobError(f"'loras': the scale of {path.name} must be a number, got {scale!r}")
+        if not math.isfinite(scale) or abs(scale) > 100:
+            raise JobError(f"'loras': the scale of {path.name} must be in [-100, 100], got {scale}")
+        loras.append((str(path), float(scale), _file_sha256(str(path))))
+    if len({path for path, _, _ in loras}) != len(loras):
+        raise JobError("'loras' names one file twice")
+    return tuple(loras)
+
+
+def _embeddings(fields, base: Path) -> tuple[tuple[str, str], ...]:
+    """[(absolute path, SHA-256)] of a job's "embeddings": paths, or {"name"} / {"path"}."""
+    from paddiff.lora.names import EMBEDDING_DIR_ENV, folders
+
+    dirs = folders(None, EMBEDDING_DIR_ENV)
+    found = []
+    for item in _adapter_list(fields, "embeddings"):
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict) or set(item) - {"name", "path"}:
+            raise JobError(f"'embeddings' entries are paths or {{\"name\": ...}}, got {item!r}")
+        path = _adapter_file(item, base, dirs, "embedding", "$PADDIFF_EMBEDDING_DIR")
+        found.append((str(path), _file_sha256(str(path))))
+    return tuple(dict.fromkeys(found))
+
+
+def _adapter_list(fields, name) -> list:
+    value = fields.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise JobError(f"'{name}' must be a list, got {value!r}")
+    return value
+
+
+def _adapter_file(item: dict, base: Path, dirs, what: str, where: str) -> Path:
+    """The file an adapter entry names: "name" in the folders, or "path" from the job file."""
+    from paddiff.lora.names import AdapterNameError, resolve_name
+
+    if ("name" in item) == ("path" in item):
+        raise JobError(f'a {what} entry needs "name" or "path" (one of them), got {item!r}')
+    if "name" in item:
+        if not isinstance(item["name"], str):
+            raise JobError(f"a {what} name must be a string, got {item['name']!r}")
+        try:
+            return resolve_name(item["name"], list(dirs), what).resolve()
+        except AdapterNameError as exc:
+            raise JobError(f"{exc} (folders: {where})") from None
+    value = item["path"]
+    if not isinstance(value, str) or not value:
+        raise JobError(f"a {what} path must be a non-empty string, got {value!r}")
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise JobError(f"{what} file not found: {value}")
+    return path
 
 
 def _seeds(fields) -> tuple[int, ...]:
@@ -359,7 +457,13 @@ def make_tasks(units: list[Unit], chunk: int) -> list[dict]:
                     "line": job.line,
                     "id": job.id,
                     "model": job.model,
-                    "job": {**job.settings(), "image": job.image, "mask": job.mask},
+                    "job": {
+                        **job.settings(),
+                        "image": job.image,
+                        "mask": job.mask,
+                        "lora_files": [[path, scale] for path, scale, _ in job.loras],
+                        "embedding_files": [path for path, _ in job.embeddings],
+                    },
                     "seeds": [u.seed for u in part],
                     "files": [u.file for u in part],
                 }
@@ -417,6 +521,7 @@ class TaskRunner:
     def _generate(self, task):
         job = task["job"]
         pipe = self.pipeline(task["model"])
+        use_job_adapters(pipe, job.get("lora_files", ()), job.get("embedding_files", ()))
         common = dict(
             negative_prompt=job["negative_prompt"],
             steps=job["steps"],
@@ -455,6 +560,21 @@ class TaskRunner:
                 "prompt": [verdict_json(v) for v in output.prompt_verdicts],
             },
         }
+
+
+def use_job_adapters(pipe, loras, embeddings) -> None:
+    """Exactly this job's LoRAs (each file loaded once per pipeline, then re-weighted; the
+    others disabled) and exactly its embeddings (the others' tokens removed), so that nothing of
+    one job's adapters reaches the next job's images."""
+    from paddiff.webui import use_adapters
+
+    wanted = {Path(path) for path in embeddings}
+    others = [token for token, path in pipe.embeddings.items() if Path(path) not in wanted]
+    if others:
+        pipe.unload_textual_inversion(others)
+    use_adapters(
+        pipe, [(Path(path), scale) for path, scale in loras], [Path(p) for p in embeddings]
+    )
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -601,13 +721,15 @@ def run_batch(
     execute: Executor,
     chunk: int = 4,
     progress: bool = True,
+    lora_dir=None,
 ) -> Summary:
-    """Plan, resume, run the pending tasks through `execute`, and record the results."""
+    """Plan, resume, run the pending tasks through `execute`, and record the results.
+    `lora_dir`: where the jobs' LoRA names are looked up (default $PADDIFF_LORA_DIR)."""
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock(out)  # held until this function returns (closed with the file)
-    jobs, errors = read_jobs(jobs_path)
+    jobs, errors = read_jobs(jobs_path, lora_dir)
     units = plan_units(jobs)
     output = Output(out, units)
     output.resume()

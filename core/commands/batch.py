@@ -49,6 +49,11 @@ def add_arguments(parser) -> None:
         help="execution mode (see docs/performance.md); default auto or $PADDIFF_EXECUTION",
     )
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="default fp32")
+    parser.add_argument(
+        "--lora-dir",
+        default=None,
+        help='where a job\'s LoRA {"name": NAME} is looked up (default $PADDIFF_LORA_DIR)',
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -90,7 +95,9 @@ def run(args) -> int:
     else:
         execute = batch.run_here(batch.TaskRunner(**runner_options))
     try:
-        summary = batch.run_batch(jobs, out, execute, args.chunk, not args.no_progress)
+        summary = batch.run_batch(
+            jobs, out, execute, args.chunk, not args.no_progress, lora_dir=args.lora_dir
+        )
     except (ValueError, OSError) as exc:  # an unreadable job file, an unwritable --out
         print(f"paddiff: error: {exc}", file=sys.stderr)
         return 1
