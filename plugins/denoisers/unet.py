@@ -50,6 +50,11 @@ DEFAULTS = {
     "conv_in_kernel": 3,
     "conv_out_kernel": 3,
     "time_embedding_dim": None,
+    # SDXL's "text_time" added embedding: the pooled text embedding and the sinusoidal embedding
+    # of each micro-conditioning number (sizes, crop, aesthetic score), through one more MLP.
+    "addition_embed_type": None,
+    "addition_time_embed_dim": None,  # width of each number's sinusoidal embedding (256)
+    "projection_class_embeddings_input_dim": None,  # pooled width + numbers x that width
 }
 
 # Config values other than these select architecture variants (SDXL's added embeddings, class
@@ -57,7 +62,7 @@ DEFAULTS = {
 SUPPORTED_VALUES = {
     "act_fn": ("silu",),
     "class_embed_type": (None,),
-    "addition_embed_type": (None,),
+    "addition_embed_type": (None, "text_time"),
     "time_cond_proj_dim": (None,),
     "encoder_hid_dim": (None,),
     "encoder_hid_dim_type": (None,),
@@ -95,6 +100,10 @@ def check_supported(config: dict) -> None:
         unknown = [t for t in config[key] if t not in known]
         if unknown:
             problems.append(f"{key} contains {unknown} (supported: {', '.join(known)})")
+    if config.get("addition_embed_type") == "text_time":
+        for key in ("addition_time_embed_dim", "projection_class_embeddings_input_dim"):
+            if not config.get(key):
+                problems.append(f"addition_embed_type='text_time' needs {key}")
     if problems:
         raise ValueError("unsupported UNet2DConditionModel config: " + "; ".join(problems))
 
@@ -133,6 +142,11 @@ class UNetNetwork(nn.Layer):
         k_in, k_out = config["conv_in_kernel"], config["conv_out_kernel"]
         self.conv_in = nn.Conv2D(config["in_channels"], channels[0], k_in, padding=(k_in - 1) // 2)
         self.time_embedding = TimestepEmbedding(channels[0], temb)
+        self.text_time = config["addition_embed_type"] == "text_time"
+        if self.text_time:
+            self.add_embedding = TimestepEmbedding(
+                config["projection_class_embeddings_input_dim"], temb
+            )
 
         down = []
         for i, block_type in enumerate(config["down_block_types"]):
@@ -179,14 +193,18 @@ class UNetNetwork(nn.Layer):
             channels[0], config["out_channels"], k_out, padding=(k_out - 1) // 2
         )
 
-    def forward(self, sample, timestep, encoder_hidden_states):
-        """sample (B, C, H, W), timestep (B,) float, encoder_hidden_states (B, L, D)."""
+    def forward(self, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None):
+        """sample (B, C, H, W), timestep (B,) float, encoder_hidden_states (B, L, D); SDXL
+        ("text_time") also text_embeds (B, pooled width) and time_ids (B, numbers)."""
         if self.config["center_input_sample"]:
             sample = 2 * sample - 1.0
-        t = timestep_embedding(
-            timestep, self.time_channels, self.config["flip_sin_to_cos"], self.config["freq_shift"]
-        )
-        temb = self.time_embedding(t)
+        flip, shift = self.config["flip_sin_to_cos"], self.config["freq_shift"]
+        temb = self.time_embedding(timestep_embedding(timestep, self.time_channels, flip, shift))
+        if self.text_time:
+            width = self.config["addition_time_embed_dim"]
+            numbers = timestep_embedding(time_ids.reshape([-1]), width, flip, shift)
+            numbers = numbers.reshape([time_ids.shape[0], time_ids.shape[1] * width])
+            temb = temb + self.add_embedding(paddle.concat([text_embeds, numbers], axis=1))
         x = self.conv_in(sample)
         skips = [x]
         for block in self.down_blocks:
@@ -216,6 +234,8 @@ class UNet2DConditionModel(Denoiser):
             InputSpec("timestep", (None,)),
             InputSpec("encoder_hidden_states", (None, None, self.config["cross_attention_dim"])),
         ]
+        self.added_conditions = self._added_condition_widths()
+        inputs += [InputSpec(name, (None, width)) for name, width in self.added_conditions.items()]
         self.runner = Network("unet", self.net, inputs, self.config)
         self.in_channels = self.config["in_channels"]
         self.out_channels = self.config["out_channels"]
@@ -250,11 +270,48 @@ class UNet2DConditionModel(Denoiser):
         """What runs this component (paddiff.execution decides how)."""
         return [self.runner]
 
-    def __call__(self, latents, timestep, conditioning):
+    def _added_condition_widths(self) -> dict:
+        """SDXL's extra inputs: {"text_embeds": None, "time_ids": None} (widths stay dynamic:
+        the config gives only their total, pooled width + numbers x addition_time_embed_dim;
+        SDXL base has 6 numbers, the refiner 5)."""
+        if self.config["addition_embed_type"] != "text_time":
+            return {}
+        return {"text_embeds": None, "time_ids": None}
+
+    def __call__(self, latents, timestep, conditioning, added_cond=None):
+        """`added_cond` (SDXL, diffusers' added_cond_kwargs): {"text_embeds": (B, pooled),
+        "time_ids": (B, numbers)}."""
         latents = np.asarray(latents, dtype=np.float32)
         conditioning = np.asarray(conditioning, dtype=np.float32)
         timesteps = self._check_inputs(latents, np.asarray(timestep, np.float32), conditioning)
-        return self.runner(latents, timesteps, conditioning)
+        return self.runner(latents, timesteps, conditioning, *self._added(added_cond, latents))
+
+    def _added(self, added_cond, latents) -> list:
+        if not self.added_conditions:
+            if added_cond:
+                raise ValueError("this UNet takes no added conditions (text_embeds, time_ids)")
+            return []
+        if not added_cond:
+            raise ValueError(
+                "this SDXL-type UNet needs added_cond={'text_embeds': ..., 'time_ids': ...}"
+            )
+        arrays = [np.asarray(added_cond[name], np.float32) for name in ("text_embeds", "time_ids")]
+        total = int(self.config["projection_class_embeddings_input_dim"])
+        width = int(self.config["addition_time_embed_dim"])
+        pooled, numbers = arrays
+        if (
+            pooled.ndim != 2
+            or numbers.ndim != 2
+            or len(pooled) != len(latents)
+            or len(numbers) != len(latents)
+            or pooled.shape[1] + numbers.shape[1] * width != total
+        ):
+            raise ValueError(
+                f"added conditions text_embeds {pooled.shape} and time_ids {numbers.shape} do "
+                f"not fit this UNet: it expects {len(latents)} rows and text_embeds width + "
+                f"time_ids count x {width} = {total} (projection_class_embeddings_input_dim)"
+            )
+        return arrays
 
     def _check_inputs(self, latents, timestep, conditioning) -> np.ndarray:
         """Shape errors from deep inside the network are cryptic; name the mismatch here.
