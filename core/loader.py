@@ -136,6 +136,10 @@ def _from_folder(folder, variant, tokenizer, registry, overrides) -> dict[str, A
             f"folder ({hint})"
         )
     index = _read_json(index_path)
+    from paddiff.sdxl.loading import components_from_folder, is_sdxl_index
+
+    if is_sdxl_index(index):  # two text encoders, added UNet inputs: paddiff.sdxl
+        return components_from_folder(folder, index, variant, tokenizer, registry, overrides)
     scheduler_config = _read_json(folder / SCHEDULER[0] / "scheduler_config.json")
     components = {}
     for name, (sub, kind) in COMPONENTS.items():
@@ -370,7 +374,9 @@ def load_pipeline(location=None, *, scheduler=None, safety_filters=None, **compo
                 "on the command line"
             )
     components = load_components(location, **component_overrides)
-    pipeline = Pipeline(
+    from paddiff.sdxl import pipeline_class
+
+    pipeline = pipeline_class(components, Pipeline)(
         text_encoder=components["text_encoder"],
         denoiser=components["denoiser"],
         vae=components["vae"],

@@ -253,18 +253,9 @@ class Pipeline:
         prompt_verdicts = self._check_prompts(request)
         cond, uncond = self._conditioning(request)
         noise = BatchNoise([generator_for(seed) for seed in request.seeds])
-        plan = plan_sampling(
-            _fresh(request.scheduler), request.steps, request.strength or 1.0, request.eta
-        )
-        first = modes.start(self, request, plan, noise)
-        network = GuidedNetwork(
-            self.denoiser,
-            cond,
-            uncond if request.guided else None,
-            request.guidance_scale,
-            first.extra,
-            self.denoiser_batch_size,
-        )
+        plan = self._plan(request)
+        first = self._start(request, plan, noise)
+        network = self._network(request, cond, uncond, first)
         report = _StepReport(plan, first.after_step, progress, callback)
         try:
             latents = plan.sample(
@@ -276,6 +267,29 @@ class Pipeline:
             )
         finally:
             report.bar.close()
+        return self._finish(request, latents, prompt_verdicts)
+
+    # The steps of one call that a model family may change (paddiff.sdxl does).
+
+    def _plan(self, request):
+        return plan_sampling(
+            _fresh(request.scheduler), request.steps, request.strength or 1.0, request.eta
+        )
+
+    def _start(self, request, plan, noise):
+        return modes.start(self, request, plan, noise)
+
+    def _network(self, request, cond, uncond, first):
+        return GuidedNetwork(
+            self.denoiser,
+            cond,
+            uncond if request.guided else None,
+            request.guidance_scale,
+            first.extra,
+            self.denoiser_batch_size,
+        )
+
+    def _finish(self, request, latents, prompt_verdicts) -> GenerationResult:
         scaling = np.float32(self.vae.scaling_factor)
         pictures = [  # one image per decode call: decoding never depends on the rest of the batch
             imageio.array_to_image(np.asarray(self.vae.decode(latents[i : i + 1] / scaling))[0])
