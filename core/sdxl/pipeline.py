@@ -116,6 +116,19 @@ class SDXLPipeline(Pipeline):
         )
         return self._generate(_with(request, xl), progress, callback)
 
+    def adapter_components(self) -> dict:
+        """What LoRA files' component names mean here (kohya's lora_te1_ / lora_te2_ /
+        lora_unet_, diffusers' text_encoder. / text_encoder_2. / unet.)."""
+        encoders = self.text_encoder
+        return {
+            "unet": self.denoiser,
+            "text_encoder": getattr(encoders, "first", encoders),
+            "text_encoder_2": getattr(encoders, "second", None),
+        }
+
+    def load_textual_inversion(self, path, token=None):
+        raise NotImplementedError("textual inversion is not supported for SDXL models yet")
+
     # -- the steps of one call that differ from SD 1.x / 2.x -------------------------------
 
     def _plan(self, request):
