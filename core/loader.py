@@ -223,6 +223,14 @@ def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str,
     if tokenizer is None and config_folder and (config_folder / "tokenizer").is_dir():
         tokenizer = config_folder / "tokenizer"  # the model folder whose configs we take
     state = load_state_dict(path, dtype="float32")  # fp16 / bf16 files into float32 models
+    from paddiff.convert.original_sdxl import is_sdxl_checkpoint
+
+    if is_sdxl_checkpoint(state):  # two text encoders, added UNet inputs: paddiff.sdxl
+        from paddiff.sdxl.loading import components_from_single_file
+
+        return components_from_single_file(
+            path, state, config, config_folder, tokenizer, registry, overrides
+        )
     parts = convert_checkpoint(state, None if config_folder else config)
     if config_folder:
         _replace_configs(parts, config_folder)

@@ -76,3 +76,74 @@ def components_from_folder(folder: Path, index: dict, variant, tokenizer, regist
         overrides.get("scheduler"), scheduler_config, registry
     )
     return components
+
+
+def components_from_single_file(path, state, config, config_folder, tokenizer, registry, overrides):
+    """Components of an SDXL single file (paddiff.convert.original_sdxl), with configs
+    inferred from its shapes, given per component (`config={"denoiser": {...}}`), or taken
+    from a diffusers folder (`config=folder`, whose tokenizers are then used too)."""
+    from paddiff import loader
+    from paddiff.convert.original_sdxl import convert_sdxl_checkpoint
+    from paddiff.sdxl.encoders import DualTextEncoder
+
+    from_config = config_folder is not None and tokenizer == config_folder / "tokenizer"
+    if tokenizer is not None and not from_config:  # (the loader's default for config= folders)
+        raise ValueError(
+            f"{path} is an SDXL checkpoint with two tokenizers; give a diffusers SDXL folder "
+            "as config= (--config) to use its tokenizer/ and tokenizer_2/"
+        )
+    parts = convert_sdxl_checkpoint(state, None if config_folder else config)
+    folders = {
+        "denoiser": ("unet", "config.json"),
+        "vae": ("vae", "config.json"),
+        "text_encoder": ("text_encoder", "config.json"),
+        "text_encoder_2": ("text_encoder_2", "config.json"),
+        "scheduler": ("scheduler", "scheduler_config.json"),
+    }
+    if config_folder:
+        for name, (sub, file) in folders.items():
+            if name in parts and (config_folder / sub / file).is_file():
+                parts[name].config = loader._read_json(config_folder / sub / file)
+
+    def build(name: str, kind: str, class_name: str, options: dict):
+        override = overrides.get(name)
+        if override is not None and not isinstance(override, str):
+            return override
+        if name not in parts:
+            return None
+        cls = registry.get(kind, override or class_name)
+        part = parts[name]
+        return loader._build_from_state(cls, part.config, part.state, path, options)
+
+    def tokenizer_options(name: str, sub: str) -> dict:
+        if config_folder and (config_folder / sub).is_dir():
+            return {"tokenizer_path": config_folder / sub}
+        part = parts[name]
+        cls = registry.get("text_encoders", part.config["architectures"][0])
+        vocab = part.config.get("vocab_size")
+        return {"tokenizer": loader._shipped_tokenizer(cls, path, part.pad_token, vocab)}
+
+    scheduler_config = parts["scheduler"].config
+    prediction = {"prediction_type": scheduler_config.get("prediction_type", "epsilon")}
+    components = {
+        "denoiser": build("denoiser", "denoisers", "UNet2DConditionModel", prediction),
+        "vae": build("vae", "vaes", "AutoencoderKL", {}),
+    }
+    if components["vae"] is None:
+        raise ValueError(f"{path} holds no vae weights; pass vae=<a loaded component>")
+    text_encoder = overrides.get("text_encoder")
+    if text_encoder is None or isinstance(text_encoder, str):
+        penultimate = {"hidden_states": "penultimate"}
+        first = None
+        if "text_encoder" in parts:
+            options = {**penultimate, **tokenizer_options("text_encoder", "tokenizer")}
+            first = build("text_encoder", "text_encoders", "CLIPTextModel", options)
+        options = {**penultimate, **tokenizer_options("text_encoder_2", "tokenizer_2")}
+        second = build("text_encoder_2", "text_encoders", "CLIPTextModelWithProjection", options)
+        # the base (two encoders) zeroes the empty negative prompt, the refiner does not
+        text_encoder = DualTextEncoder(first, second, first is not None)
+    components["text_encoder"] = text_encoder
+    components["scheduler"] = loader._scheduler(
+        overrides.get("scheduler"), scheduler_config, registry
+    )
+    return components
