@@ -53,8 +53,8 @@ def test_inferred_configs_describe_the_folder_networks(files, model):
     depth = np.broadcast_to(unet["transformer_layers_per_block"], len(unet["block_out_channels"]))
     attention = [t.startswith("CrossAttn") for t in unet["down_block_types"]]
     inferred = parts["denoiser"].config["transformer_layers_per_block"]
-    assert [d for d, a in zip(inferred, attention) if a] == [
-        d for d, a in zip(depth, attention) if a
+    assert [d for d, a in zip(inferred, attention, strict=True) if a] == [
+        d for d, a in zip(depth, attention, strict=True) if a
     ]
     names = ["text_encoder_2"] + (["text_encoder"] if model == "base" else [])
     assert sorted(n for n in parts if n.startswith("text")) == sorted(names)
@@ -74,6 +74,7 @@ def test_single_file_equals_folder(files):
     for a, b in zip(
         folder.text_encoder.encode_with_pooled(prompts),
         single.text_encoder.encode_with_pooled(prompts),
+        strict=True,
     ):
         np.testing.assert_array_equal(a, b)
     settings = dict(steps=3, width=32, height=32, seed=5, guidance_scale=5.0, progress=False)
