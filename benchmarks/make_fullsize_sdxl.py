@@ -5,7 +5,7 @@
 SDXL 1.0 base's configs (UNet 2.57 G parameters, CLIP ViT-L and OpenCLIP ViT-bigG text
 encoders, the SDXL VAE), CLIP's full 49,408-token vocabulary (the one paddiff ships), and
 random weights written one tensor at a time in float16, as the fp16 files people download
-are: about 6.9 GB on disk, and the script itself never holds more than one tensor (the
+are: about 6.9 GB on disk; the script holds one pool of 67 M draws and one tensor at a time (the
 networks are built under paddle.LazyGuard, which allocates nothing). Used by the slow test
 tests/sdxl/test_fullsize.py (PADDIFF_SDXL_FULLSIZE_DIR=OUTDIR).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -100,35 +99,35 @@ INDEX = {
 }
 
 
-class RandomWeights(Mapping):
-    """A torch-layout state dict whose tensors are drawn when read: N(0, 1/fan_in) weights
-    (so activations keep their scale through the network), norm scales near 1, small biases."""
+POOL_SIZE = 1 << 26  # more values than the largest tensor holds (the 63 M token embedding)
 
-    def __init__(self, layer, seed: int):
-        from paddiff.plugins.nn.state_dict import linear_weight_keys
 
-        transposed = linear_weight_keys(layer)
-        self.shapes = {
-            key: tuple(p.shape[::-1] if key in transposed else p.shape)
-            for key, p in layer.state_dict().items()
-        }
-        self.seed = seed
+def random_weights(layer, seed: int):
+    """A torch-layout `paddiff.weights.StateDict` whose tensors are made when read: N(0,
+    1/fan_in) weights (activations keep their scale through the network), norm scales near 1,
+    small biases. Each tensor is a slice of one pool of normal draws at its own offset, which
+    is plenty for a memory and speed test and makes writing 2.6 G values take seconds."""
+    from paddiff.plugins.nn.state_dict import linear_weight_keys
+    from paddiff.weights import StateDict, TensorInfo
 
-    def __getitem__(self, key):
-        shape = self.shapes[key]
-        rng = np.random.default_rng([self.seed, list(self.shapes).index(key)])
-        if len(shape) == 1:
-            base = 1.0 if key.endswith("weight") else 0.0  # norm scale / bias
-            return (base + 0.02 * rng.standard_normal(shape)).astype(np.float16)
-        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-        values = rng.standard_normal(shape, dtype=np.float32) / np.sqrt(fan_in)
-        return values.astype(np.float16)
+    rng = np.random.default_rng(seed)
+    pool = rng.standard_normal(POOL_SIZE, dtype=np.float32)
+    transposed = linear_weight_keys(layer)
+    state = StateDict()
+    for key, param in layer.state_dict().items():
+        shape = tuple(param.shape[::-1] if key in transposed else param.shape)
+        size = int(np.prod(shape))
+        offset = int(rng.integers(0, POOL_SIZE - size + 1))
 
-    def __iter__(self):
-        return iter(self.shapes)
+        def read(shape=shape, size=size, offset=offset, key=key):
+            values = pool[offset : offset + size].reshape(shape)
+            if len(shape) == 1:  # norm scale / bias
+                base = 1.0 if key.endswith("weight") else 0.0
+                return (base + 0.02 * values).astype(np.float16)
+            return (values / np.sqrt(np.prod(shape[1:]))).astype(np.float16)
 
-    def __len__(self):
-        return len(self.shapes)
+        state.add(key, TensorInfo(shape, "float16", None), read)
+    return state
 
 
 def write_component(folder: Path, config: dict, layer, weights_name: str, seed: int) -> int:
@@ -136,9 +135,9 @@ def write_component(folder: Path, config: dict, layer, weights_name: str, seed: 
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
-    weights = RandomWeights(layer, seed)
+    weights = random_weights(layer, seed)
     save_state_dict(weights, folder / weights_name)
-    return sum(int(np.prod(s)) for s in weights.shapes.values())
+    return sum(int(np.prod(weights.shape(key))) for key in weights)
 
 
 def main() -> None:
