@@ -279,8 +279,11 @@ class Pipeline:
     def _start(self, request, plan, noise):
         return modes.start(self, request, plan, noise)
 
+    #: what wraps the denoiser for guidance (SDXL's also passes its added conditions)
+    guided_network = GuidedNetwork
+
     def _network(self, request, cond, uncond, first):
-        return GuidedNetwork(
+        return self.guided_network(
             self.denoiser,
             cond,
             uncond if request.guided else None,

@@ -49,6 +49,8 @@ class SDXLPipeline(Pipeline):
     negative_aesthetic_score (refiner), denoising_start, denoising_end and output_type
     ("pil" or "latent")."""
 
+    guided_network = XLGuidedNetwork
+
     def text_to_image(
         self, prompt=None, negative_prompt=None, *, progress=True, callback=None, **settings
     ) -> GenerationResult:
@@ -153,16 +155,6 @@ class SDXLPipeline(Pipeline):
             return Start(request.given_latents)
         pixels = imageio.image_to_array(request.image, request.width, request.height)
         return Start(encode(self, pixels, noise))
-
-    def _network(self, request, cond, uncond, first):
-        return XLGuidedNetwork(
-            self.denoiser,
-            cond,
-            uncond if request.guided else None,
-            request.guidance_scale,
-            first.extra,
-            self.denoiser_batch_size,
-        )
 
     def _finish(self, request, latents, prompt_verdicts) -> GenerationResult:
         if request.output_type == "latent":
