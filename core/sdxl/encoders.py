@@ -62,3 +62,15 @@ class DualTextEncoder:
 
     def unconditional(self, batch_size: int) -> np.ndarray:
         return self.unconditional_with_pooled(batch_size)[0]
+
+    def encode_weighted_with_pooled(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """WebUI emphasis and prompts over the window (paddiff.prompt_weighting) on both
+        encoders: each encoder's chunks are weighted on their own (as WebUI does per encoder)
+        and put side by side; the pooled embedding is the second encoder's of the prompt
+        without its emphasis syntax (its first window, as WebUI takes the first chunk's)."""
+        from paddiff.prompt_weighting import BREAK, encode_weighted, parse_weights
+
+        hidden = np.concatenate([encode_weighted(e, text) for e in self.parts], axis=-1)
+        plain = "".join(t for t, _ in parse_weights(text) if t is not BREAK)
+        pooled = self.second.encode_with_pooled([plain])[1]
+        return hidden, np.asarray(pooled, np.float32)

@@ -168,8 +168,6 @@ class SDXLPipeline(Pipeline):
                 "prompt_embeds / negative_prompt_embeds are not supported for SDXL models yet "
                 "(they also need pooled embeddings); give prompts"
             )
-        if self.long_prompts:
-            raise ValidationError("long_prompts is not supported for SDXL models yet")
         cond_ids, uncond_ids = request.micro.time_ids(
             request.height, request.width, self._aesthetic(), request.mode == "txt2img"
         )
@@ -184,10 +182,14 @@ class SDXLPipeline(Pipeline):
     def _encode_pair(self, prompt, negative, guided):
         """((hidden, pooled) of the prompt, of the negative prompt or None), cached."""
         encoder = self.text_encoder
-        key = ("sdxl", encoder, prompt, negative if guided else None, guided)
+        key = ("sdxl", encoder, prompt, negative if guided else None, guided, self.long_prompts)
         cached = self.prompt_cache.get(key)
         if cached is not None:
             return cached
+        if self.long_prompts:
+            value = self._encode_weighted_pair(prompt, negative, guided)
+            self.prompt_cache.put(key, value)
+            return value
         warn_if_truncated(encoder, prompt)
         cond = encoder.encode_with_pooled([prompt])
         uncond = None
@@ -199,6 +201,18 @@ class SDXLPipeline(Pipeline):
         value = (cond, uncond)
         self.prompt_cache.put(key, value)
         return value
+
+    def _encode_weighted_pair(self, prompt, negative, guided):
+        from paddiff.prompt_weighting import pad_to_same_length
+
+        encoder = self.text_encoder
+        cond = encoder.encode_weighted_with_pooled(prompt)
+        if not guided:
+            return cond, None
+        empty = encoder.unconditional_with_pooled(1)  # zeros for the base, as diffusers
+        uncond = empty if negative is None else encoder.encode_weighted_with_pooled(negative)
+        hidden, negative_hidden = pad_to_same_length(cond[0], uncond[0], empty[0])
+        return (hidden, cond[1]), (negative_hidden, uncond[1])
 
     def _aesthetic(self) -> bool:
         """Whether the UNet reads the refiner's time ids (with an aesthetic score): 5 numbers
