@@ -426,7 +426,7 @@ def _fresh(scheduler):
 
 
 def _shallow_copy(pipeline: Pipeline) -> Pipeline:
-    new = Pipeline.__new__(Pipeline)
+    new = type(pipeline).__new__(type(pipeline))  # (a subclass such as SDXLPipeline stays one)
     new.__dict__.update(pipeline.__dict__)
     return new
 

@@ -88,3 +88,12 @@ def test_exported_unet_and_encoders_match_diffusers(tmp_path):
     np.testing.assert_allclose(hidden, ref["te2_penultimate"], atol=1e-4)
     np.testing.assert_allclose(pooled, ref["te2_pooled"], atol=1e-4)
     assert pipe.denoiser.runner.mode == "static"
+
+
+def test_a_scheduler_swap_keeps_the_sdxl_pipeline():
+    from paddiff.sdxl.pipeline import SDXLPipeline
+
+    pipe = paddiff.load_pipeline(FIXTURES / "base", scheduler="dpm++2m-karras", execution="dynamic")
+    assert isinstance(pipe, SDXLPipeline)
+    result = pipe.text_to_image("a cat", steps=2, width=32, height=32, seed=1, progress=False)
+    assert result.settings[0]["scheduler"] == "DPMSolverMultistepScheduler"
