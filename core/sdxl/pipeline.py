@@ -19,6 +19,7 @@ import dataclasses
 
 import numpy as np
 from paddiff import images as imageio
+from paddiff import validation as check
 from paddiff.modes import Start, encode
 from paddiff.pipeline import Pipeline
 from paddiff.prompts import warn_if_truncated
@@ -92,6 +93,8 @@ class SDXLPipeline(Pipeline):
                     f"{request.width}x{request.height} image"
                 )
             latents = np.broadcast_to(latents, (request.count, *latents.shape[1:]))
+            check.check_strength(strength)
+            check.check_strength_leaves_a_step(strength, request.steps)
             request = dataclasses.replace(request, mode="img2img", strength=strength)
             xl["given_latents"] = np.ascontiguousarray(latents)
         else:
