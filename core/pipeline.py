@@ -30,6 +30,7 @@ import paddiff
 from paddiff import images as imageio
 from paddiff import modes
 from paddiff.prompt_cache import PromptCache
+from paddiff.prompt_checks import warn_about_prompts
 from paddiff.prompts import encode_pair
 from paddiff.randomness import BatchNoise
 from paddiff.request import build_request, generator_for, resolve_scheduler, seed_of
@@ -251,6 +252,7 @@ class Pipeline:
 
     def _generate(self, request, progress, callback) -> GenerationResult:
         prompt_verdicts = self._check_prompts(request)
+        notes = warn_about_prompts(self.model_path, request.prompts)  # e.g. unknown words
         cond, uncond = self._conditioning(request)
         noise = BatchNoise([generator_for(seed) for seed in request.seeds])
         plan = self._plan(request)
@@ -267,7 +269,7 @@ class Pipeline:
             )
         finally:
             report.bar.close()
-        return self._finish(request, latents, prompt_verdicts)
+        return self._finish(request, latents, prompt_verdicts, notes)
 
     # The steps of one call that a model family may change (paddiff.sdxl does).
 
@@ -292,7 +294,7 @@ class Pipeline:
             self.denoiser_batch_size,
         )
 
-    def _finish(self, request, latents, prompt_verdicts) -> GenerationResult:
+    def _finish(self, request, latents, prompt_verdicts, notes=()) -> GenerationResult:
         scaling = np.float32(self.vae.scaling_factor)
         pictures = [  # one image per decode call: decoding never depends on the rest of the batch
             imageio.array_to_image(np.asarray(self.vae.decode(latents[i : i + 1] / scaling))[0])
@@ -300,7 +302,7 @@ class Pipeline:
         ]
         pictures, verdicts = self.safety.filter_images(pictures)  # refused ones come back black
         settings = [self._settings(request, i) for i in range(request.count)]
-        return GenerationResult(pictures, settings, verdicts, prompt_verdicts)
+        return GenerationResult(pictures, settings, verdicts, prompt_verdicts, list(notes))
 
     def _check_prompts(self, request) -> list:
         pairs = dict.fromkeys(zip(request.prompts, request.negative_prompts, strict=True))

@@ -159,11 +159,11 @@ class SDXLPipeline(Pipeline):
         pixels = imageio.image_to_array(request.image, request.width, request.height)
         return Start(encode(self, pixels, noise))
 
-    def _finish(self, request, latents, prompt_verdicts) -> GenerationResult:
+    def _finish(self, request, latents, prompt_verdicts, notes=()) -> GenerationResult:
         if request.output_type == "latent":
             settings = [self._settings(request, i) for i in range(request.count)]
-            return GenerationResult(latents, settings, [], prompt_verdicts)
-        return super()._finish(request, latents, prompt_verdicts)
+            return GenerationResult(latents, settings, [], prompt_verdicts, list(notes))
+        return super()._finish(request, latents, prompt_verdicts, notes)
 
     def _conditioning(self, request) -> tuple[list, list]:
         if request.prompt_embeds is not None or request.negative_prompt_embeds is not None:
