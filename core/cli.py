@@ -45,7 +45,10 @@ COMMANDS = {
         "paddiff.commands.batch",
         "run a JSON-lines file of generation jobs into a folder, resumable and exactly once",
     ),
-    "train": ("paddiff.commands.train", "fine-tune a model: `paddiff train lora` (see docs/training.md)"),
+    "train": (
+        "paddiff.commands.train",
+        "fine-tune a model: `paddiff train lora` (see docs/training.md)",
+    ),
     "serve": (
         "paddiff.commands.serve",
         "serve POST /predict/paddiff on Ray Serve (--ray): replicas and dynamic batching",

@@ -161,6 +161,10 @@ def _from_folder(folder, variant, tokenizer, registry, overrides) -> dict[str, A
             f"folder ({hint})"
         )
     index = _read_json(index_path)
+    from paddiff.sdxl.loading import components_from_folder, is_sdxl_index
+
+    if is_sdxl_index(index):  # two text encoders, added UNet inputs: paddiff.sdxl
+        return components_from_folder(folder, index, variant, tokenizer, registry, overrides)
     scheduler_config = _read_json(folder / SCHEDULER[0] / "scheduler_config.json")
     components = {}
     for name, (sub, kind) in COMPONENTS.items():
@@ -244,6 +248,14 @@ def _from_single_file(path, config, tokenizer, registry, overrides) -> dict[str,
     if tokenizer is None and config_folder and (config_folder / "tokenizer").is_dir():
         tokenizer = config_folder / "tokenizer"  # the model folder whose configs we take
     state = load_state_dict(path, dtype="float32")  # fp16 / bf16 files into float32 models
+    from paddiff.convert.original_sdxl import is_sdxl_checkpoint
+
+    if is_sdxl_checkpoint(state):  # two text encoders, added UNet inputs: paddiff.sdxl
+        from paddiff.sdxl.loading import components_from_single_file
+
+        return components_from_single_file(
+            path, state, config, config_folder, tokenizer, registry, overrides
+        )
     parts = convert_checkpoint(state, None if config_folder else config)
     if config_folder:
         _replace_configs(parts, config_folder)
@@ -397,7 +409,9 @@ def load_pipeline(
                 "on the command line"
             )
     components = load_components(location, **component_overrides)
-    pipeline = Pipeline(
+    from paddiff.sdxl import pipeline_class
+
+    pipeline = pipeline_class(components, Pipeline)(
         text_encoder=components["text_encoder"],
         denoiser=components["denoiser"],
         vae=components["vae"],

@@ -306,21 +306,11 @@ class Pipeline:
         notes = warn_about_prompts(self.model_path, request.prompts)  # e.g. unknown words
         cond, uncond = self._conditioning(request)
         noise = BatchNoise([generator_for(seed) for seed in request.seeds])
-        plan = plan_sampling(
-            _fresh(request.scheduler), request.steps, request.strength or 1.0, request.eta
-        )
-        first = modes.start(self, request, plan, noise)
+        plan = self._plan(request)
+        first = self._start(request, plan, noise)
         if guidance is not None:
             guidance.steps = len(plan.timesteps)  # image-to-image runs the last ones only
-        network = GuidedNetwork(
-            self.denoiser,
-            cond,
-            uncond if request.guided else None,
-            request.guidance_scale,
-            first.extra,
-            self.denoiser_batch_size,
-            guidance,
-        )
+        network = self._network(request, cond, uncond, first, guidance)
         report = _StepReport(plan, first.after_step, progress, callback, guidance)
         try:
             latents = plan.sample(
@@ -332,6 +322,35 @@ class Pipeline:
             )
         finally:
             report.bar.close()
+        return self._finish(request, latents, prompt_verdicts, notes, guidance)
+
+    # The steps of one call that a model family may change (paddiff.sdxl does).
+
+    def _plan(self, request):
+        return plan_sampling(
+            _fresh(request.scheduler), request.steps, request.strength or 1.0, request.eta
+        )
+
+    def _start(self, request, plan, noise):
+        return modes.start(self, request, plan, noise)
+
+    #: what wraps the denoiser for guidance (SDXL's also passes its added conditions)
+    guided_network = GuidedNetwork
+
+    def _network(self, request, cond, uncond, first, guidance=None):
+        return self.guided_network(
+            self.denoiser,
+            cond,
+            uncond if request.guided else None,
+            request.guidance_scale,
+            first.extra,
+            self.denoiser_batch_size,
+            guidance,
+        )
+
+    def _finish(
+        self, request, latents, prompt_verdicts, notes=(), guidance=None
+    ) -> GenerationResult:
         scaling = np.float32(self.vae.scaling_factor)
         pictures = [  # one image per decode call: decoding never depends on the rest of the batch
             imageio.array_to_image(np.asarray(self.vae.decode(latents[i : i + 1] / scaling))[0])
@@ -339,7 +358,7 @@ class Pipeline:
         ]
         pictures, verdicts = self.safety.filter_images(pictures)  # refused ones come back black
         settings = [self._settings(request, i, guidance) for i in range(request.count)]
-        return GenerationResult(pictures, settings, verdicts, prompt_verdicts, notes)
+        return GenerationResult(pictures, settings, verdicts, prompt_verdicts, list(notes))
 
     def _control_guidance(self, request, control):
         """The call's `ControlGuidance` (None without control nets), checked before compute."""
@@ -485,7 +504,7 @@ def _fresh(scheduler):
 
 
 def _shallow_copy(pipeline: Pipeline) -> Pipeline:
-    new = Pipeline.__new__(Pipeline)
+    new = type(pipeline).__new__(type(pipeline))  # (a subclass such as SDXLPipeline stays one)
     new.__dict__.update(pipeline.__dict__)
     return new
 

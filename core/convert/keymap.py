@@ -31,6 +31,7 @@ class KeyMap:
     """Both directions of a list of blocks. `to_diffusers(key)` is None for unknown keys."""
 
     def __init__(self, blocks: list[Block]):
+        self.blocks = list(blocks)
         self._by_original = {b.original: b for b in blocks}
         self._by_diffusers = {b.diffusers: b for b in blocks}
 

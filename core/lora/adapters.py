@@ -191,9 +191,16 @@ class LoraAdapters:
             from paddiff.execution import networks_of
 
             self._targets = {}
-            for component, attribute in COMPONENTS.items():
+            # a pipeline whose parts sit elsewhere (SDXL: two encoders in one) says where
+            parts = getattr(self.pipeline, "adapter_components", None)
+            parts = (
+                parts()
+                if parts
+                else {c: getattr(self.pipeline, a, None) for c, a in COMPONENTS.items()}
+            )
+            for component, part in parts.items():
                 found: dict[str, _Target] = {}
-                for network in networks_of(getattr(self.pipeline, attribute, None)):
+                for network in networks_of(part):
                     for name, sub in network.layer.named_sublayers():
                         if isinstance(sub, (paddle.nn.Linear, paddle.nn.Conv2D)):
                             linear = isinstance(sub, paddle.nn.Linear)

@@ -50,6 +50,11 @@ DEFAULTS = {
     "conv_in_kernel": 3,
     "conv_out_kernel": 3,
     "time_embedding_dim": None,
+    # SDXL's "text_time" added embedding: the pooled text embedding and the sinusoidal embedding
+    # of each micro-conditioning number (sizes, crop, aesthetic score), through one more MLP.
+    "addition_embed_type": None,
+    "addition_time_embed_dim": None,  # width of each number's sinusoidal embedding (256)
+    "projection_class_embeddings_input_dim": None,  # pooled width + numbers x that width
 }
 
 # Config values other than these select architecture variants (SDXL's added embeddings, class
@@ -57,7 +62,7 @@ DEFAULTS = {
 SUPPORTED_VALUES = {
     "act_fn": ("silu",),
     "class_embed_type": (None,),
-    "addition_embed_type": (None,),
+    "addition_embed_type": (None, "text_time"),
     "time_cond_proj_dim": (None,),
     "encoder_hid_dim": (None,),
     "encoder_hid_dim_type": (None,),
@@ -95,6 +100,10 @@ def check_supported(config: dict) -> None:
         unknown = [t for t in config[key] if t not in known]
         if unknown:
             problems.append(f"{key} contains {unknown} (supported: {', '.join(known)})")
+    if config.get("addition_embed_type") == "text_time":
+        for key in ("addition_time_embed_dim", "projection_class_embeddings_input_dim"):
+            if not config.get(key):
+                problems.append(f"addition_embed_type='text_time' needs {key}")
     if problems:
         raise ValueError("unsupported UNet2DConditionModel config: " + "; ".join(problems))
 
@@ -133,6 +142,11 @@ class UNetNetwork(nn.Layer):
         k_in, k_out = config["conv_in_kernel"], config["conv_out_kernel"]
         self.conv_in = nn.Conv2D(config["in_channels"], channels[0], k_in, padding=(k_in - 1) // 2)
         self.time_embedding = TimestepEmbedding(channels[0], temb)
+        self.text_time = config["addition_embed_type"] == "text_time"
+        if self.text_time:
+            self.add_embedding = TimestepEmbedding(
+                config["projection_class_embeddings_input_dim"], temb
+            )
 
         down = []
         for i, block_type in enumerate(config["down_block_types"]):
@@ -179,21 +193,34 @@ class UNetNetwork(nn.Layer):
             channels[0], config["out_channels"], k_out, padding=(k_out - 1) // 2
         )
 
-    def forward(self, sample, timestep, encoder_hidden_states):
-        """sample (B, C, H, W), timestep (B,) float, encoder_hidden_states (B, L, D)."""
-        return self.run(sample, timestep, encoder_hidden_states)
+    def forward(self, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None):
+        """sample (B, C, H, W), timestep (B,) float, encoder_hidden_states (B, L, D); SDXL
+        ("text_time") also text_embeds (B, pooled width) and time_ids (B, numbers)."""
+        return self.run(sample, timestep, encoder_hidden_states, text_embeds, time_ids)
 
-    def run(self, sample, timestep, encoder_hidden_states, down_residuals=None, mid_residual=None):
+    def run(
+        self,
+        sample,
+        timestep,
+        encoder_hidden_states,
+        text_embeds=None,
+        time_ids=None,
+        down_residuals=None,
+        mid_residual=None,
+    ):
         """`forward`, optionally with a control net's residuals: `down_residuals` are added to
         the skip states (one per skip, in the order the down path makes them) and
         `mid_residual` to the middle block's output, as diffusers'
         `down_block_additional_residuals` / `mid_block_additional_residual`."""
         if self.config["center_input_sample"]:
             sample = 2 * sample - 1.0
-        t = timestep_embedding(
-            timestep, self.time_channels, self.config["flip_sin_to_cos"], self.config["freq_shift"]
-        )
-        temb = self.time_embedding(t)
+        flip, shift = self.config["flip_sin_to_cos"], self.config["freq_shift"]
+        temb = self.time_embedding(timestep_embedding(timestep, self.time_channels, flip, shift))
+        if self.text_time:
+            width = self.config["addition_time_embed_dim"]
+            numbers = timestep_embedding(time_ids.reshape([-1]), width, flip, shift)
+            numbers = numbers.reshape([time_ids.shape[0], time_ids.shape[1] * width])
+            temb = temb + self.add_embedding(paddle.concat([text_embeds, numbers], axis=1))
         x = self.conv_in(sample)
         skips = [x]
         for block in self.down_blocks:
@@ -232,6 +259,8 @@ class UNet2DConditionModel(Denoiser):
             InputSpec("timestep", (None,)),
             InputSpec("encoder_hidden_states", (None, None, self.config["cross_attention_dim"])),
         ]
+        self.added_conditions = self._added_condition_widths()
+        inputs += [InputSpec(name, (None, width)) for name, width in self.added_conditions.items()]
         self.runner = Network("unet", self.net, inputs, self.config)
         self.in_channels = self.config["in_channels"]
         self.out_channels = self.config["out_channels"]
@@ -266,27 +295,63 @@ class UNet2DConditionModel(Denoiser):
         """What runs this component (paddiff.execution decides how)."""
         return [self.runner]
 
+    def _added_condition_widths(self) -> dict:
+        """SDXL's extra inputs: {"text_embeds": None, "time_ids": None} (widths stay dynamic:
+        the config gives only their total, pooled width + numbers x addition_time_embed_dim;
+        SDXL base has 6 numbers, the refiner 5)."""
+        if self.config["addition_embed_type"] != "text_time":
+            return {}
+        return {"text_embeds": None, "time_ids": None}
+
     def __call__(
         self,
         latents,
         timestep,
         conditioning,
+        added_cond=None,
         down_block_additional_residuals=None,
         mid_block_additional_residual=None,
     ):
-        """The model output; with a control net's residuals (diffusers' argument names) the
-        UNet adds them to its skip connections and middle block."""
+        """The model output. `added_cond` (SDXL, diffusers' added_cond_kwargs):
+        {"text_embeds": (B, pooled), "time_ids": (B, numbers)}; with a control net's residuals
+        (diffusers' argument names) the UNet adds them to its skip connections and middle
+        block."""
         latents = np.asarray(latents, dtype=np.float32)
         conditioning = np.asarray(conditioning, dtype=np.float32)
         timesteps = self._check_inputs(latents, np.asarray(timestep, np.float32), conditioning)
+        inputs = (latents, timesteps, conditioning, *self._added(added_cond, latents))
         if down_block_additional_residuals is None and mid_block_additional_residual is None:
-            return self.runner(latents, timesteps, conditioning)
+            return self.runner(*inputs)
         return run_with_residuals(
-            self.runner,
-            (latents, timesteps, conditioning),
-            down_block_additional_residuals,
-            mid_block_additional_residual,
+            self.runner, inputs, down_block_additional_residuals, mid_block_additional_residual
         )
+
+    def _added(self, added_cond, latents) -> list:
+        if not self.added_conditions:
+            if added_cond:
+                raise ValueError("this UNet takes no added conditions (text_embeds, time_ids)")
+            return []
+        if not added_cond:
+            raise ValueError(
+                "this SDXL-type UNet needs added_cond={'text_embeds': ..., 'time_ids': ...}"
+            )
+        arrays = [np.asarray(added_cond[name], np.float32) for name in ("text_embeds", "time_ids")]
+        total = int(self.config["projection_class_embeddings_input_dim"])
+        width = int(self.config["addition_time_embed_dim"])
+        pooled, numbers = arrays
+        if (
+            pooled.ndim != 2
+            or numbers.ndim != 2
+            or len(pooled) != len(latents)
+            or len(numbers) != len(latents)
+            or pooled.shape[1] + numbers.shape[1] * width != total
+        ):
+            raise ValueError(
+                f"added conditions text_embeds {pooled.shape} and time_ids {numbers.shape} do "
+                f"not fit this UNet: it expects {len(latents)} rows and text_embeds width + "
+                f"time_ids count x {width} = {total} (projection_class_embeddings_input_dim)"
+            )
+        return arrays
 
     def _check_inputs(self, latents, timestep, conditioning) -> np.ndarray:
         """Shape errors from deep inside the network are cryptic; name the mismatch here.
@@ -321,7 +386,9 @@ def run_with_residuals(runner: Network, inputs, down_residuals, mid_residual) ->
 
     downs = None if down_residuals is None else [tensor(r) for r in down_residuals]
     with paddle.no_grad():
-        out = runner.layer.run(*(tensor(a) for a in inputs), downs, tensor(mid_residual))
+        out = runner.layer.run(
+            *(tensor(a) for a in inputs), down_residuals=downs, mid_residual=tensor(mid_residual)
+        )
     return out.numpy()
 
 

@@ -38,6 +38,9 @@ DEFAULTS = {  # transformers' CLIPTextConfig defaults (the OpenAI ViT-B text tow
     "hidden_act": "quick_gelu",  # SD 1.x (OpenAI CLIP); SD 2.x (OpenCLIP) uses "gelu"
     "layer_norm_eps": 1e-5,
 }
+#: which hidden states `encode` returns: the last layer's after the final LayerNorm (SD 1.x / 2.x),
+#: or the penultimate layer's without it (SDXL)
+HIDDEN_STATES = ("last", "penultimate")
 ACTIVATIONS = {
     "quick_gelu": lambda x: x * F.sigmoid(1.702 * x),  # CLIP's sigmoid approximation of GELU
     "gelu": lambda x: F.gelu(x),
@@ -127,7 +130,7 @@ class TextTransformer(nn.Layer):
 class CLIPTextNetwork(nn.Layer):
     """ids (B, L) int64 -> hidden states (B, L, hidden_size)."""
 
-    def __init__(self, config: dict, clip_skip: int | None = None):
+    def __init__(self, config: dict, clip_skip: int | None = None, hidden_states: str = "last"):
         super().__init__()
         unknown = config["hidden_act"] not in ACTIVATIONS
         if unknown:
@@ -136,8 +139,15 @@ class CLIPTextNetwork(nn.Layer):
                 f"(supported: {', '.join(ACTIVATIONS)})"
             )
         self.text_model = TextTransformer(config)
+        if hidden_states not in HIDDEN_STATES:
+            raise ValueError(
+                f"hidden_states={hidden_states!r}; expected one of {', '.join(HIDDEN_STATES)}"
+            )
         # diffusers' clip_skip: take the output of an earlier layer (then the final LayerNorm).
-        self.layers_used = config["num_hidden_layers"] - (clip_skip or 0)
+        # SDXL takes the penultimate layer's output as it is, with no final LayerNorm
+        # (transformers' hidden_states[-2]; with clip_skip, hidden_states[-2 - clip_skip]).
+        self.final_norm = hidden_states == "last"
+        self.layers_used = config["num_hidden_layers"] - (clip_skip or 0) - (not self.final_norm)
 
     def forward(self, input_ids):
         x = self.text_model.embeddings(input_ids)
@@ -146,30 +156,45 @@ class CLIPTextNetwork(nn.Layer):
         causal_mask = paddle.triu(paddle.full([n, n], -1e9, dtype=x.dtype), diagonal=1)
         for layer in self.text_model.encoder.layers[: self.layers_used]:
             x = layer(x, causal_mask)
-        return self.text_model.final_layer_norm(x)
+        return self.text_model.final_layer_norm(x) if self.final_norm else x
 
 
 class CLIPTextModel(TextEncoder):
     """Text-encoder plugin for diffusers' `text_encoder/` + `tokenizer/` folders (SD 1.x, 2.x)."""
 
-    def __init__(self, config: dict, tokenizer: CLIPTokenizer, clip_skip: int | None = None):
+    network_class = CLIPTextNetwork
+
+    def __init__(
+        self,
+        config: dict,
+        tokenizer: CLIPTokenizer,
+        clip_skip: int | None = None,
+        hidden_states: str = "last",
+    ):
         self.config = {**DEFAULTS, **config}
         self.tokenizer = tokenizer
-        self.net = CLIPTextNetwork(self.config, clip_skip)
+        self.hidden_states = hidden_states
+        self.net = self.network_class(self.config, clip_skip, hidden_states)
         self.net.eval()
         # Batch and length stay dynamic; paddiff.execution chooses how the network runs.
+        settings = {**self.config, "clip_skip": clip_skip}
+        if hidden_states != "last":  # (the SD 1.x programs keep their cache keys)
+            settings["hidden_states"] = hidden_states
         self.runner = Network(
-            "text_encoder",
-            self.net,
-            [InputSpec("input_ids", (None, None), "int64")],
-            {**self.config, "clip_skip": clip_skip},
+            "text_encoder", self.net, [InputSpec("input_ids", (None, None), "int64")], settings
         )
         self.max_length = tokenizer.max_length
         self.hidden_size = int(self.config["hidden_size"])
 
     @classmethod
     def from_pretrained(
-        cls, path, tokenizer_path=None, clip_skip=None, variant: str | None = None, **options
+        cls,
+        path,
+        tokenizer_path=None,
+        clip_skip=None,
+        variant: str | None = None,
+        hidden_states: str = "last",
+        **options,
     ):
         """Load `path` (a `text_encoder/` folder); the tokenizer comes from `tokenizer_path`,
         by default the sibling `tokenizer/` folder."""
@@ -181,6 +206,7 @@ class CLIPTextModel(TextEncoder):
             source,
             tokenizer_path=tokenizer_path or path.parent / "tokenizer",
             clip_skip=clip_skip,
+            hidden_states=hidden_states,
         )
 
     @classmethod
@@ -192,6 +218,7 @@ class CLIPTextModel(TextEncoder):
         tokenizer_path=None,
         clip_skip=None,
         tokenizer: CLIPTokenizer | None = None,
+        hidden_states: str = "last",
         **options,
     ):
         """Build from a config dict and a state dict (transformers keys); the tokenizer is read
@@ -211,7 +238,7 @@ class CLIPTextModel(TextEncoder):
                 "use the tokenizer that belongs to this model"
             )
         with paddle.LazyGuard():  # no random init: strict loading sets every parameter
-            model = cls({**DEFAULTS, **config}, tokenizer, clip_skip)
+            model = cls({**DEFAULTS, **config}, tokenizer, clip_skip, hidden_states)
         load_state_dict_into(model.net, to_network_keys(state), source)
         return model
 
@@ -286,12 +313,14 @@ def to_network_keys(state: dict) -> dict:
         return state.renamed(_network_key)
     out = {}
     for key, value in state.items():
-        key = key if key.startswith(PREFIX) else PREFIX + key
-        if key not in IGNORED_KEYS:
+        key = _network_key(key)
+        if key is not None:
             out[key] = value
     return out
 
 
 def _network_key(key: str) -> str | None:
-    key = key if key.startswith(PREFIX) else PREFIX + key
+    # (SDXL's second encoder has its projection beside text_model, in every version)
+    if not key.startswith((PREFIX, "text_projection.")):
+        key = PREFIX + key
     return None if key in IGNORED_KEYS else key

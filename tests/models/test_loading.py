@@ -98,9 +98,9 @@ def test_linear_weights_are_checked_in_torch_layout(tmp_path):
 def test_unsupported_unet_config_is_refused(tmp_path):
     folder = copy_component(tmp_path, "unet")
     config = json.loads((folder / "config.json").read_text())
-    config.update(addition_embed_type="text_time", down_block_types=["SimpleDownBlock2D"] * 3)
+    config.update(addition_embed_type="image", down_block_types=["SimpleDownBlock2D"] * 3)
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="addition_embed_type='text_time'.*SimpleDownBlock2D"):
+    with pytest.raises(ValueError, match="addition_embed_type='image'.*SimpleDownBlock2D"):
         UNet2DConditionModel.from_pretrained(folder)
 
 

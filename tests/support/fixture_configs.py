@@ -142,3 +142,103 @@ TI_PROMPTS = ["a photo of {ti_one} on a table", "{ti_two} and {ti_three}, a pain
 def ti_prompts() -> list[str]:
     names = {token.strip("<>").replace("-", "_"): token for token in TI_TOKENS}
     return [template.format(**names) for template in TI_PROMPTS]
+
+
+# -- SDXL: tests/fixtures/sdxl/make_reference.py, tests/sdxl/ ---------------------------------------
+
+#: Prompts the text-encoder references encode (tokenized by both tokenizers).
+SDXL_PROMPTS = ["a photograph of an astronaut riding a horse", "", "a red circle, blue square"]
+
+#: tests/fixtures/sdxl/<case>.npz: the diffusers pipeline class, the tiny model folder
+#: (tests/fixtures/sdxl/<model>) and the call's settings in diffusers' words; `size` is the
+#: image side in pixels (the tiny VAE halves it).
+SDXL_CASES = {
+    "txt2img_base": {
+        "call": "txt2img",
+        "pipeline": "StableDiffusionXLPipeline",
+        "model": "base",
+        "settings": {
+            "prompt": ["a red circle on a white background", "a blue square"],
+            "negative_prompt": ["blurry, low quality"] * 2,
+            "num_inference_steps": 5,
+            "guidance_scale": 5.0,
+            "size": 32,
+        },
+    },
+    # no negative prompt: SDXL base's force_zeros_for_empty_prompt makes the negative zeros;
+    # every micro-conditioning size given, the negative ones different
+    "txt2img_microconditioning": {
+        "call": "txt2img",
+        "pipeline": "StableDiffusionXLPipeline",
+        "model": "base",
+        "settings": {
+            "prompt": "a green triangle",
+            "num_inference_steps": 4,
+            "guidance_scale": 6.0,
+            "original_size": [64, 48],
+            "crops_coords_top_left": [4, 2],
+            "target_size": [40, 36],
+            "negative_original_size": [16, 24],
+            "negative_crops_coords_top_left": [0, 8],
+            "negative_target_size": [32, 32],
+            "size": 32,
+        },
+    },
+    "img2img_base": {
+        "call": "img2img",
+        "pipeline": "StableDiffusionXLImg2ImgPipeline",
+        "model": "base",
+        "seed": 1,
+        "settings": {
+            "prompt": "a green triangle",
+            "negative_prompt": "blurry",
+            "strength": 0.6,
+            "num_inference_steps": 10,
+            "guidance_scale": 5.0,
+            "size": 32,
+        },
+    },
+    "inpaint_base": {
+        "call": "inpaint",
+        "pipeline": "StableDiffusionXLInpaintPipeline",
+        "model": "base",
+        "seed": 2,
+        "settings": {
+            "prompt": "a yellow star",
+            "negative_prompt": "blurry",
+            "strength": 0.75,
+            "num_inference_steps": 8,
+            "guidance_scale": 6.0,
+            "size": 32,
+        },
+    },
+    "img2img_refiner": {
+        "call": "img2img",
+        "pipeline": "StableDiffusionXLImg2ImgPipeline",
+        "model": "refiner",
+        "seed": 3,
+        "settings": {
+            "prompt": "a green triangle",
+            "negative_prompt": "blurry",
+            "strength": 0.5,
+            "num_inference_steps": 8,
+            "guidance_scale": 5.0,
+            "aesthetic_score": 7.0,
+            "negative_aesthetic_score": 2.0,
+            "size": 32,
+        },
+    },
+    "handoff": {
+        "call": "handoff",
+        "settings": {
+            "prompt": "a lighthouse at dusk",
+            "negative_prompt": "blurry",
+            "steps": 10,
+            "guidance_scale": 5.0,
+            "split": 0.8,
+            "aesthetic_score": 6.0,
+            "negative_aesthetic_score": 2.5,
+            "size": 32,
+        },
+    },
+}
