@@ -230,8 +230,8 @@ class SDXLPipeline(Pipeline):
             return False
         return (int(total) - int(pooled)) // int(width) == 5
 
-    def _settings(self, request, i: int) -> dict:
-        settings = super()._settings(request, i)
+    def _settings(self, request, i: int, guidance=None) -> dict:
+        settings = super()._settings(request, i, guidance)
         for name in ("denoising_start", "denoising_end"):
             if getattr(request, name) is not None:
                 settings[name] = getattr(request, name)
