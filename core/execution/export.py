@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 from dataclasses import dataclass
@@ -36,8 +38,24 @@ def fused_self_attention_supported() -> bool:
     """
     from paddle.base import core
 
+    if _PLAIN_ATTENTION.get():  # an export for another runtime (ONNX has no such op)
+        return False
     cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     return not cuda and core.supports_avx512f()
+
+
+_PLAIN_ATTENTION = contextvars.ContextVar("paddiff_plain_attention", default=False)
+
+
+@contextlib.contextmanager
+def plain_attention():
+    """Within this block, networks traced for export use the plain attention ops (matmul,
+    softmax), not `self_dp_attention`: for programs converted to other runtimes (ONNX)."""
+    token = _PLAIN_ATTENTION.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_ATTENTION.reset(token)
 
 
 def program_files(prefix: str | Path) -> tuple[Path, Path]:
