@@ -28,11 +28,12 @@ def unet_specs(config: dict, batch: int, latent_size: tuple[int, int], tokens: i
     ]
 
 
-def export_onnx(layer, specs, onnx_file: str | Path) -> Path:
-    """`layer` traced for `specs` (plain attention) and converted to the ONNX file `onnx_file`."""
+def export_onnx(layer, specs, onnx_file: str | Path) -> dict[str, str]:
+    """`layer` traced for `specs` (plain attention) and converted to the ONNX file `onnx_file`.
+    Returns {weight name in the ONNX model: the layer's state-dict key}."""
     import onnx
     import paddle2onnx
-    from paddiff.execution.export import export_layer, plain_attention, program_files
+    from paddiff.execution.export import export_layer, names_file, plain_attention, program_files
 
     onnx_file = Path(onnx_file)
     folder = Path(tempfile.mkdtemp(prefix="paddiff-onnx-", dir=onnx_file.parent))
@@ -40,13 +41,24 @@ def export_onnx(layer, specs, onnx_file: str | Path) -> Path:
         with plain_attention():
             prefix = export_layer(layer, specs, folder / "program")
         program, params = program_files(prefix)
-        paddle2onnx.export(str(program), str(params), str(onnx_file), opset_version=17)
-        model = onnx.load(str(onnx_file))
+        # the SD 1.5 UNet (3.4 GB) is over protobuf's 2 GB limit: weights go to a side file
+        external = onnx_file.with_suffix(".weights")
+        # enable_optimize=False: its optimizer pip-installs onnxruntime and sympy at run time;
+        # OpenVINO folds the constants itself
+        paddle2onnx.export(
+            str(program),
+            str(params),
+            str(onnx_file),
+            opset_version=17,
+            external_file=str(external),
+            enable_optimize=False,
+        )
+        model = onnx.load(str(onnx_file), load_external_data=False)
         repair_group_norm_epsilon(model, group_norm_epsilons(program))
         onnx.save(model, str(onnx_file))
+        return json.loads(names_file(prefix).read_text(encoding="utf-8"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return onnx_file
 
 
 def group_norm_epsilons(program_json: Path) -> list[float]:
@@ -85,10 +97,11 @@ def repair_group_norm_epsilon(model, epsilons: list[float]) -> None:
 
 
 def export_openvino(layer, specs, work_dir: str | Path):
-    """`layer` traced for `specs` as an `openvino.Model` (float32). `work_dir` holds the
-    intermediate ONNX file while it is read."""
+    """(`layer` traced for `specs` as an `openvino.Model` in float32, {weight name: state-dict
+    key}). The intermediate ONNX files are written into `work_dir`, which must outlive the
+    model (OpenVINO may read its weights from there lazily)."""
     import openvino as ov
 
     onnx_file = Path(work_dir) / "unet.onnx"
-    export_onnx(layer, specs, onnx_file)
-    return ov.Core().read_model(str(onnx_file))
+    names = export_onnx(layer, specs, onnx_file)
+    return ov.Core().read_model(str(onnx_file)), names
