@@ -168,8 +168,11 @@ def main() -> None:
         "threads": threads,
         "scheme": args.scheme,
         "calibration_samples": args.calibration,
-        "seconds": {"paddle_export": paddle_export_s, "onnx_openvino_export": onnx_export_s,
-                    "nncf_quantize": quantize_s},
+        "seconds": {
+            "paddle_export": paddle_export_s,
+            "onnx_openvino_export": onnx_export_s,
+            "nncf_quantize": quantize_s,
+        },
         "sizes": sizes,
         "median_s": medians,
         "all_s": times,

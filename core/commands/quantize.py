@@ -38,9 +38,21 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from paddiff.quantize.tool import quantize_model
 
-    report = quantize_model(
+    try:
+        report = _quantize(quantize_model, args)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
+        print(f"paddiff: error: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(report, args)
+    return 0
+
+
+def _quantize(quantize_model, args) -> dict:
+    return quantize_model(
         args.model,
         args.out_dir,
         scheme=args.scheme,
@@ -51,10 +63,12 @@ def run(args) -> int:
         images=args.images,
         samples=args.samples,
     )
+
+
+def _print_summary(report: dict, args) -> None:
     worst = list(report["layer_sensitivity"].items())[:5]
     print("most sensitive layers (relative output error on one calibration input):")
     for key, error in worst:
         print(f"  {key}: {error:.3f}")
     print("kept in float32: " + (", ".join(report["kept_in_float"]) or "none"))
     print(f"use it with: paddiff generate --model {args.out_dir} ...")
-    return 0

@@ -43,7 +43,8 @@ def export_onnx(layer, specs, onnx_file: str | Path) -> dict[str, str]:
         program, params = program_files(prefix)
         # the SD 1.5 UNet (3.4 GB) is over protobuf's 2 GB limit: weights go to a side file
         external = onnx_file.with_suffix(".weights")
-        # enable_optimize=False: its optimizer pip-installs onnxruntime and sympy at run time;
+        # no optimizer: the default one (Polygraphy) pip-installs onnxruntime and sympy at run
+        # time and cannot hold a model over 2 GB;
         # OpenVINO folds the constants itself
         paddle2onnx.export(
             str(program),
@@ -52,6 +53,7 @@ def export_onnx(layer, specs, onnx_file: str | Path) -> dict[str, str]:
             opset_version=17,
             external_file=str(external),
             enable_optimize=False,
+            optimize_tool="none",
         )
         model = onnx.load(str(onnx_file), load_external_data=False)
         repair_group_norm_epsilon(model, group_norm_epsilons(program))

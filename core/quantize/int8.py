@@ -56,9 +56,12 @@ def weighted_layers(model, weight_names: dict[str, str]) -> dict[str, str]:
 
 def quantize(model, samples: list[list[np.ndarray]], scheme: str, layers: dict[str, str]):
     """`model` (float) quantized by NNCF on `samples` (UNet inputs in input order)."""
+    import logging
+
     import nncf
 
     check_scheme(scheme)
+    nncf.set_log_level(logging.ERROR)  # its per-op INFO lines mean nothing to a user
     kept = [op for op, key in layers.items() if _kept(key, scheme)]
     return nncf.quantize(
         model,
@@ -98,9 +101,7 @@ def layer_sensitivity(float_model, int8_model, layers, sample, threads: int = 2)
         )
         result = compiled(sample)
         first = len(model.outputs) - len(names)
-        return {
-            name: result[compiled.outputs[first + i]] for i, name in enumerate(names)
-        }
+        return {name: result[compiled.outputs[first + i]] for i, name in enumerate(names)}
 
     reference, quantized = outputs_of(float_model), outputs_of(int8_model)
     errors = {}

@@ -99,6 +99,7 @@ def quantize_model(
                 "batch": batch,
                 "latent_size": [latent_h, latent_w],
                 "tokens": tokens,
+                "image_size": [height, width],
             },
         }
         (unet_dir / "config.json").write_text(json.dumps(config, indent=2))

@@ -103,8 +103,10 @@ class OpenVINOInt8UNet(Denoiser):
             )
         if tuple(latents.shape[2:]) != self.latent_size or conditioning.shape[1] != self.tokens:
             h, w = self.latent_size
+            image = self.quantization.get("image_size")
+            pixels = f" ({image[1]}x{image[0]} images)" if image else ""
             raise ValueError(
-                f"this INT8 UNet was quantized for {h}x{w} latents ({8 * h}x{8 * w} images) "
+                f"this INT8 UNet was quantized for {h}x{w} latents{pixels} "
                 f"and {self.tokens}-token prompts, not {latents.shape[2]}x{latents.shape[3]} "
                 f"and {conditioning.shape[1]} tokens; quantize again with --height/--width"
             )
