@@ -10,7 +10,7 @@ LINTED := core plugins tests examples hub_module benchmarks
 $(BIN)/paddiff: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e ".[cpu,dev]"
+	$(BIN)/pip install --quiet -e ".[cpu,dev,int8]"
 	touch $@
 
 setup: $(BIN)/paddiff
