@@ -125,3 +125,34 @@ def test_a_cpu_without_vnni_gets_a_warning_and_still_runs(quantized, monkeypatch
     latents = np.zeros((2, 4, *unet.latent_size), np.float32)
     cond = np.zeros((2, unet.tokens, unet.config["cross_attention_dim"]), np.float32)
     assert unet(latents, 500.0, cond).shape == latents.shape
+
+
+def test_the_hub_module_runs_a_quantized_folder(quantized, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from support.helpers import ROOT
+    from support.processes import hub_command
+
+    out, _ = quantized
+    env = dict(os.environ, HUB_HOME=str(tmp_path))
+    env.pop("PADDIFF_MODEL", None)
+    installed = subprocess.run(
+        [*hub_command(), "install", str(ROOT / "hub_module" / "paddiff")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    script = (
+        "import sys, paddlehub as hub\n"
+        "module = hub.Module(name='paddiff', model=sys.argv[1])\n"
+        f"images = module.text_to_image('a red circle', steps=3, seed=1, height={SIZE}, "
+        f"width={SIZE})\n"
+        "print(type(module.pipeline.denoiser).__name__, images[0]['image'].size)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"OpenVINOInt8UNet ({SIZE}, {SIZE})" in result.stdout
