@@ -54,7 +54,9 @@ def quantize_model(
     tokens = chosen[0][2].shape[1]
     unet = pipe.denoiser
     for network in unet.networks():
-        network.restore_weights()  # a static network gave its weights to the program
+        # back to the Layer: the weights return from the program, the predictor (and oneDNN's
+        # copy of the weights) is dropped before the export makes more copies
+        network.use_dynamic()
     del pipe, calls
 
     def write_unet(unet_dir: Path) -> dict:
