@@ -21,8 +21,8 @@ def check_source(model: Path) -> dict:
     if not index_file.is_file():
         raise ValueError(
             f"{model} is not a model folder (no model_index.json); `paddiff quantize` needs a "
-            "diffusers-layout folder (convert a single-file checkpoint with `paddiff convert` "
-            "or load_pipeline(...).save_pretrained first)"
+            "diffusers-layout folder (write one from a single-file checkpoint with "
+            "paddiff.loader.save_components(load_components(CHECKPOINT), FOLDER))"
         )
     index = json.loads(index_file.read_text(encoding="utf-8"))
     unet = index.get("unet")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 SCHEMES = {
-    "int8-mixed": "INT8 except conv_in, conv_out and the time embedding (kept float32)",
+    "int8-mixed": "INT8 except conv_in, conv_out, the time embedding and time_emb_proj "
+    "(kept float32)",
     "int8": "every convolution and matrix product INT8",
 }
 DEFAULT_SCHEME = "int8-mixed"
