@@ -30,6 +30,7 @@ import paddiff
 from paddiff import images as imageio
 from paddiff import modes
 from paddiff.prompt_cache import PromptCache
+from paddiff.prompt_checks import warn_about_prompts
 from paddiff.prompts import encode_pair
 from paddiff.randomness import BatchNoise
 from paddiff.request import build_request, generator_for, resolve_scheduler, seed_of
@@ -251,6 +252,7 @@ class Pipeline:
 
     def _generate(self, request, progress, callback) -> GenerationResult:
         prompt_verdicts = self._check_prompts(request)
+        notes = warn_about_prompts(self.model_path, request.prompts)  # e.g. unknown words
         cond, uncond = self._conditioning(request)
         noise = BatchNoise([generator_for(seed) for seed in request.seeds])
         plan = plan_sampling(
@@ -283,7 +285,7 @@ class Pipeline:
         ]
         pictures, verdicts = self.safety.filter_images(pictures)  # refused ones come back black
         settings = [self._settings(request, i) for i in range(request.count)]
-        return GenerationResult(pictures, settings, verdicts, prompt_verdicts)
+        return GenerationResult(pictures, settings, verdicts, prompt_verdicts, notes)
 
     def _check_prompts(self, request) -> list:
         pairs = dict.fromkeys(zip(request.prompts, request.negative_prompts, strict=True))

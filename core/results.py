@@ -36,6 +36,8 @@ class GenerationResult:
     settings: list[dict]
     verdicts: list[Verdict] = field(default_factory=list)
     prompt_verdicts: list[Verdict] = field(default_factory=list)
+    #: warnings about the prompts that the model's package gave (paddiff.prompt_checks)
+    prompt_warnings: list[str] = field(default_factory=list)
 
     def save(self, target: str | Path, prefix: str = "") -> list[Path]:
         """Write PNGs with their settings: to `target` if it names a .png file (one image), or

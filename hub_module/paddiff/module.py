@@ -199,6 +199,7 @@ class Paddiff:
                 "path": path,
                 "verdict": verdict,  # the image safety check's verdict (flagged images are black)
                 "prompt_verdicts": result.prompt_verdicts,
+                "prompt_warnings": result.prompt_warnings,  # e.g. words the model never learnt
             }
             for image, settings, path, verdict in zip(
                 result.images, result.settings, paths, verdicts, strict=True
@@ -253,6 +254,7 @@ class Paddiff:
                 for item in outputs
             ],
             "prompt_verdicts": [api.verdict_json(v) for v in outputs[0]["prompt_verdicts"]],
+            "prompt_warnings": outputs[0]["prompt_warnings"],
             "seconds": round(time.perf_counter() - started, 3),
         }
 

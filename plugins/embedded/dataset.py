@@ -14,10 +14,10 @@ model composes attributes it has only seen apart.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
+from paddiff.plugins.embedded import phrasing
 from PIL import Image, ImageDraw
 
 IMAGE_SIZE = 64
@@ -127,170 +127,21 @@ def render(attrs: Attributes, rng: np.random.Generator, size: int = IMAGE_SIZE) 
 
 
 # -- captions --------------------------------------------------------------------------------
+# The phrasing grammar lives in `phrasing`; the caption parser and vocabulary in `lexicon`.
 
-ZH_COLOUR = {
-    "red": "红",
-    "orange": "橙",
-    "yellow": "黄",
-    "green": "绿",
-    "blue": "蓝",
-    "purple": "紫",
-    "white": "白",
-    "black": "黑",
-}
-# Two names per shape: the full noun and the short, colloquial one.
-ZH_SHAPE = {
-    "circle": ("圆形", "圆"),
-    "square": ("正方形", "方块"),
-    "triangle": ("三角形", "三角"),
-    "star": ("五角星", "星星"),
-    "ring": ("圆环", "环"),
-    "cross": ("十字形", "十字"),
-}
-ZH_SIZE = {"big": "大", "small": "小"}
-EN_SHAPE = {
-    "circle": ("circle", "disc"),
-    "square": ("square", "box"),
-    "triangle": ("triangle", "triangle"),
-    "star": ("star", "star"),
-    "ring": ("ring", "donut"),
-    "cross": ("cross", "plus sign"),
-}
-EN_SIZE = {"big": ("big", "large"), "small": ("small", "little")}
-
-# Placeholders: {fg}/{bg} colour words ("红色" or "red"), {fgs}/{bgs} one-character Chinese colours,
-# {shape} a shape name, {sz} a size word or "", {szde} "大的"/"小的" or "" (Chinese).
-# "大" goes after the colour in Chinese ("红色的大圆形"): "大红" before a colour means "bright red".
-ZH_TEMPLATES = (
-    "{bg}背景上的一个{szde}{fg}{shape}",
-    "{fg}的{sz}{shape}，{bgs}底",
-    "一个{szde}{fg}{shape}，背景是{bg}",
-    "{bgs}底上有一个{fg}的{sz}{shape}",
-    "{fg}{sz}{shape}，{bg}背景",
-    "在{bg}的背景上画着一个{szde}{fg}{shape}",
-)
-EN_TEMPLATES = (
-    "{a} {sz} {fg} {shape} on {a_bg} {bg} background",
-    "{sz} {fg} {shape}, {bg} backdrop",
-    "{a} {sz} {fg} {shape} against {a_bg} {bg} background",
-    "{bg} background with {a} {sz} {fg} {shape}",
-    "{sz} {fg} {shape} on {bg}",
-    "a picture of {a} {sz} {fg} {shape} on {bg}",
-)
-LANGUAGES = ("zh", "en")
-
-
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
-
-
-def caption(
-    attrs: Attributes, language: str, template: int, shape_name: int = 0, with_size: bool = True
-) -> str:
-    """The caption for attrs from one template, one of the two shape names, with/without size."""
-    if language == "zh":
-        sz = ZH_SIZE[attrs.size] if with_size else ""
-        text = ZH_TEMPLATES[template].format(
-            fg=ZH_COLOUR[attrs.fg] + "色",
-            bg=ZH_COLOUR[attrs.bg] + "色",
-            bgs=ZH_COLOUR[attrs.bg],
-            shape=ZH_SHAPE[attrs.shape][shape_name],
-            sz=sz,
-            szde=sz + "的" if sz else "",
-        )
-        return text
-    if language == "en":
-        sz = EN_SIZE[attrs.size][shape_name] if with_size else ""
-        words = EN_TEMPLATES[template].split()
-        text = " ".join(w for w in words if w != "{sz}" or sz)  # drop the slot, not a blank
-        first = sz or attrs.fg
-        return text.format(
-            a=_article(first),
-            a_bg=_article(attrs.bg),
-            sz=sz,
-            fg=attrs.fg,
-            bg=attrs.bg,
-            shape=EN_SHAPE[attrs.shape][shape_name],
-        )
-    raise ValueError(f"unknown language {language!r}; languages are {', '.join(LANGUAGES)}")
+LANGUAGES = phrasing.LANGUAGES
 
 
 def random_caption(attrs: Attributes, rng: np.random.Generator, language: str | None = None) -> str:
-    language = language or LANGUAGES[rng.integers(2)]
-    templates = ZH_TEMPLATES if language == "zh" else EN_TEMPLATES
-    return caption(
-        attrs,
-        language,
-        template=int(rng.integers(len(templates))),
-        shape_name=int(rng.integers(2)),
-        with_size=bool(rng.integers(2)),
-    )
-
-
-def _alternatives(names) -> str:
-    return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True))
-
-
-def _template_regex(template: str, language: str) -> re.Pattern:
-    if language == "zh":
-        colours, shapes = ZH_COLOUR, ZH_SHAPE
-        slots = {
-            "fg": f"(?P<fg>{_alternatives(c + '色' for c in colours.values())})",
-            "bg": f"(?P<bg>{_alternatives(c + '色' for c in colours.values())})",
-            "bgs": f"(?P<bg>{_alternatives(colours.values())})",
-            "shape": f"(?P<shape>{_alternatives(n for pair in shapes.values() for n in pair)})",
-            "sz": f"(?P<size>{_alternatives(ZH_SIZE.values())})?",
-            "szde": f"(?:(?P<size>{_alternatives(ZH_SIZE.values())})的)?",
-        }
-        pattern = re.escape(template)
-        for name, regex in slots.items():
-            pattern = pattern.replace(re.escape("{" + name + "}"), regex)
-        return re.compile(pattern)
-    slots = {
-        "a": "an?",
-        "a_bg": "an?",
-        "sz": f"(?:(?P<size>{_alternatives(w for p in EN_SIZE.values() for w in p)}) )?",
-        "fg": f"(?P<fg>{_alternatives(COLOURS)})",
-        "bg": f"(?P<bg>{_alternatives(COLOURS)})",
-        "shape": f"(?P<shape>{_alternatives(n for p in EN_SHAPE.values() for n in p)})",
-    }
-    # The size slot swallows its trailing space, so the caption without a size word matches too.
-    pattern = re.escape(template).replace(re.escape("{sz} "), re.escape("{sz}"))
-    for name, regex in slots.items():
-        pattern = pattern.replace(re.escape("{" + name + "}"), regex)
-    return re.compile(pattern)
+    """A caption for attrs from the training grammar, in `language` or a random one."""
+    return phrasing.random_phrasing(*attrs.combination, attrs.size, rng, language)[1]
 
 
 def parse_caption(text: str) -> dict:
-    """The attributes a caption states: {"shape", "fg", "bg", "size" (None if unstated), "language"}.
+    """The attributes a caption states (see `lexicon.parse`); ValueError if it states none."""
+    from paddiff.plugins.embedded import lexicon
 
-    Raises ValueError for text that no template produces.
-    """
-    for language, templates in (("zh", ZH_TEMPLATES), ("en", EN_TEMPLATES)):
-        for template in templates:
-            match = _template_regex(template, language).fullmatch(text)
-            if match:
-                return _attributes_from_words(match.groupdict(), language)
-    raise ValueError(f"not a caption of the embedded dataset: {text!r}")
-
-
-def _attributes_from_words(words: dict, language: str) -> dict:
-    if language == "zh":
-        colour = {v: k for k, v in ZH_COLOUR.items()}
-        shape = {n: k for k, pair in ZH_SHAPE.items() for n in pair}
-        size = {v: k for k, v in ZH_SIZE.items()}
-        fg, bg = colour[words["fg"][0]], colour[words["bg"][0]]
-    else:
-        shape = {n: k for k, pair in EN_SHAPE.items() for n in pair}
-        size = {w: k for k, pair in EN_SIZE.items() for w in pair}
-        fg, bg = words["fg"], words["bg"]
-    return {
-        "shape": shape[words["shape"]],
-        "fg": fg,
-        "bg": bg,
-        "size": size[words["size"]] if words.get("size") else None,
-        "language": language,
-    }
+    return lexicon.parse(text)
 
 
 # -- sampling --------------------------------------------------------------------------------
@@ -317,16 +168,7 @@ def make_images(seed: int, count: int, split: str = "train"):
 
 
 def caption_vocabulary() -> tuple[list[str], list[str]]:
-    """(Chinese characters, English words and punctuation) that any caption can contain."""
-    texts = []
-    for shape, fg, bg in all_combinations():
-        for size in SIZES:
-            attrs = Attributes(shape, fg, bg, size)
-            for language, templates in (("zh", ZH_TEMPLATES), ("en", EN_TEMPLATES)):
-                for t in range(len(templates)):
-                    for name in range(2):
-                        for with_size in (True, False):
-                            texts.append(caption(attrs, language, t, name, with_size))
-    chars = sorted({ch for text in texts for ch in text if "\u4e00" <= ch <= "\u9fff"})
-    words = sorted({w for text in texts for w in re.findall(r"[a-z]+|[^\sa-z\u4e00-\u9fff]", text)})
-    return chars, words
+    """(Chinese characters, English words and punctuation) that any training caption can contain."""
+    from paddiff.plugins.embedded import lexicon
+
+    return lexicon.caption_vocabulary()

@@ -2,12 +2,16 @@
 
     python -m paddiff.plugins.embedded.quality [--model DIR] [--seen 130] [--held-out-repeats 2]
 
-For each language the same items are asked for: every held-out (shape, colour, background)
-combination `--held-out-repeats` times (once big, once small) and `--seen` combinations drawn
-from training, each with its own seed and a randomly chosen caption phrasing. Images come from
+The items: every held-out (shape, colour, background) combination `--held-out-repeats` times
+(once big, once small) and `--seen` combinations drawn from training, each with its own image
+seed. Each item is asked for in both languages and in two kinds of phrasing: a pattern of the
+training grammar (`phrasing`) and a pattern of the held-out set (`held_out_phrasings`), the
+patterns of each kind taken in turn so each is asked about equally often. Images come from
 `paddiff.load_pipeline` (the product's path: loader, DPM-Solver++ scheduler, guidance); the
 scores from `evaluate`, whose shape classifier is fitted on fresh renderings and whose accuracy
-on renderings it was not fitted on is reported next to the table.
+on renderings it was not fitted on is reported next to the tables. Reported: shape, colour,
+background, both colours and all three, per language x phrasing kind x combination split and
+per language x phrasing pattern, and the first issue's example "蓝色背景上的红色圆形" on 12 seeds.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from paddiff.plugins.embedded import dataset, evaluate
+from paddiff.plugins.embedded import dataset, evaluate, grammar, held_out_phrasings, phrasing
 
 EVAL_SEED = 777  # prompts, phrasings and image seeds; distinct from every training seed
 
@@ -38,12 +42,34 @@ def evaluation_items(seen: int, held_out_repeats: int, seed: int = EVAL_SEED) ->
     return items
 
 
-def prompts_for(items: list[dict], language: str, seed: int = EVAL_SEED) -> list[str]:
-    rng = np.random.default_rng([seed, dataset.LANGUAGES.index(language)])
-    return [
-        dataset.random_caption(dataset.Attributes(*item["combo"], item["size"]), rng, language)
-        for item in items
-    ]
+def prompts_for(items: list[dict], language: str, phrasings: str = "seen", seed: int = EVAL_SEED):
+    """(pattern name, prompt) per item: the phrasing patterns of the training grammar ("seen")
+    or of the held-out set ("held_out") in turn, so each pattern is asked about equally often,
+    with the words inside each pattern drawn at random."""
+    rng = np.random.default_rng(
+        [seed, dataset.LANGUAGES.index(language), PHRASINGS.index(phrasings)]
+    )
+    if phrasings == "seen":
+        patterns = phrasing.PATTERNS[language]
+    else:
+        patterns = held_out_phrasings.HELD_OUT_PATTERNS[language]
+    names = list(patterns)
+    out = []
+    for i, item in enumerate(items):
+        name = names[i % len(names)]
+        words = phrasing.words_for(language, *item["combo"], item["size"], _slot(rng))
+        text = grammar.sample(phrasing.caption_node(patterns, name, words, language), rng)
+        out.append((name, text))
+    return out
+
+
+PHRASINGS = ("seen", "held_out")
+
+
+def _slot(rng: np.random.Generator) -> str:
+    """Half the prompts name the size, in any of its places."""
+    slots = phrasing.SIZE_SLOTS
+    return slots[rng.integers(1, len(slots))] if rng.random() < 0.5 else "none"
 
 
 def fit_classifier(
@@ -79,48 +105,116 @@ def pipeline_generator(model: str | None, steps: int, guidance: float, scheduler
     return generate
 
 
-def run(generate, items, classifier, chunk: int = 16) -> dict:
+def run(generate, items, classifier, chunk: int = 16, phrasings=PHRASINGS) -> dict:
+    """Every item in each language and each kind of phrasing, scored."""
     records = []
+    jobs = []
     for language in dataset.LANGUAGES:
-        prompts = prompts_for(items, language)
-        for start in range(0, len(items), chunk):
-            part = items[start : start + chunk]
-            images = generate(prompts[start : start + chunk], [it["seed"] for it in part])
-            batch_prompts = prompts[start : start + chunk]
-            for item, prompt, image in zip(part, batch_prompts, images, strict=True):
-                shape, fg, bg = item["combo"]
-                scored = evaluate.score(image, shape, fg, bg, classifier)
-                records.append({**item, "language": language, "prompt": prompt, **scored})
-    return {"table": tabulate(records), "records": records}
+        for kind in phrasings:
+            for item, (pattern, prompt) in zip(
+                items, prompts_for(items, language, kind), strict=True
+            ):
+                jobs.append(
+                    {
+                        **item,
+                        "language": language,
+                        "phrasing": kind,
+                        "pattern": pattern,
+                        "prompt": prompt,
+                    }
+                )
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start : start + chunk]
+        images = generate([j["prompt"] for j in part], [j["seed"] for j in part])
+        for job, image in zip(part, images, strict=True):
+            shape, fg, bg = job["combo"]
+            records.append({**job, **evaluate.score(image, shape, fg, bg, classifier)})
+    return {"table": tabulate(records), "patterns": by_pattern(records), "records": records}
+
+
+KEYS = ("all_ok", "shape_ok", "fg_ok", "bg_ok", "colours_ok")
+
+
+def _summary(rows: list[dict]) -> dict:
+    colours = [r["fg_ok"] and r["bg_ok"] for r in rows]
+    return {
+        "n": len(rows),
+        **{k: float(np.mean([r[k] for r in rows])) for k in KEYS if k != "colours_ok"},
+        "colours_ok": float(np.mean(colours)),
+    }
 
 
 def tabulate(records: list[dict]) -> dict:
-    """Share of images with all three attributes right (and each one), per language and split."""
+    """Shares right (all three, each one, both colours) per language, phrasing and combination
+    split, and per language and phrasing over both splits."""
     table = {}
     for language in dataset.LANGUAGES:
-        for split in ("seen", "held_out"):
-            rows = [r for r in records if r["language"] == language and r["split"] == split]
-            if rows:
-                table[f"{language}/{split}"] = {
-                    "n": len(rows),
-                    **{k: float(np.mean([r[k] for r in rows])) for k in KEYS},
-                }
+        for kind in PHRASINGS:
+            for split in ("seen", "held_out", "all"):
+                rows = [
+                    r
+                    for r in records
+                    if r["language"] == language
+                    and r["phrasing"] == kind
+                    and split in (r["split"], "all")
+                ]
+                if rows:
+                    table[f"{language}/{kind}/{split}"] = _summary(rows)
     return table
 
 
-KEYS = ("all_ok", "shape_ok", "fg_ok", "bg_ok")
+def by_pattern(records: list[dict]) -> dict:
+    """Shares right per language and phrasing pattern (both combination splits)."""
+    table = {}
+    for r in records:
+        table.setdefault((r["language"], r["phrasing"], r["pattern"]), []).append(r)
+    return {"/".join(key): _summary(rows) for key, rows in table.items()}
 
 
 def markdown(table: dict) -> str:
     lines = [
-        "| language | combinations | prompts | all three right | shape | colour | background |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| language | phrasings | combinations | prompts | all three right | shape | colour "
+        "| background | both colours |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, row in table.items():
-        language, split = key.split("/")
+        language, kind, split = key.split("/")
         cells = " | ".join(f"{100 * row[k]:.1f}%" for k in KEYS)
-        lines.append(f"| {language} | {split.replace('_', '-')} | {row['n']} | {cells} |")
+        lines.append(
+            f"| {language} | {kind.replace('_', '-')} | {split.replace('_', '-')} | {row['n']} | {cells} |"
+        )
     return "\n".join(lines)
+
+
+def pattern_markdown(patterns: dict) -> str:
+    lines = [
+        "| language | phrasings | pattern | prompts | all three right | shape | colour "
+        "| background | both colours |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, row in sorted(patterns.items()):
+        language, kind, pattern = key.split("/", 2)
+        cells = " | ".join(f"{100 * row[k]:.1f}%" for k in KEYS)
+        lines.append(
+            f"| {language} | {kind.replace('_', '-')} | {pattern} | {row['n']} | {cells} |"
+        )
+    return "\n".join(lines)
+
+
+#: The first issue's own example and the colours it asks for; checked on 12 seeds.
+EXAMPLE = ("蓝色背景上的红色圆形", "circle", "red", "blue")
+
+
+def example_check(generate, classifier, seeds=range(12)) -> dict:
+    prompt, shape, fg, bg = EXAMPLE
+    images = generate([prompt] * len(seeds), list(seeds))
+    scored = [evaluate.score(image, shape, fg, bg, classifier) for image in images]
+    return {
+        "prompt": prompt,
+        "seeds": len(scored),
+        "all_ok": int(sum(s["all_ok"] for s in scored)),
+        "colours_ok": int(sum(s["fg_ok"] and s["bg_ok"] for s in scored)),
+    }
 
 
 def main(argv=None) -> None:
@@ -142,9 +236,12 @@ def main(argv=None) -> None:
     if args.limit:  # a quick look, e.g. at a training checkpoint
         items = [items[i] for i in np.linspace(0, len(items) - 1, args.limit).round().astype(int)]
     report = run(generate, items, classifier)
+    report["example"] = example_check(generate, classifier)
     report["settings"] = {**vars(args), "elapsed_s": round(time.time() - started, 1)}
     report["classifier"] = classifier_report
     print(markdown(report["table"]))
+    print(pattern_markdown(report["patterns"]))
+    print(json.dumps(report["example"], ensure_ascii=False))
     print(json.dumps(classifier_report))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

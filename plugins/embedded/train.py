@@ -435,6 +435,8 @@ def train_unet(args) -> None:
     write_tokenizer(work / "tokenizer")
     objective = pin_objective(folder, args)
     prediction = objective["prediction_type"]
+    if args.init_from and not latest_checkpoint(folder):
+        seed_vae_from_model(paddle, work, Path(args.init_from))
     attrs, latents, scaling = encode_training_set(paddle, work, args.images)
     latents = latents * scaling
     alphas_cumprod = training_alphas_cumprod()
@@ -444,6 +446,8 @@ def train_unet(args) -> None:
     text_encoder = make_text_encoder(work / "tokenizer")
     bert = text_encoder.net
     init_text_encoder(bert, SEED + 4)
+    if args.init_from and not latest_checkpoint(folder):
+        continue_from_model(paddle, Path(args.init_from), unet, text_encoder)
     unet.train()
     bert.train()
     unet_ema, bert_ema = copy.deepcopy(unet), copy.deepcopy(bert)
@@ -529,6 +533,45 @@ def train_unet(args) -> None:
             losses = []
         if step % args.checkpoint_every == 0 or step == args.steps:
             save_checkpoint(paddle, folder, step, layers, optimizer)
+
+
+def seed_vae_from_model(paddle, work: Path, model: Path) -> None:
+    """A `vae` checkpoint holding an exported model's VAE, for continuing that model's training
+    when its work folder is gone: its encoder gives the latents the UNet learnt on (the decoder
+    stage never changes the encoder), and the export writes its decoder back unchanged."""
+    if latest_checkpoint(work / "vae"):
+        return
+    from paddiff.plugins.vaes.autoencoder_kl import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(model / "vae")
+    target = work / "vae" / "step-000000"
+    target.mkdir(parents=True)
+    paddle.save(vae.net.state_dict(), str(target / "vae.pdparams"))
+    (target / "step.json").write_text(json.dumps({"step": 0, "from": str(model)}))
+
+
+def continue_from_model(paddle, model: Path, unet, text_encoder) -> None:
+    """Start the UNet and text encoder from an exported model's weights. The vocabulary may
+    have grown since (new phrasings bring new words): a word the model knew keeps its learnt
+    embedding row, a new word keeps the fresh initialisation it already has."""
+    import paddiff
+
+    shipped = paddiff.load_pipeline(str(model))
+    unet.set_state_dict(shipped.denoiser.net.state_dict())
+    old_row = {token: i for i, token in enumerate(shipped.text_encoder.tokenizer.tokens)}
+    old = {k: v.numpy() for k, v in shipped.text_encoder.net.state_dict().items()}
+    new = {k: v.numpy() for k, v in text_encoder.net.state_dict().items()}
+    key = "embeddings.word_embeddings.weight"
+    for name in new:
+        if name == key:
+            for row, token in enumerate(text_encoder.tokenizer.tokens):
+                if token in old_row:
+                    new[name][row] = old[name][old_row[token]]
+        else:
+            new[name] = old[name]
+    text_encoder.net.set_state_dict({k: paddle.to_tensor(v) for k, v in new.items()})
+    kept = sum(t in old_row for t in text_encoder.tokenizer.tokens)
+    print(f"continuing from {model}: {kept} of {len(text_encoder.tokenizer.tokens)} tokens known")
 
 
 def pin_objective(folder: Path, args=None) -> dict:
@@ -719,6 +762,12 @@ def main(argv=None) -> None:
         help="weight of the caption-attribute term (see caption_loss); new runs default to 1.0",
     )
     parser.add_argument("--caption-dropout", type=float, default=0.1)
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        help="unet stage: start from this exported model folder (its VAE, UNet and text "
+        "encoder; new vocabulary rows start fresh) instead of from scratch",
+    )
     parser.add_argument("--ema", type=float, default=0.995, help="EMA decay of exported weights")
     parser.add_argument("--checkpoint-every", type=int, default=250)
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from paddiff.plugins.embedded import dataset, evaluate, quality
+from paddiff.plugins.embedded import dataset, evaluate, held_out_phrasings, phrasing, quality
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,45 @@ def test_evaluation_items_cover_held_out_and_seen_combinations_in_both_languages
     items = quality.evaluation_items(seen=10, held_out_repeats=2)
     assert sum(it["split"] == "held_out" for it in items) == 2 * len(dataset.HELD_OUT)
     assert all(it["combo"] in dataset.SEEN for it in items if it["split"] == "seen")
-    zh, en = quality.prompts_for(items, "zh"), quality.prompts_for(items, "en")
-    for item, zh_prompt, en_prompt in zip(items, zh, en, strict=True):
-        for prompt in (zh_prompt, en_prompt):
-            parsed = dataset.parse_caption(prompt)
-            assert (parsed["shape"], parsed["fg"], parsed["bg"]) == item["combo"]
+    for language in dataset.LANGUAGES:
+        for kind, patterns in (
+            ("seen", phrasing.PATTERNS[language]),
+            ("held_out", held_out_phrasings.HELD_OUT_PATTERNS[language]),
+        ):
+            prompts = quality.prompts_for(items, language, kind)
+            # every pattern of the kind is asked about, in turn
+            assert {name for name, _ in prompts} == set(patterns)
+            for item, (_, prompt) in zip(items, prompts, strict=True):
+                parsed = dataset.parse_caption(prompt)
+                assert (parsed["shape"], parsed["fg"], parsed["bg"]) == item["combo"], prompt
+
+
+def test_the_tables_separate_language_phrasing_pattern_and_combination_split():
+    records = [
+        {
+            "language": "zh",
+            "phrasing": "seen",
+            "pattern": "p",
+            "split": "seen",
+            "all_ok": True,
+            "shape_ok": True,
+            "fg_ok": True,
+            "bg_ok": True,
+        },
+        {
+            "language": "zh",
+            "phrasing": "held_out",
+            "pattern": "q",
+            "split": "held_out",
+            "all_ok": False,
+            "shape_ok": True,
+            "fg_ok": False,
+            "bg_ok": True,
+        },
+    ]
+    table = quality.tabulate(records)
+    assert table["zh/seen/seen"]["all_ok"] == 1.0 and "zh/seen/held_out" not in table
+    assert table["zh/held_out/held_out"]["colours_ok"] == 0.0
+    assert table["zh/held_out/all"]["shape_ok"] == 1.0
+    patterns = quality.by_pattern(records)
+    assert set(patterns) == {"zh/seen/p", "zh/held_out/q"}

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import paddle
 import pytest
-from paddiff.plugins.embedded import train
+from paddiff.plugins.embedded import MODEL_DIR, train
 
 TINY = ["--threads", "1", "--batch", "2", "--images", "8", "--checkpoint-every", "1"]
 
@@ -81,3 +81,32 @@ def test_the_export_is_a_model_folder_the_pipeline_loads(vae_work, tmp_path):
     pipe = paddiff.load_pipeline(str(model))
     result = pipe.text_to_image("蓝色背景上的红色圆形", steps=2, seed=1, progress=False)
     assert result.images[0].size == (64, 64)
+
+
+@pytest.mark.skipif(not (MODEL_DIR / "model_index.json").is_file(), reason="no exported model")
+def test_a_run_continued_from_an_exported_model_starts_from_its_weights(tmp_path):
+    """--init-from: the model's VAE is the work folder's VAE, its UNet and text encoder the
+    starting weights; words the model knew keep their embedding rows, new words start fresh.
+    The first step's learning rate is 0 (warm-up), so the step-1 weights are the start."""
+    import paddiff
+
+    work = tmp_path / "work"
+    train.main(["unet", "--work", str(work), "--steps", "1", "--init-from", str(MODEL_DIR), *TINY])
+    shipped = paddiff.load_pipeline(str(MODEL_DIR))
+    checkpoint = work / "unet" / "step-000001"
+    unet = paddle.load(str(checkpoint / "unet.pdparams"))
+    for key, value in shipped.denoiser.net.state_dict().items():
+        np.testing.assert_array_equal(unet[key].numpy(), value.numpy(), err_msg=key)
+    bert = paddle.load(str(checkpoint / "text_encoder.pdparams"))
+    key = "embeddings.word_embeddings.weight"
+    rows, old = bert[key].numpy(), shipped.text_encoder.net.state_dict()[key].numpy()
+    fresh = train.make_text_encoder(work / "tokenizer")
+    train.init_text_encoder(fresh.net, train.SEED + 4)
+    fresh_rows = fresh.net.state_dict()[key].numpy()
+    old_index = {t: i for i, t in enumerate(shipped.text_encoder.tokenizer.tokens)}
+    for row, token in enumerate(fresh.tokenizer.tokens):
+        expected = old[old_index[token]] if token in old_index else fresh_rows[row]
+        np.testing.assert_array_equal(rows[row], expected, err_msg=token)
+    vae = paddle.load(str(work / "vae" / "step-000000" / "vae.pdparams"))
+    for key, value in shipped.vae.net.state_dict().items():
+        np.testing.assert_array_equal(vae[key].numpy(), value.numpy(), err_msg=key)

@@ -310,6 +310,9 @@ def test_serving_answers_json_with_base64_pngs_seeds_and_settings(server):
         assert item["settings"]["seed"] == item["seed"]
         assert item["safety"]["allowed"] is True
     assert all(verdict["allowed"] for verdict in reply["results"]["prompt_verdicts"])
+    # The embedded model knows no cats, and says so in the prompt's language.
+    [warning] = reply["results"]["prompt_warnings"]
+    assert "猫" in warning and "不认识" in warning
 
 
 def test_serving_draws_what_the_prompt_asks_with_the_embedded_model(server):
