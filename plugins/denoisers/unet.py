@@ -252,7 +252,9 @@ class UNetNetwork(nn.Layer):
         ]
         added, residuals = (more[:2], more[2:]) if self.text_time else ([None, None], more)
         downs, mid = (residuals[:-1], residuals[-1]) if residuals else (None, None)
-        return self.run(sample, timestep, encoder_hidden_states, *added, downs, mid)
+        return self.run(
+            sample, timestep, encoder_hidden_states, *added, down_residuals=downs, mid_residual=mid
+        )
 
     def residual_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
         """(channels, height, width) of each residual a control net hands this UNet for latents
@@ -277,10 +279,12 @@ class UNetNetwork(nn.Layer):
         encoder_hidden_states,
         text_embeds=None,
         time_ids=None,
+        *,
         down_residuals=None,
         mid_residual=None,
     ):
-        """`forward`, optionally with a control net's residuals: `down_residuals` are added to
+        """`forward`, optionally with a control net's residuals (by keyword only: a positional
+        call once handed them to SDXL's added conditions, where a plain UNet ignores them): `down_residuals` are added to
         the skip states (one per skip, in the order the down path makes them) and
         `mid_residual` to the middle block's output, as diffusers'
         `down_block_additional_residuals` / `mid_block_additional_residual`."""

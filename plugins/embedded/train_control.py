@@ -121,17 +121,20 @@ def train(args) -> None:
     control = control_from_unet(unet)
     net = control.net
     net.train()
+    step = 0
+    checkpoint = work / "checkpoint.pdparams"
+    saved = paddle.load(str(checkpoint)) if checkpoint.is_file() else None
+    if saved is not None:
+        net.set_state_dict(saved["net"])
+    # The optimizer is made after the weights are loaded: made before, it kept updating
+    # parameters the loaded net no longer trained with, so a resumed run changed nothing.
     optimizer = paddle.optimizer.AdamW(
         args.lr,
         parameters=net.parameters(),
         weight_decay=0.0,
         grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
     )
-    step = 0
-    checkpoint = work / "checkpoint.pdparams"
-    if checkpoint.is_file():
-        saved = paddle.load(str(checkpoint))
-        net.set_state_dict(saved["net"])
+    if saved is not None:
         optimizer.set_state_dict(saved["optimizer"])
         step = int(saved["step"])
         print(f"resumed at step {step}")
@@ -156,7 +159,7 @@ def train(args) -> None:
         xt_t, t_t = paddle.to_tensor(xt), paddle.to_tensor(t.astype(np.float32))
         control_image = paddle.to_tensor(np.ascontiguousarray(silhouettes.transpose(0, 3, 1, 2)))
         *downs, mid = net(xt_t, t_t, context, control_image)
-        predicted = unet.net.run(xt_t, t_t, context, downs, mid)
+        predicted = unet.net.run(xt_t, t_t, context, down_residuals=downs, mid_residual=mid)
         loss = ((predicted - paddle.to_tensor(target)) ** 2).mean()
         loss.backward()
         optimizer.step()

@@ -53,3 +53,30 @@ def test_a_fresh_control_net_leaves_the_model_unchanged():
         x, 300.0, context, down_block_additional_residuals=downs, mid_block_additional_residual=mid
     )
     np.testing.assert_array_equal(plain, controlled)
+
+
+def test_a_training_step_changes_the_control_net(tmp_path):
+    """The residuals reach the UNet in training, so the loss trains the net (and a resumed run
+    goes on training it)."""
+    import subprocess
+    import sys
+
+    import paddle
+
+    def train(steps: int) -> None:  # a process each, as a resumed run is
+        command = [sys.executable, "-m", "paddiff.plugins.embedded.train_control", "train"]
+        done = subprocess.run([*command, *common, "--steps", str(steps)], capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+    def weights():
+        saved = paddle.load(str(tmp_path / "checkpoint.pdparams"))
+        return {k: np.asarray(v) for k, v in saved["net"].items()}
+
+    common = ["--work", str(tmp_path), "--threads", "1", "--batch", "2", "--checkpoint-every", "1"]
+    train(1)
+    first = weights()
+    train(2)
+    second = weights()
+    zero_convs = [k for k in first if k.startswith("controlnet_down_blocks")]
+    assert any(np.abs(first[k]).max() > 0 for k in zero_convs)  # moved off zero
+    assert any(not np.array_equal(first[k], second[k]) for k in first)  # the resumed step too
