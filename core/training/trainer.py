@@ -67,7 +67,7 @@ class LoraTraining:
         keys = (
             "rank", "alpha", "learning_rate", "lr_schedule", "warmup_steps", "batch_size",
             "gradient_accumulation", "resolution", "buckets", "train_text_encoder",
-            "text_encoder_lr", "targets", "seed", "weight_decay", "bf16", "prior_loss_weight",
+            "text_encoder_lr", "targets", "seed", "weight_decay", "bf16",
         )  # fmt: skip
         settings = {k: getattr(self, k) for k in keys}
         settings.update(
@@ -75,6 +75,8 @@ class LoraTraining:
             data=digest.hexdigest()[:16],
             processes=world,
         )
+        if self.reg_data is not None:  # (only then: resume files from before it still match)
+            settings["prior_loss_weight"] = self.prior_loss_weight
         if self.lr_schedule != "constant":
             settings["steps"] = self.steps  # the schedule's length
         return settings

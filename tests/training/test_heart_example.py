@@ -4,6 +4,7 @@ it runs agree with `paddiff train lora`, for every configuration the page report
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,12 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "heart_lora.py"
 def heart_lora():
     spec = importlib.util.spec_from_file_location("heart_lora", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.modules["heart_lora"] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules["heart_lora"]
 
 
 def test_rendered_data_is_hearts_with_repeats_and_old_shapes_in_both_languages(
