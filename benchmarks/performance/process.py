@@ -132,19 +132,28 @@ def run_process_benchmark(args, base_env: dict, info: dict) -> dict:
         env["PYTHONPATH"] = os.environ["BENCH_PADDIFF_PATH"]
     cmds = commands(args, model, work)
     results: dict[str, list[dict]] = {"paddiff warm": [], "paddiff cold": [], "diffusers": []}
+    # other runtime back ends: a warm side each (its cache filled, and converted, before round 1)
+    runtimes = {f"paddiff warm ({name})": name for name in getattr(args, "runtimes", None) or []}
+    results.update({side: [] for side in runtimes})
     record = {"model": str(model), "steps": args.steps, "runs": results, "info": info}
     try:
         print("warming paddiff's program cache ...", file=sys.stderr, flush=True)
         record["first_export"] = run_child(cmds["paddiff"], env)
+        for name in runtimes.values():
+            record[f"first run ({name})"] = run_child(
+                cmds["paddiff"], dict(env, PADDIFF_RUNTIME=name)
+            )
         for round_ in range(args.rounds):
             # alternate which side goes first, round by round
-            order = ["paddiff warm", "diffusers", "paddiff cold"]
+            order = ["paddiff warm", *runtimes, "diffusers", "paddiff cold"]
             if round_ % 2:
-                order = ["diffusers", "paddiff warm", "paddiff cold"]
+                order = ["diffusers", *runtimes, "paddiff warm", "paddiff cold"]
             for side in order:
                 if side == "diffusers" and not args.torch_python:
                     continue
                 run_env = env
+                if side in runtimes:
+                    run_env = dict(env, PADDIFF_RUNTIME=runtimes[side])
                 if side == "paddiff cold":
                     cold = work / f"cold-{round_}"
                     run_env = dict(env, PADDIFF_CACHE_DIR=str(cold))
@@ -188,6 +197,9 @@ def process_table(record: dict, info: dict) -> str:
         "paddiff cold": "`paddiff generate`, empty cache (exports)",
         "diffusers": "diffusers script (StableDiffusionPipeline)",
     }
+    for side in runs:
+        if side.startswith("paddiff warm ("):
+            labels[side] = f"`paddiff generate --runtime {side[14:-1]}`, programs cached"
     for side, label in labels.items():
         m = medians(runs[side])
         if not m:

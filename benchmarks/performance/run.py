@@ -120,6 +120,12 @@ def main() -> None:
     parser.add_argument(
         "--process-cache", help="--process: keep paddiff's warm program cache in this folder"
     )
+    parser.add_argument(
+        "--runtimes",
+        nargs="*",
+        default=[],
+        help="--process: also time these runtime back ends (e.g. openvino), programs cached",
+    )
     args = parser.parse_args()
     if args.table:
         saved = json.loads(args.table.read_text())

@@ -160,6 +160,22 @@ class Network:
         with self._loading:
             self._restore_weights()
 
+    def set_inputs(self, inputs: list[InputSpec]) -> None:
+        """Run the Layer with other inputs from now on (a variant of the same network, such as
+        the UNet that also takes a control net's residuals). A static network frees the
+        program of the old inputs and takes its weights back; the next call loads or exports
+        the program of the new ones, so the process still holds one copy of the weights."""
+        with self._loading:
+            if tuple(inputs) == self.inputs:
+                return
+            self._predictor = None
+            changed_in_place = self._live is not None and self._live.current() != self._live.base
+            self._restore_weights()
+            self._forget_program()
+            if changed_in_place:  # a LoRA merged: the weights no longer match the old key
+                self._model_key = fingerprint(self.layer, self.settings)
+            self.inputs = tuple(inputs)
+
     def prepare_weight_change(self) -> None:
         """Before changing the Layer's weights in place: a static network frees its loaded
         program (it is reloaded by `weights_changed`). With a program, the Layer gets no weights:

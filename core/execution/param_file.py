@@ -99,6 +99,12 @@ def read(path: str | Path, entry: Entry) -> np.ndarray:
     return np.array(mapped)
 
 
+def mapped(path: str | Path, entry: Entry) -> np.ndarray:
+    """One tensor as a view of the file (no copy; valid while the file is unchanged). Mapped
+    copy-on-write: writable for APIs that insist on it, while the file itself never changes."""
+    return np.memmap(path, dtype=entry.dtype, mode="c", offset=entry.data, shape=entry.shape)
+
+
 def write(out: str | Path, entries: dict[str, Entry], values: dict, sources: dict) -> None:
     """A parameter file with `entries`' layout: `values[name]` where given, else the bytes of
     the record `sources[name]` = (path, Entry) (a file of the same layout). Only the replaced

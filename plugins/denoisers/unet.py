@@ -193,10 +193,82 @@ class UNetNetwork(nn.Layer):
             channels[0], config["out_channels"], k_out, padding=(k_out - 1) // 2
         )
 
-    def forward(self, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None):
-        """sample (B, C, H, W), timestep (B,) float, encoder_hidden_states (B, L, D); SDXL
-        ("text_time") also text_embeds (B, pooled width) and time_ids (B, numbers)."""
-        return self.run(sample, timestep, encoder_hidden_states, text_embeds, time_ids)
+    def forward(
+        self,
+        sample,
+        timestep,
+        encoder_hidden_states,
+        extra_0=None,
+        extra_1=None,
+        extra_2=None,
+        extra_3=None,
+        extra_4=None,
+        extra_5=None,
+        extra_6=None,
+        extra_7=None,
+        extra_8=None,
+        extra_9=None,
+        extra_10=None,
+        extra_11=None,
+        extra_12=None,
+        extra_13=None,
+        extra_14=None,
+        extra_15=None,
+        extra_16=None,
+        extra_17=None,
+        extra_18=None,
+        extra_19=None,
+    ):
+        """sample (B, C, H, W), timestep (B,) float, encoder_hidden_states (B, L, D); then, for
+        SDXL ("text_time"), text_embeds (B, pooled width) and time_ids (B, numbers); then, in
+        the variant that takes a control net's residuals, one per skip connection and the
+        middle block's last (`residual_shapes`). All positional: this is what is exported
+        (Paddle's to_static traces no *args, hence the spelled-out extra_N)."""
+        more = [
+            value
+            for value in (
+                extra_0,
+                extra_1,
+                extra_2,
+                extra_3,
+                extra_4,
+                extra_5,
+                extra_6,
+                extra_7,
+                extra_8,
+                extra_9,
+                extra_10,
+                extra_11,
+                extra_12,
+                extra_13,
+                extra_14,
+                extra_15,
+                extra_16,
+                extra_17,
+                extra_18,
+                extra_19,
+            )
+            if value is not None
+        ]
+        added, residuals = (more[:2], more[2:]) if self.text_time else ([None, None], more)
+        downs, mid = (residuals[:-1], residuals[-1]) if residuals else (None, None)
+        return self.run(sample, timestep, encoder_hidden_states, *added, downs, mid)
+
+    def residual_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """(channels, height, width) of each residual a control net hands this UNet for latents
+        of height x width: the skip connections in the order the down path makes them, then the
+        middle block's output."""
+        channels = self.config["block_out_channels"]
+        shapes = [(channels[0], height, width)]
+        for index, block in enumerate(self.down_blocks):
+            shapes += [(channels[index], height, width)] * len(block.resnets)
+            if block.downsamplers is not None:
+                pad = self.config["downsample_padding"]
+                # a 3x3 stride-2 convolution; padding 0 pads one pixel right and bottom
+                height = (height + (2 * pad if pad else 1) - 3) // 2 + 1
+                width = (width + (2 * pad if pad else 1) - 3) // 2 + 1
+                shapes.append((channels[index], height, width))
+        return shapes + [(channels[-1], height, width)]
 
     def run(
         self,
@@ -232,7 +304,8 @@ class UNetNetwork(nn.Layer):
                     f"{len(down_residuals)} down-block residuals for a UNet with {len(skips)} "
                     "skip connections: the control net does not fit this UNet"
                 )
-            skips = [skip + residual for skip, residual in zip(skips, down_residuals, strict=True)]
+            # (no zip(strict=...) here: Paddle's to_static does not take it; lengths checked)
+            skips = [skips[i] + down_residuals[i] for i in range(len(skips))]
         x = self.mid_block(x, temb, encoder_hidden_states)
         if mid_residual is not None:
             x = x + mid_residual
@@ -262,6 +335,7 @@ class UNet2DConditionModel(Denoiser):
         self.added_conditions = self._added_condition_widths()
         inputs += [InputSpec(name, (None, width)) for name, width in self.added_conditions.items()]
         self.runner = Network("unet", self.net, inputs, self.config)
+        self.takes_residuals = False  # a control net's: see __call__
         self.in_channels = self.config["in_channels"]
         self.out_channels = self.config["out_channels"]
         self.prediction_type = prediction_type
@@ -320,11 +394,50 @@ class UNet2DConditionModel(Denoiser):
         conditioning = np.asarray(conditioning, dtype=np.float32)
         timesteps = self._check_inputs(latents, np.asarray(timestep, np.float32), conditioning)
         inputs = (latents, timesteps, conditioning, *self._added(added_cond, latents))
-        if down_block_additional_residuals is None and mid_block_additional_residual is None:
-            return self.runner(*inputs)
-        return run_with_residuals(
-            self.runner, inputs, down_block_additional_residuals, mid_block_additional_residual
-        )
+        downs, mid = down_block_additional_residuals, mid_block_additional_residual
+        if (downs is not None or mid is not None) and not self.takes_residuals:
+            # From the first control call on, the UNet runs the variant of its network (and of
+            # its exported program) that takes residuals, with zeros when a call has none (a
+            # step outside the control's guidance window): one program, one copy of weights.
+            self.runner.set_inputs([*self.runner.inputs, *self._residual_inputs()])
+            self.takes_residuals = True
+        if self.takes_residuals:
+            inputs = (*inputs, *self._residual_arrays(latents, downs, mid))
+        return self.runner(*inputs)
+
+    def _residual_inputs(self) -> list[InputSpec]:
+        shapes = self.net.residual_shapes(8, 8)  # only the channels are used
+        downs = [
+            InputSpec(f"down_residual_{i}", (None, channels, None, None))
+            for i, (channels, _, _) in enumerate(shapes[:-1])
+        ]
+        return [*downs, InputSpec("mid_residual", (None, shapes[-1][0], None, None))]
+
+    def _residual_arrays(self, latents, downs, mid) -> list[np.ndarray]:
+        """The control residuals as the network takes them: checked against the skip
+        connections of these latents, zeros where a call has none."""
+        batch, _, height, width = latents.shape
+        shapes = [(batch, *shape) for shape in self.net.residual_shapes(height, width)]
+        if downs is not None and len(downs) != len(shapes) - 1:
+            raise ValueError(
+                f"{len(downs)} down-block residuals for a UNet with {len(shapes) - 1} skip "
+                "connections: the control net does not fit this UNet"
+            )
+        given = [*(downs if downs is not None else [None] * (len(shapes) - 1)), mid]
+        arrays = []
+        for index, (value, shape) in enumerate(zip(given, shapes, strict=True)):
+            if value is None:
+                arrays.append(np.zeros(shape, np.float32))
+                continue
+            value = np.ascontiguousarray(value, dtype=np.float32)
+            if value.shape != shape:
+                where = "mid-block" if index == len(shapes) - 1 else f"down-block {index}"
+                raise ValueError(
+                    f"{where} residual of shape {value.shape}; this UNet's skip connection for "
+                    f"latents {tuple(latents.shape)} has shape {shape}"
+                )
+            arrays.append(value)
+        return arrays
 
     def _added(self, added_cond, latents) -> list:
         if not self.added_conditions:
@@ -370,26 +483,6 @@ class UNet2DConditionModel(Denoiser):
         if timestep.ndim > 1 or timestep.size not in (1, batch):
             raise ValueError(f"{timestep.size} timesteps for a batch of {batch}")
         return np.ascontiguousarray(np.broadcast_to(timestep.reshape(-1), (batch,)))
-
-
-def run_with_residuals(runner: Network, inputs, down_residuals, mid_residual) -> np.ndarray:
-    """The UNet with control residuals, in the dynamic graph.
-
-    A static-mode runner has handed its weights to its exported program; they are read back
-    into the Layer first (the process then holds them twice: see docs/controlnet.md).
-    """
-    if runner.mode == "static":
-        runner.restore_weights()
-
-    def tensor(array):
-        return None if array is None else paddle.to_tensor(np.asarray(array, dtype=np.float32))
-
-    downs = None if down_residuals is None else [tensor(r) for r in down_residuals]
-    with paddle.no_grad():
-        out = runner.layer.run(
-            *(tensor(a) for a in inputs), down_residuals=downs, mid_residual=tensor(mid_residual)
-        )
-    return out.numpy()
 
 
 def _prediction_type_next_to(unet_folder) -> str:
