@@ -82,7 +82,6 @@ RUNS = {
     "own-400x8": Run("model", 120, 1, 400, 8, "2e-3"),
     "own-hearts3": Run("model", 120, 3, 600, 8, "2e-3"),
     "own-hearts3-unet": Run("model", 120, 3, 400, 8, "2e-3", options=UNET_ONLY),
-    "own-hearts3-weight3": Run("model", 120, 3, 600, 8, "2e-3", prior_loss_weight=3.0),
     # renderings again, more of them, with more hearts and steps
     "render-hearts3": Run("render", 160, 3, 600, 8, "2e-3"),
     # the model's own samples that the evaluator reads right (102 of 320)
