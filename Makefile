@@ -10,8 +10,8 @@ LINTED := core plugins tests examples hub_module benchmarks
 $(BIN)/paddiff: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	# openvino: the OpenVINO runtime back end, so its tests run too (about 270 MB, tens of seconds)
-	$(BIN)/pip install --quiet -e ".[cpu,dev,openvino]"
+	# openvino, int8: the OpenVINO runtime back end and NNCF (`paddiff quantize`), so their tests run too
+	$(BIN)/pip install --quiet -e ".[cpu,dev,openvino,int8]"
 	touch $@
 
 setup: $(BIN)/paddiff

@@ -41,6 +41,10 @@ COMMANDS = {
         "the PaddleHub module inside this package: `paddiff hub install`, `paddiff hub path`",
     ),
     "webui": ("paddiff.commands.webui", "serve the web page (as on `hub serving`) on its own"),
+    "quantize": (
+        "paddiff.commands.quantize",
+        "write an INT8 copy of a model folder (UNet calibrated, quantized, run by OpenVINO)",
+    ),
     "batch": (
         "paddiff.commands.batch",
         "run a JSON-lines file of generation jobs into a folder, resumable and exactly once",

@@ -45,11 +45,10 @@ def resolve_runtime_name(name: str | None = None) -> str:
 
 
 #: What "auto" picks, per device: the first back end of the list that can run here.
-#: Why Paddle Inference stays first on CPU (docs/performance.md, "One UNet call"): OpenVINO was
-#: ahead per call only in a run too noisy to rank (load average 21-25), while its costs are
-#: certain: a first run converts the model (about 4x the Paddle export's time) and every LoRA
-#: change converts again. A quiet re-run of benchmarks/performance/unet_call.py decides; then
-#: this list is the one line to change. OpenVINO is opt-in until then.
+#: Why Paddle Inference stays first on CPU (docs/performance.md, "Runtime back ends"): OpenVINO
+#: is faster on a quiet machine (SD 1.5 UNet call 1.72 vs 2.00 s f32, whole process 50 vs 57 s),
+#: but a model's first run converts every network, each LoRA change converts again, and its
+#: bf16 error is 4.5x Paddle's. So OpenVINO stays opt-in; this list is the one line to change.
 AUTO_PREFERENCE = {"cpu": (FALLBACK_RUNTIME,), "gpu": (FALLBACK_RUNTIME,)}
 
 

@@ -161,6 +161,7 @@ def bind_weights(model, params: Path, weight_names: list[str]) -> None:
         if name not in entries:
             continue  # a real input
         constant = ov.op.Constant(param_file.mapped(params, entries[name]), shared_memory=True)
+        constant.set_friendly_name(name)  # the Paddle variable name (paddiff.quantize reads it)
         parameter.output(0).replace(constant.output(0))
         model.remove_parameter(parameter)
         unbound.discard(name)

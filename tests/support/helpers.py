@@ -10,7 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, extra_path: Path | None = None, env: dict | None = None):
+def run_cli(
+    *args: str, extra_path: Path | None = None, env: dict | None = None, timeout: float = 120
+):
     """Run the real `paddiff` console script in a fresh process."""
     environ = dict(os.environ, **(env or {}))
     if extra_path is not None:
@@ -19,5 +21,5 @@ def run_cli(*args: str, extra_path: Path | None = None, env: dict | None = None)
         )
     script = Path(sys.executable).parent / "paddiff"
     return subprocess.run(
-        [str(script), *args], capture_output=True, text=True, env=environ, timeout=120
+        [str(script), *args], capture_output=True, text=True, env=environ, timeout=timeout
     )
