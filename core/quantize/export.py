@@ -1,5 +1,5 @@
 """Paddle UNet -> OpenVINO model for quantization: a static-shape program, converted the way the
-OpenVINO runtime back end converts every exported program (plugins/runtimes/openvino_convert.py:
+OpenVINO runtime back end converts every exported program (paddiff.execution.onnx_convert:
 portable attention, paddle2onnx on the graph without its weights, weights bound as constants
 from the program's parameter file, `group_norm`'s epsilon kept right).
 
@@ -29,12 +29,8 @@ def export_openvino(layer, specs, work_dir: str | Path):
     weights are memory-mapped from the program's parameter file)."""
     import openvino as ov
     from paddiff.execution.export import export_layer, names_file, program_files
+    from paddiff.execution.onnx_convert import bind_weights, graph_without_weights, paddle_to_onnx
     from paddiff.execution.portable import PORTABLE, program_variant
-    from paddiff.plugins.runtimes.openvino_convert import (
-        bind_weights,
-        graph_without_weights,
-        paddle_to_onnx,
-    )
 
     work_dir = Path(work_dir)
     with program_variant(PORTABLE):
