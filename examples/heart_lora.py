@@ -4,18 +4,20 @@
     python examples/heart_lora.py data|train|evaluate|picture --work heart-lora
 
 1. `data`: 40 procedurally drawn hearts (random colour on a random background, big or small,
-   with a random Chinese or English caption from the embedded dataset's phrasings: "蓝色背景上
-   的一个红色心形", "a red heart on a blue background"), and 40 renderings of the shapes the
-   model already knows with their captions, as regularisation images (after DreamBooth's prior
-   preservation, Ruiz et al. 2023, which uses the model's own samples instead): a LoRA changes
-   the model for every prompt. docs/training.md reports how far they held the old shapes.
-   Written as a kohya folder (NAME.png + NAME.txt).
+   with a random Chinese or English caption from the embedded model's training grammar:
+   "蓝色背景上的一个红色心形", "white background with blue heart") in WORK/data/N_heart (kohya's
+   repeat prefix), and regularisation images of the shapes the model already knows in
+   WORK/prior, after DreamBooth's prior preservation (Ruiz et al. 2023): by default the base
+   model's own samples from old-shape captions in both languages, kept where the evaluator reads
+   them right (`Run.prior_source`). A LoRA changes the model for every prompt; these are meant
+   to keep it drawing circles when asked for circles. docs/training.md reports how far they do.
 2. `train`: runs the `paddiff train lora` command printed below (resumable: run it again after an
    interruption and it continues from the newest resume file) and records its CPU time.
 3. `evaluate`: the embedded model's evaluator (`paddiff.plugins.embedded.evaluate`, its shape
    classifier fitted with hearts too) on (a) heart prompts in both languages, with the LoRA at
-   weight 1 and without it, and (b) the model's own evaluation items (old shapes, seen and
-   held-out combinations) with and without the LoRA. Writes report.json.
+   weight 1 and without it, and (b) 40 of the model's own evaluation items (old shapes, seen
+   combinations) with and without the LoRA. Writes report.json.
+   `--run NAME` picks one of RUNS, the configurations docs/training.md compares.
 4. `picture`: before / after images for docs/training.md.
 
 Nothing here depends on the embedded model's weights: after a retrain, run it again.
@@ -30,26 +32,63 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from paddiff.plugins.embedded import dataset, quality
 
 HEARTS = 40
-PRIOR = 40
+PRIOR_SEED = 30000  # image seeds of the prior samples (the evaluation's are 1000+ and 5000+)
+PRIOR_CHUNK = 16
 DATA_SEED = 20261207
-COMMON = [
-    "--steps", "200", "--batch-size", "4", "--learning-rate", "2e-3",
-    "--lr-schedule", "cosine", "--warmup-steps", "15", "--save-every", "40", "--seed", "1",
-    "--no-progress", "--loss-log",
-]  # fmt: skip
-#: The two runs docs/training.md reports: LoCon on every UNet layer plus the text encoder, and
-#: kohya's default (the UNet's attention layers only).
-CONFIGS = {
-    "locon-te": ["--rank", "8", "--targets", "all", "--train-text-encoder", *COMMON],
-    "attention": ["--rank", "8", "--targets", "attention", *COMMON],
+
+
+@dataclass(frozen=True)
+class Run:
+    """One configuration docs/training.md reports: its regularisation images (DreamBooth's prior
+    preservation) and its training options."""
+
+    #: "model": the base model's own samples of old shapes from their captions (DreamBooth);
+    #: "model-checked": the same, kept only where the evaluator reads all three attributes
+    #: right; "render": renderings of the captions' attributes (the first version of this example)
+    prior_source: str
+    prior: int  # regularisation images ("model-checked": candidates drawn)
+    heart_repeats: int  # kohya's N_ folder prefix on the hearts: their share of each epoch
+    steps: int
+    batch: int
+    learning_rate: str
+    options: tuple[str, ...] = ("--targets", "all", "--train-text-encoder")
+    prior_loss_weight: float = 1.0
+
+    def describe(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))  # as a JSON record reads back
+
+    def train_options(self) -> list[str]:
+        return [
+            "--rank", "8", *self.options, "--prior-loss-weight", f"{self.prior_loss_weight:g}",
+            "--steps", str(self.steps), "--batch-size", str(self.batch),
+            "--learning-rate", self.learning_rate, "--lr-schedule", "cosine",
+            "--warmup-steps", "15", "--save-every", "50", "--seed", "1",
+        ]  # fmt: skip
+
+
+UNET_ONLY = ("--targets", "all")
+RUNS = {
+    # renderings as the prior, 200 steps of 4 (the first version of this example)
+    "first": Run("render", 40, 1, 200, 4, "2e-3"),
+    # the model's own samples as the prior (DreamBooth), then more steps, then more hearts
+    "own": Run("model", 120, 1, 200, 4, "2e-3"),
+    "own-400x8": Run("model", 120, 1, 400, 8, "2e-3"),
+    "own-hearts3": Run("model", 120, 3, 600, 8, "2e-3"),
+    "own-hearts3-unet": Run("model", 120, 3, 400, 8, "2e-3", options=UNET_ONLY),
+    # renderings again, more of them, with more hearts and steps
+    "render-hearts3": Run("render", 160, 3, 600, 8, "2e-3"),
+    # the model's own samples that the evaluator reads right (102 of 320)
+    "checked": Run("model-checked", 320, 3, 400, 8, "2e-3"),
 }
-TRAIN = CONFIGS["locon-te"]
+DEFAULT_RUN = "checked"
+RUN = RUNS[DEFAULT_RUN]
 HEART_ITEMS = 16  # (colour, background, size) items per language
 # Old shapes: 40 of the model's own evaluation items (seen combinations) per language; the same
 # items and seeds with and without the LoRA, so the two figures differ only by the LoRA. (Sized
@@ -57,23 +96,86 @@ HEART_ITEMS = 16  # (colour, background, size) items per language
 OLD_SEEN, OLD_HELD_OUT_REPEATS = 40, 0
 
 
-def make_data(work: Path) -> Path:
-    folder = work / "data"
-    for kind, count in (("heart", HEARTS), ("prior", PRIOR)):
-        (folder / kind).mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            rng = np.random.default_rng([DATA_SEED, kind == "heart", i])
-            if kind == "heart":
-                attrs = heart_attributes(rng)
-                image = dataset.render(attrs, rng)
-            else:
-                attrs, image = dataset.example(DATA_SEED, i)
-            from PIL import Image
+def make_data(work: Path, run: Run) -> None:
+    """WORK/data/N_heart: the hearts (N = run.heart_repeats); WORK/prior: the regularisation
+    images. Both kohya folders (NAME.png + NAME.txt)."""
+    hearts = work / "data" / f"{run.heart_repeats}_heart"
+    if (work / "data-runs.jsonl").is_file():
+        made = json.loads((work / "data-runs.jsonl").read_text().splitlines()[-1])
+        if made.get("run") != run.describe():
+            raise SystemExit(f"{work} holds the data of another run; use a new --work")
+        print(f"{work}: data already made", flush=True)
+        return
+    hearts.mkdir(parents=True, exist_ok=True)
+    for i in range(HEARTS):
+        rng = np.random.default_rng([DATA_SEED, True, i])
+        attrs = heart_attributes(rng)
+        save(hearts / f"{i:03d}", dataset.render(attrs, rng), dataset.random_caption(attrs, rng))
+    started, cpu = time.time(), time.process_time()
+    kept = make_prior(work / "prior", run)
+    record = {
+        "run": run.describe(),
+        "kept": kept,
+        "wall_s": round(time.time() - started, 1),
+        "cpu_s": round(time.process_time() - cpu, 1),
+    }
+    with (work / "data-runs.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
 
-            Image.fromarray(image).save(folder / kind / f"{i:03d}.png")
-            text = dataset.random_caption(attrs, rng)
-            (folder / kind / f"{i:03d}.txt").write_text(text, encoding="utf-8")
-    return folder
+
+def make_prior(folder: Path, run: Run) -> int:
+    """The regularisation images; returns how many were written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    attributes, captions = prior_captions(run.prior)
+    if run.prior_source == "render":
+        for i, attrs in enumerate(attributes):
+            rng = np.random.default_rng([DATA_SEED, i])
+            dataset.sample_attributes(rng)  # the draws dataset.example() makes before drawing
+            save(folder / f"{i:03d}", dataset.render(attrs, rng), captions[i])
+        return run.prior
+    check = None
+    if run.prior_source == "model-checked":
+        classifier, _ = quality.fit_classifier(new_shapes=dataset.NEW_SHAPES)
+
+        def check(image, attrs):
+            return evaluate_image(image, attrs.combination, classifier)["all_ok"]
+
+    generate = generator(load(None))
+    kept = 0
+    for start in range(0, run.prior, PRIOR_CHUNK):
+        part = range(start, min(run.prior, start + PRIOR_CHUNK))
+        images = generate([captions[i] for i in part], [PRIOR_SEED + i for i in part])
+        for i, image in zip(part, images, strict=True):
+            if check is None or check(image, attributes[i]):
+                save(folder / f"{i:03d}", image, captions[i])
+                kept += 1
+    return kept
+
+
+def evaluate_image(image, combination, classifier) -> dict:
+    from paddiff.plugins.embedded import evaluate as scoring
+
+    return scoring.score(image, *combination, classifier)
+
+
+def prior_captions(count: int) -> tuple[list[dataset.Attributes], list[str]]:
+    """Old shapes (seen combinations, both sizes) and their captions, half in each language,
+    from the training grammar; drawn from the data seed, so they are not the evaluation's."""
+    attributes, captions = [], []
+    for i in range(count):
+        attrs = dataset.sample_attributes(np.random.default_rng([DATA_SEED, i]))
+        rng = np.random.default_rng([DATA_SEED, 2, i])
+        attributes.append(attrs)
+        captions.append(dataset.random_caption(attrs, rng, dataset.LANGUAGES[i % 2]))
+    return attributes, captions
+
+
+def save(stem: Path, image: np.ndarray, caption: str) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(stem.with_suffix(".png"))
+    stem.with_suffix(".txt").write_text(caption, encoding="utf-8")
 
 
 def heart_attributes(rng) -> dataset.Attributes:
@@ -84,7 +186,8 @@ def heart_attributes(rng) -> dataset.Attributes:
 
 def train_command(work: Path) -> list[str]:
     command = [sys.executable, "-m", "paddiff.cli", "train", "lora", "--data", str(work / "data")]
-    command += ["--output", str(work / "heart.safetensors"), *TRAIN, str(work / "train.jsonl")]
+    command += ["--reg-data", str(work / "prior"), "--output", str(work / "heart.safetensors")]
+    command += [*RUN.train_options(), "--no-progress", "--loss-log", str(work / "train.jsonl")]
     states = sorted(work.glob("heart-step*.state"))
     return command + (["--resume", str(states[-1])] if states else [])
 
@@ -142,7 +245,10 @@ def generator(pipe, steps: int = 20, guidance: float = 7.5):
 def evaluate(work: Path, lora: Path, weights=(1.0, 0.0)) -> dict:
     classifier, classifier_report = quality.fit_classifier(new_shapes=dataset.NEW_SHAPES)
     old = quality.evaluation_items(OLD_SEEN, OLD_HELD_OUT_REPEATS)
-    report = {"classifier": classifier_report, "settings": {"train": TRAIN, "lora": str(lora)}}
+    report = {
+        "classifier": classifier_report,
+        "settings": {"run": RUN.describe(), "lora": str(lora)},
+    }
     pipe = load(lora)
     # Without the LoRA (weight 0) the figures depend only on the installed model: one run gives
     # them for every LoRA (--weights 1 skips them).
@@ -202,16 +308,16 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=Path("heart-lora"))
     parser.add_argument("--picture", type=Path, default=Path("docs/training-heart.png"))
     parser.add_argument("--lora", type=Path, help="default: WORK/heart.safetensors")
-    parser.add_argument("--config", choices=list(CONFIGS), default="locon-te")
+    parser.add_argument("--run", choices=list(RUNS), default=DEFAULT_RUN, help="configuration")
     parser.add_argument("--weights", default="1,0", help="LoRA weights to evaluate at")
     args = parser.parse_args(argv)
-    global TRAIN
-    TRAIN = CONFIGS[args.config]
+    global RUN
+    RUN = RUNS[args.run]
     lora = args.lora or args.work / "heart.safetensors"
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PADDIFF_EXECUTION", "dynamic")  # the LoRA is merged either way
     if args.stage in ("data", "all"):
-        make_data(args.work)
+        make_data(args.work, RUN)
     if args.stage in ("train", "all"):
         train(args.work)
     if args.stage in ("evaluate", "all"):

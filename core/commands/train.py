@@ -14,6 +14,9 @@ def add_arguments(parser) -> None:
     add = lora.add_argument
     add("--model", help="model folder or checkpoint (default: the embedded model)")
     add("--data", required=True, help="images with NAME.txt captions, or a metadata.jsonl")
+    add("--reg-data", help="regularisation images (prior preservation), laid out as --data")
+    add("--prior-loss-weight", type=float, default=1.0,
+        help="loss weight of the --reg-data images (kohya's prior_loss_weight)")  # fmt: skip
     add("--output", required=True, type=Path, help="the LoRA file to write (.safetensors)")
     add("--format", dest="output_format", choices=["kohya", "diffusers"], default="kohya")
     add("--rank", type=int, default=4, help="LoRA rank (kohya: network_dim)")

@@ -25,6 +25,10 @@ class LoraTraining:
 
     data: str
     output: str
+    # kohya's reg_data_dir / prior_loss_weight: regularisation images (DreamBooth's prior
+    # preservation) mixed into the batches, their loss scaled by prior_loss_weight
+    reg_data: str | None = None
+    prior_loss_weight: float = 1.0
     model: str | None = None
     rank: int = 4
     alpha: float | None = None  # None: alpha = rank (scale 1)
@@ -71,6 +75,8 @@ class LoraTraining:
             data=digest.hexdigest()[:16],
             processes=world,
         )
+        if self.reg_data is not None:  # (only then: resume files from before it still match)
+            settings["prior_loss_weight"] = self.prior_loss_weight
         if self.lr_schedule != "constant":
             settings["steps"] = self.steps  # the schedule's length
         return settings
@@ -107,6 +113,7 @@ class Trainer:
         objective.target(np.zeros(1), np.zeros(1), 1, 1, self.prediction_type)  # supported?
         self.abar = objective.alphas_cumprod(components["scheduler"])
         self.examples = data.read_examples(s.data, s.caption, s.caption_column)
+        self.loss_weights = self._regularisation(s)
         self.sizes = self._training_sizes()
         world = self.distributed.world
         self.plan = batches.BatchPlan(self.sizes, s.batch_size * world, s.seed)
@@ -143,6 +150,23 @@ class Trainer:
         self.step = 0
         if s.resume_from:
             self.step = resume.load(s.resume_from, self.lora, self.optimizer, self.configuration)
+
+    def _regularisation(self, s: LoraTraining) -> np.ndarray | None:
+        """Appends the --reg-data examples; the loss weight of every example (None: all 1)."""
+        if not s.prior_loss_weight >= 0 or not math.isfinite(s.prior_loss_weight):
+            raise ValueError(f"--prior-loss-weight {s.prior_loss_weight}: must be 0 or more")
+        if s.reg_data is None:
+            if s.prior_loss_weight != 1.0:
+                raise ValueError(
+                    "--prior-loss-weight applies to --reg-data images; give --reg-data"
+                )
+            return None
+        if Path(s.reg_data).resolve() == Path(s.data).resolve():
+            raise ValueError(f"--reg-data {s.reg_data} is the --data folder itself")
+        regularisation = data.read_examples(s.reg_data, s.caption, s.caption_column)
+        weights = [1.0] * len(self.examples) + [s.prior_loss_weight] * len(regularisation)
+        self.examples = self.examples + regularisation
+        return np.asarray(weights, np.float32)
 
     def _params(self, component):
         return [p for d, u in self.lora.factors[component].values() for p in (d.weight, u.weight)]
@@ -196,7 +220,11 @@ class Trainer:
                 paddle.to_tensor(xt), paddle.to_tensor(timesteps.astype(np.float32)), context
             )
         error = predicted.astype("float32") - paddle.to_tensor(wanted)
-        return (error**2).mean()
+        if self.loss_weights is None:
+            return (error**2).mean()
+        # kohya's prior loss: each example's mean squared error times its weight, averaged
+        per_example = (error**2).reshape([len(mine), -1]).mean(axis=1)
+        return (per_example * paddle.to_tensor(self.loss_weights[mine])).mean()
 
     def train_step(self) -> float:
         accumulation = self.settings.gradient_accumulation

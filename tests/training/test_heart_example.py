@@ -1,0 +1,58 @@
+"""examples/heart_lora.py (docs/training.md's worked example): its data layout and the command
+it runs agree with `paddiff train lora`, for every configuration the page reports."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "heart_lora.py"
+
+
+@pytest.fixture(scope="module")
+def heart_lora():
+    spec = importlib.util.spec_from_file_location("heart_lora", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["heart_lora"] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules["heart_lora"]
+
+
+def test_rendered_data_is_hearts_with_repeats_and_old_shapes_in_both_languages(
+    tmp_path, heart_lora
+):
+    from paddiff.plugins.embedded import dataset
+    from paddiff.training.data import read_examples
+
+    run = heart_lora.RUNS["first"]  # renderings: no model needed
+    heart_lora.make_data(tmp_path, run)
+    hearts = read_examples(tmp_path / "data")
+    assert len(hearts) == heart_lora.HEARTS * run.heart_repeats
+    assert all(("心" in e.caption) or ("heart" in e.caption) for e in hearts)
+    prior = read_examples(tmp_path / "prior")
+    assert len(prior) == run.prior
+    parsed = [dataset.parse_caption(e.caption) for e in prior]
+    assert {p["shape"] for p in parsed} <= set(dataset.SHAPES)
+    chinese = sum(any("\u4e00" <= c <= "\u9fff" for c in e.caption) for e in prior)
+    assert chinese == run.prior // 2
+    heart_lora.make_data(tmp_path, run)  # again: kept, not redrawn
+    with pytest.raises(SystemExit, match="another run"):
+        heart_lora.make_data(tmp_path, heart_lora.RUNS["render-hearts3"])
+
+
+@pytest.mark.parametrize("name", ["first", "checked", "own-hearts3-unet"])
+def test_the_training_command_is_one_paddiff_train_lora_accepts(tmp_path, heart_lora, name):
+    from paddiff.cli import build_parser
+
+    heart_lora.RUN = heart_lora.RUNS[name]
+    command = heart_lora.train_command(tmp_path)
+    args = build_parser("train").parse_args(command[command.index("train") :])
+    assert args.reg_data == str(tmp_path / "prior")
+    assert args.prior_loss_weight == heart_lora.RUNS[name].prior_loss_weight
+    assert args.steps == heart_lora.RUNS[name].steps
