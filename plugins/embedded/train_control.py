@@ -121,20 +121,17 @@ def train(args) -> None:
     control = control_from_unet(unet)
     net = control.net
     net.train()
-    step = 0
-    checkpoint = work / "checkpoint.pdparams"
-    saved = paddle.load(str(checkpoint)) if checkpoint.is_file() else None
-    if saved is not None:
-        net.set_state_dict(saved["net"])
-    # The optimizer is made after the weights are loaded: made before, it kept updating
-    # parameters the loaded net no longer trained with, so a resumed run changed nothing.
     optimizer = paddle.optimizer.AdamW(
         args.lr,
         parameters=net.parameters(),
         weight_decay=0.0,
         grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
     )
-    if saved is not None:
+    step = 0
+    checkpoint = work / "checkpoint.pdparams"
+    if checkpoint.is_file():
+        saved = paddle.load(str(checkpoint))
+        net.set_state_dict(saved["net"])
         optimizer.set_state_dict(saved["optimizer"])
         step = int(saved["step"])
         print(f"resumed at step {step}")
