@@ -61,6 +61,11 @@ def served(tmp_path_factory):
                     "2",
                     "--batch-wait-ms",
                     "300",
+                    # a replica then holds at most 4 requests (2 batches' worth), so 6 concurrent
+                    # valid requests cannot all land on one replica: Ray's router spreads them
+                    # only by queue length, and with room for 16 it sometimes did not
+                    "--max-batch-size",
+                    "2",
                 ],
                 stdout=output,
                 stderr=subprocess.STDOUT,
