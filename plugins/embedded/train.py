@@ -716,6 +716,7 @@ def export(args) -> Path:
             "unet_and_text_encoder": checkpoint.name,
             "vae": f"{part}/{vae_checkpoint.name}",
             "seed": SEED,
+            "captions": "grammar",  # what its control net trains with (round1_captions)
         },
         "text_encoder": ["transformers", "BertModel"],
         "tokenizer": ["transformers", "BertTokenizer"],

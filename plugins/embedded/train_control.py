@@ -9,7 +9,8 @@ copied from the installed UNet (as diffusers' `ControlNetModel.from_unet` does),
 convolutions start at zero, and only it is trained; the UNet, VAE and text encoder stay frozen,
 so the script can be re-run against a retrained embedded model. The data are the procedural
 shapes of `dataset`, drawn at random positions and sizes over the whole picture; the control
-image is the shape's silhouette (white on black). The loss is the embedded UNet's own (v
+image is the shape's silhouette (white on black), the captions those the embedded model was
+trained with (`round1_captions.captions_for_model`). The loss is the embedded UNet's own (v
 prediction on DDPM's linear schedule, `train.SCHEDULE`), with the control net's residuals added.
 
 Centres near `HELD_OUT_CENTRES` are never drawn in training; `evaluate_control` generates there.
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from paddiff.plugins.embedded import MODEL_DIR, dataset
+from paddiff.plugins.embedded import MODEL_DIR, dataset, round1_captions
 
 SEED = 20261207
 CONTROL_DIR = Path(__file__).resolve().parent / "control"
@@ -135,6 +136,11 @@ def train(args) -> None:
         optimizer.set_state_dict(saved["optimizer"])
         step = int(saved["step"])
         print(f"resumed at step {step}")
+    # the captions the base model was trained with: it misreads others, and the control net
+    # then learns to fight it (round1_captions says how much)
+    caption = {"grammar": dataset.random_caption, "round1": round1_captions.random_caption}[
+        round1_captions.captions_for_model(args.model)
+    ]
     a_bar = alphas_cumprod()
     scaling = np.float32(vae.scaling_factor)
     cpu_start = time.process_time() - float(_read_json(work / "cpu.json").get("cpu_s", 0.0))
@@ -144,7 +150,7 @@ def train(args) -> None:
         batch = [example(rng) for _ in range(args.batch)]
         pictures = np.stack([b[1] for b in batch]).astype(np.float32) / 127.5 - 1.0
         silhouettes = np.stack([b[2] for b in batch]).astype(np.float32) / 255.0
-        captions = ["" if rng.random() < 0.1 else dataset.random_caption(b[0], rng) for b in batch]
+        captions = ["" if rng.random() < 0.1 else caption(b[0], rng) for b in batch]
         with paddle.no_grad():
             x0 = np.asarray(vae.encode(pictures.transpose(0, 3, 1, 2)), np.float32) * scaling
             context = paddle.to_tensor(np.asarray(text.encode(captions), np.float32))

@@ -80,3 +80,32 @@ def test_a_training_step_changes_the_control_net(tmp_path):
     zero_convs = [k for k in first if k.startswith("controlnet_down_blocks")]
     assert any(np.abs(first[k]).max() > 0 for k in zero_convs)  # moved off zero
     assert any(not np.array_equal(first[k], second[k]) for k in first)  # the resumed step too
+
+
+def test_round1_captions_state_the_drawn_attributes():
+    """The captions the round-1 model reads say what the picture shows, in both languages."""
+    from paddiff.plugins.embedded import lexicon, round1_captions
+
+    rng = np.random.default_rng(5)
+    languages = set()
+    for _ in range(200):
+        attrs = dataset.sample_attributes(rng)
+        parsed = lexicon.parse(round1_captions.random_caption(attrs, rng))
+        assert (parsed["shape"], parsed["fg"], parsed["bg"]) == attrs.combination
+        assert parsed.get("size") in (None, attrs.size)
+        languages.add(parsed["language"])
+    assert languages == {"zh", "en"}
+
+
+def test_the_control_net_trains_with_the_captions_its_base_model_read(tmp_path):
+    """A model exported by round 2 says it read the grammar; the shipped round-1 model did not."""
+    import json
+
+    from paddiff.plugins.embedded import MODEL_DIR, round1_captions
+
+    index = json.loads((MODEL_DIR / "model_index.json").read_text(encoding="utf-8"))
+    expected = index["_paddiff_embedded"].get("captions", "round1")
+    assert round1_captions.captions_for_model(MODEL_DIR) == expected
+    index["_paddiff_embedded"]["captions"] = "grammar"
+    (tmp_path / "model_index.json").write_text(json.dumps(index), encoding="utf-8")
+    assert round1_captions.captions_for_model(tmp_path) == "grammar"
