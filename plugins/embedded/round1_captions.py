@@ -5,8 +5,9 @@ trained with the captions its base model reads.
 `benchmarks/control_caption_loss.py` measures it on the round-1 model with its control net
 (forward only, 8 batches of 8, the same pictures, noise and timesteps; AMD EPYC, 2026-12-07):
 the loss was 0.069 with these captions, 0.37 with grammar captions made only of words the model
-knows and 0.53 with any grammar caption (0.36 with empty captions). A model exported by round 2 says `"captions": "grammar"` in its
-model_index.json; one that does not say it reads these (`captions_for_model`).
+knows and 0.53 with any grammar caption (0.36 with empty captions). A model exported by round 2
+says `"captions": "grammar"` in its model_index.json; one that does not say it reads these
+(`captions_for_model`).
 """
 
 from __future__ import annotations
