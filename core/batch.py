@@ -61,6 +61,10 @@ JOB_FIELDS = {
     "in --lora-dir ($PADDIFF_LORA_DIR), paths are relative to the job file",
     "embeddings": "textual-inversion files: paths relative to the job file, or "
     '{"name": N} looked up in $PADDIFF_EMBEDDING_DIR',
+    "controlnets": 'control nets: [{"name": N or "path": P, "image": IMG, "preprocessor", '
+    '"scale", "start", "end"}]; names are looked up in --controlnet-dir '
+    "($PADDIFF_CONTROLNET_DIR), paths and images are relative to the job file",
+    "guess_mode": "with controlnets: diffusers' guess mode (default false)",
 }
 MAX_IMAGES_PER_JOB = 100_000
 _SAFE_ID = re.compile(r"[^\w.-]+")
@@ -93,10 +97,13 @@ class Job:
     input_hashes: tuple[str | None, str | None] = (None, None)  # SHA-256 of image and mask
     loras: tuple[tuple[str, float, str], ...] = ()  # (absolute path, scale, SHA-256)
     embeddings: tuple[tuple[str, str], ...] = ()  # (absolute path, SHA-256)
+    controlnets: tuple = ()  # paddiff.control.jobs.JobControl
+    guess_mode: bool = False
 
     def settings(self) -> dict:
-        """What decides the pixels (the model aside), as plain JSON. Adapters appear only when a
-        job has them, so the digests of jobs without adapters are what they always were."""
+        """What decides the pixels (the model aside), as plain JSON. Adapters and control nets
+        appear only when a job has them, so the digests of jobs without them are what they
+        always were."""
         adapters = {}
         if self.loras:
             adapters["loras"] = [
@@ -107,6 +114,9 @@ class Job:
             adapters["embeddings"] = [
                 {"name": Path(path).stem, "sha256": digest} for path, digest in self.embeddings
             ]
+        if self.controlnets:
+            adapters["controlnets"] = [unit.settings() for unit in self.controlnets]
+            adapters["guess_mode"] = self.guess_mode
         return {
             "mode": self.mode,
             "prompt": self.prompt,
@@ -126,14 +136,17 @@ class Job:
 # -- reading the job file ----------------------------------------------------------------------
 
 
-def read_jobs(path: str | Path, lora_dir=None) -> tuple[list[Job], list[dict]]:
+def read_jobs(path: str | Path, lora_dir=None, controlnet_dir=None) -> tuple[list[Job], list[dict]]:
     """(jobs, error lines) of a job file. Bad lines (not JSON, unknown field, invalid setting,
     a repeated id) become {"line", "id", "error"} and do not stop the others. Blank lines and
     lines starting with # are skipped. LoRA names are looked up in `lora_dir` (a folder or a
-    list), else in $PADDIFF_LORA_DIR."""
+    list), else in $PADDIFF_LORA_DIR; control-net names in `controlnet_dir`, else in
+    $PADDIFF_CONTROLNET_DIR."""
+    from paddiff.control.jobs import CONTROLNET_DIR_ENV
     from paddiff.lora.names import folders
 
     lora_dirs = folders(lora_dir)
+    controlnet_dirs = folders(controlnet_dir, CONTROLNET_DIR_ENV)
     path = Path(path)
     base = path.resolve().parent
     jobs, errors, seen_ids = [], [], {}
@@ -147,7 +160,7 @@ def read_jobs(path: str | Path, lora_dir=None) -> tuple[list[Job], list[dict]]:
                     fields = json.loads(text)
                 except json.JSONDecodeError as exc:
                     raise JobError(f"not JSON: {exc.msg} (column {exc.colno})") from None
-                job = parse_job(fields, number, base, lora_dirs)
+                job = parse_job(fields, number, base, lora_dirs, controlnet_dirs)
                 if job.id in seen_ids:
                     raise JobError(f"id {job.id!r} is already used on line {seen_ids[job.id]}")
                 seen_ids[job.id] = number
@@ -158,9 +171,15 @@ def read_jobs(path: str | Path, lora_dir=None) -> tuple[list[Job], list[dict]]:
     return jobs, errors
 
 
-def parse_job(fields, line: int, base: Path = Path("."), lora_dirs=None) -> Job:
+def parse_job(
+    fields, line: int, base: Path = Path("."), lora_dirs=None, controlnet_dirs=None
+) -> Job:
     """A `Job` from one line's JSON object; raises JobError naming the first bad field.
-    `lora_dirs`: folders for LoRA names (default $PADDIFF_LORA_DIR)."""
+    `lora_dirs`: folders for LoRA names (default $PADDIFF_LORA_DIR); `controlnet_dirs`: for
+    control-net names (default $PADDIFF_CONTROLNET_DIR)."""
+    from paddiff.control.jobs import CONTROLNET_DIR_ENV, parse_job_controls
+    from paddiff.lora.names import folders
+
     if not isinstance(fields, dict):
         raise JobError(f"a job must be a JSON object, got {type(fields).__name__}")
     unknown = sorted(set(fields) - set(JOB_FIELDS))
@@ -212,6 +231,9 @@ def parse_job(fields, line: int, base: Path = Path("."), lora_dirs=None) -> Job:
         raise JobError("'mask' applies only to inpaint jobs")
     if strength is None and mode != "txt2img":
         strength = 0.8 if mode == "img2img" else 1.0
+    if controlnet_dirs is None:
+        controlnet_dirs = folders(None, CONTROLNET_DIR_ENV)
+    controlnets, guess_mode = parse_job_controls(fields, base, controlnet_dirs, JobError)
     return Job(
         line=line,
         id=str(job_id),
@@ -232,6 +254,8 @@ def parse_job(fields, line: int, base: Path = Path("."), lora_dirs=None) -> Job:
         input_hashes=(_file_sha256(image), _file_sha256(mask)),
         loras=_loras(fields, base, lora_dirs),
         embeddings=_embeddings(fields, base),
+        controlnets=controlnets,
+        guess_mode=guess_mode,
     )
 
 
@@ -443,7 +467,9 @@ def plan_units(jobs: Iterable[Job]) -> list[Unit]:
 
 def make_tasks(units: list[Unit], chunk: int) -> list[dict]:
     """Tasks of up to `chunk` images of one job, plain JSON (they travel to other processes),
-    sorted by model so that one pipeline is loaded per model."""
+    sorted by model so that one pipeline is loaded per model, and within a model by control
+    nets, so that a worker is done with a net before it loads the next. A task never mixes
+    jobs, so each pipeline call has one job's control nets and images."""
     by_job: dict[int, list[Unit]] = {}
     for unit in units:
         by_job.setdefault(unit.job.line, []).append(unit)
@@ -463,13 +489,20 @@ def make_tasks(units: list[Unit], chunk: int) -> list[dict]:
                         "mask": job.mask,
                         "lora_files": [[path, scale] for path, scale, _ in job.loras],
                         "embedding_files": [path for path, _ in job.embeddings],
+                        "controls": [unit.task() for unit in job.controlnets],
+                        "guess_mode": job.guess_mode,
                     },
                     "seeds": [u.seed for u in part],
                     "files": [u.file for u in part],
                 }
             )
-    tasks.sort(key=lambda task: task["model"] or "")  # stable: job order within a model
+    tasks.sort(key=_task_order)  # stable: job order among jobs with the same model and nets
+
     return tasks
+
+
+def _task_order(task: dict) -> tuple:
+    return task["model"] or "", [unit["path"] for unit in task["job"]["controls"]]
 
 
 # -- running tasks (in any process) ------------------------------------------------------------
@@ -485,13 +518,16 @@ class TaskRunner:
         self.loader_options = dict(loader_options or {})
         self._model: object = ()  # the model of the loaded pipeline (None: embedded)
         self._pipeline = None
+        self._controlnets: dict = {}  # loaded control nets by path, for this pipeline
 
     def pipeline(self, model: str | None):
         if self._pipeline is None or self._model != model:
             import paddiff
+            from paddiff.control.jobs import NetCache
             from paddiff.safety import load_filters
 
             self._pipeline = None  # free the last model before loading the next
+            self._controlnets = NetCache()  # a single-file net is built for its model's UNet
             model_dir = model if model and Path(model).is_dir() else None
             filters = load_filters(self.safety_config, model_dir=model_dir)
             self._pipeline = paddiff.load_pipeline(
@@ -519,9 +555,15 @@ class TaskRunner:
         return result
 
     def _generate(self, task):
+        from paddiff.control.requests import control_arguments
+
         job = task["job"]
         pipe = self.pipeline(task["model"])
         use_job_adapters(pipe, job.get("lora_files", ()), job.get("embedding_files", ()))
+        # exactly this job's control nets (none: the pipeline's are unloaded), each loaded once
+        control = control_arguments(
+            pipe, job.get("controls", []), job.get("guess_mode", False), self._controlnets
+        )
         common = dict(
             negative_prompt=job["negative_prompt"],
             steps=job["steps"],
@@ -532,6 +574,7 @@ class TaskRunner:
             num_images_per_prompt=len(task["seeds"]),
             scheduler=job["scheduler"],
             progress=False,
+            **control,
         )
         if job["mode"] == "txt2img":
             return pipe.text_to_image(job["prompt"], **common)
@@ -722,14 +765,16 @@ def run_batch(
     chunk: int = 4,
     progress: bool = True,
     lora_dir=None,
+    controlnet_dir=None,
 ) -> Summary:
     """Plan, resume, run the pending tasks through `execute`, and record the results.
-    `lora_dir`: where the jobs' LoRA names are looked up (default $PADDIFF_LORA_DIR)."""
+    `lora_dir`: where the jobs' LoRA names are looked up (default $PADDIFF_LORA_DIR);
+    `controlnet_dir`: their control-net names (default $PADDIFF_CONTROLNET_DIR)."""
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock(out)  # held until this function returns (closed with the file)
-    jobs, errors = read_jobs(jobs_path, lora_dir)
+    jobs, errors = read_jobs(jobs_path, lora_dir, controlnet_dir)
     units = plan_units(jobs)
     output = Output(out, units)
     output.resume()

@@ -54,6 +54,12 @@ def add_arguments(parser) -> None:
         default=None,
         help='where a job\'s LoRA {"name": NAME} is looked up (default $PADDIFF_LORA_DIR)',
     )
+    parser.add_argument(
+        "--controlnet-dir",
+        default=None,
+        help='where a job\'s control net {"name": NAME} is looked up (default '
+        "$PADDIFF_CONTROLNET_DIR)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -96,7 +102,13 @@ def run(args) -> int:
         execute = batch.run_here(batch.TaskRunner(**runner_options))
     try:
         summary = batch.run_batch(
-            jobs, out, execute, args.chunk, not args.no_progress, lora_dir=args.lora_dir
+            jobs,
+            out,
+            execute,
+            args.chunk,
+            not args.no_progress,
+            lora_dir=args.lora_dir,
+            controlnet_dir=args.controlnet_dir,
         )
     except (ValueError, OSError) as exc:  # an unreadable job file, an unwritable --out
         print(f"paddiff: error: {exc}", file=sys.stderr)

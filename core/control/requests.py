@@ -27,31 +27,69 @@ def resolve_controlnet(name, dirs: list[Path], error=ValueError) -> Path:
         for suffix in FILE_SUFFIXES:
             if (folder / f"{name}{suffix}").is_file():
                 return folder / f"{name}{suffix}"
-    available = sorted(
-        {
-            p.stem
-            for d in dirs
-            if d.is_dir()
-            for p in d.iterdir()
-            if p.suffix in FILE_SUFFIXES or (p / "config.json").is_file()
-        }
-    )
+    available = controlnet_names(dirs)
     listed = f"; available: {', '.join(available[:20])}" if available else " (folder empty)"
     raise error(f"no control net named {name!r}{listed}")
+
+
+def controlnet_names(dirs: list[Path]) -> list[str]:
+    """The names `resolve_controlnet` accepts in `dirs`: diffusers folders NAME/ (with
+    config.json) and files NAME.safetensors / .pth / .ckpt / .bin, sorted."""
+    names = set()
+    for folder in map(Path, dirs):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if entry.name.startswith("."):
+                continue  # resolve_controlnet refuses such names
+            if (entry / "config.json").is_file():
+                names.add(entry.name)
+            elif entry.is_file() and entry.suffix in FILE_SUFFIXES:
+                names.add(entry.stem)
+    return sorted(names)
+
+
+def unit_settings(item: dict, where: str, error=ValueError) -> dict:
+    """A unit's "scale" (0..5), "start", "end" (0..1, start < end) and "preprocessor" (a
+    registered name, default "none"), checked: what a served request and a batch job share."""
+    from paddiff import registry
+
+    unit = {}
+    for key, default, lo, hi in (
+        ("scale", 1.0, 0.0, 5.0),
+        ("start", 0.0, 0.0, 1.0),
+        ("end", 1.0, 0.0, 1.0),
+    ):
+        value = item.get(key, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not lo <= value <= hi
+        ):
+            raise error(f"{where}.{key} must be a number in [{lo}, {hi}], got {value!r}")
+        unit[key] = float(value)
+    if unit["start"] >= unit["end"]:
+        raise error(f"{where}: start ({unit['start']:g}) must be below end ({unit['end']:g})")
+    preprocessor = item.get("preprocessor") or "none"
+    known = registry.default_registry().names("preprocessors")
+    if preprocessor not in known:
+        raise error(
+            f"{where}: no preprocessor named {preprocessor!r}; known: {', '.join(sorted(known))}"
+        )
+    unit["preprocessor"] = preprocessor
+    return unit
 
 
 def parse_controls(items, limits, decode_image, error=ValueError) -> list[dict]:
     """Checked control units: [{"path", "image" (PIL), "scale", "start", "end",
     "preprocessor"}]."""
-    from paddiff import registry
-
     if not isinstance(items, list):
         raise error("'controlnets' must be a list of {name, image, scale, start, end}")
     if len(items) > limits.max_controlnets:
         raise error(
             f"{len(items)} control nets asked for; this server allows {limits.max_controlnets}"
         )
-    known = None
     units = []
     for i, item in enumerate(items):
         where = f"'controlnets'[{i}]"
@@ -67,28 +105,8 @@ def parse_controls(items, limits, decode_image, error=ValueError) -> list[dict]:
                 item.get("name"), [Path(d) for d in limits.controlnet_dirs], error
             ),
             "image": decode_image(item["image"], f"{where}.image", limits),
+            **unit_settings(item, where, error),
         }
-        for key, default, lo, hi in (
-            ("scale", 1.0, 0.0, 5.0),
-            ("start", 0.0, 0.0, 1.0),
-            ("end", 1.0, 0.0, 1.0),
-        ):
-            value = item.get(key, default)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or not lo <= value <= hi
-            ):
-                raise error(f"{where}.{key} must be a number in [{lo}, {hi}], got {value!r}")
-            unit[key] = float(value)
-        preprocessor = item.get("preprocessor") or "none"
-        known = known or registry.default_registry().names("preprocessors")
-        if preprocessor not in known:
-            raise error(
-                f"{where}: no preprocessor named {preprocessor!r}; known: {', '.join(sorted(known))}"
-            )
-        unit["preprocessor"] = preprocessor
         units.append(unit)
     return units
 
