@@ -15,7 +15,8 @@ pairs it with. So generation here is a job: `POST api/jobs` validates the reques
 and the page polls `GET api/jobs/<id>` for the step count and, at the end, the images. Every URL
 in the page is relative, so it works under any prefix.
 
-API (JSON): `GET api/options` (limits, samplers, default size, LoRA and control choices);
+API (JSON): `GET api/options` (limits, samplers, default size, LoRA choices, control-net names
+and preprocessor names);
 `POST api/jobs` with the fields of `POST /predict/paddiff` -> `{"job": id}` or
 `{"error": message}` (HTTP 400); `GET api/jobs/<id>` -> `{"state": "waiting" | "running" |
 "done" | "error", "step", "total", "images": [{"png": base64 PNG with its `parameters` chunk,
@@ -90,8 +91,12 @@ class Generator:
         self.limits = limits or serving.ServingLimits.from_env()
         self.lock = lock or threading.Lock()
         self.context = context
+        self.controlnets: dict = {}  # loaded control nets by path: the operator's few
 
     def options(self) -> dict:
+        from paddiff.control import preprocessor_names
+        from paddiff.control.requests import controlnet_names
+
         width, height = self.pipeline.native_size()
         limits = self.limits
         return {
@@ -103,10 +108,13 @@ class Generator:
             "max_prompt_chars": limits.max_prompt_chars,
             "samplers": sampler_choices(limits),
             "model": getattr(self.pipeline, "model_name", ""),
-            # The page shows a choice only when a list is not empty: the LoRAs in the operator's
-            # folders ($PADDIFF_LORA_DIR; requests name them, never a path). No control models yet.
+            # The page shows a choice only when a list is not empty: the LoRAs and control nets
+            # in the operator's folders ($PADDIFF_LORA_DIR, $PADDIFF_CONTROLNET_DIR; requests
+            # name them, never a path).
             "loras": lora_choices(limits),
-            "controls": [],
+            "controls": controlnet_names(limits.controlnet_dirs),
+            "max_controlnets": limits.max_controlnets,
+            "preprocessors": preprocessor_names(),
         }
 
     def parse(self, fields: dict):
@@ -116,14 +124,18 @@ class Generator:
         return serving.parse_request(fields, self.limits, self.pipeline.native_size())
 
     def run(self, parsed, callback=None) -> list[dict]:
+        from paddiff.control.requests import control_arguments
         from paddiff.png_info import format_parameters
         from PIL.PngImagePlugin import PngInfo
 
         arguments = dict(parsed.arguments)
         count = arguments.pop("num_images", 1)
         loras, embeddings = arguments.pop("loras", ()), arguments.pop("embeddings", ())
+        controls, guess = arguments.pop("controls", []), arguments.pop("guess_mode", False)
         with self.lock, self.context():
             use_adapters(self.pipeline, loras, embeddings)
+            # exactly the request's control nets (none: unloaded), as hub serving does
+            arguments.update(control_arguments(self.pipeline, controls, guess, self.controlnets))
             result = getattr(self.pipeline, parsed.method)(
                 num_images_per_prompt=count, progress=False, callback=callback, **arguments
             )

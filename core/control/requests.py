@@ -60,7 +60,8 @@ def unit_settings(item: dict, where: str, error=ValueError) -> dict:
         ("start", 0.0, 0.0, 1.0),
         ("end", 1.0, 0.0, 1.0),
     ):
-        value = item.get(key, default)
+        value = item.get(key)
+        value = default if value is None else value  # null means the default, as elsewhere
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))

@@ -38,7 +38,28 @@ def write_tiny_lora(folder):
 
 
 @pytest.fixture(scope="module")
-def webui(tmp_path_factory):
+def control_folder(tmp_path_factory):
+    """The operator's control-net folder: the embedded model's shipped control net, by name."""
+    from paddiff.plugins.embedded.train_control import CONTROL_DIR
+
+    folder = tmp_path_factory.mktemp("controlnets")
+    (folder / "embedded").symlink_to(CONTROL_DIR, target_is_directory=True)
+    return folder
+
+
+def silhouette_base64() -> str:
+    """A white disc on black, off the centre (where the embedded model draws by default)."""
+    import numpy as np
+
+    y, x = np.mgrid[:64, :64]
+    disc = ((x - 18) ** 2 + (y - 44) ** 2 <= 11**2).astype(np.uint8) * 255
+    buffer = io.BytesIO()
+    Image.fromarray(np.repeat(disc[..., None], 3, axis=2)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def webui(tmp_path_factory, control_folder):
     port = free_port()
     loras = tmp_path_factory.mktemp("loras")
     write_tiny_lora(loras)
@@ -47,6 +68,7 @@ def webui(tmp_path_factory):
         PADDIFF_MAX_STEPS="10",
         PADDIFF_MAX_PIXELS=str(64 * 64),
         PADDIFF_LORA_DIR=str(loras),
+        PADDIFF_CONTROLNET_DIR=str(control_folder),
     )
     env.pop("PADDIFF_MODEL", None)
     log = tmp_path_factory.mktemp("webui") / "webui.log"
@@ -104,6 +126,8 @@ def test_page_and_options(webui):
     assert status == 200
     assert (options["width"], options["height"], options["max_steps"]) == (64, 64, 10)
     assert "DPM++ 2M Karras" in options["samplers"] and options["loras"] == ["tiny"]
+    assert options["controls"] == ["embedded"] and options["max_controlnets"] == 2
+    assert {"none", "canny", "scribble", "invert"} <= set(options["preprocessors"])
 
 
 def test_generation_as_a_job_with_parameters_in_the_png(webui):
@@ -146,3 +170,55 @@ def test_a_lora_from_the_operator_folder_changes_the_image_and_others_are_refuse
     assert pictures[0] != pictures[1] and pictures[0] == pictures[2]
     status, reply = call(webui + "api/jobs", dict(fields, loras=["../tiny"]))
     assert status == 400 and "give a name from the folder, not a path" in reply["error"]
+
+
+def test_a_control_net_from_the_operator_folder_steers_the_image(webui):
+    """The page's request: hub serving's "controlnets" schema with a data-URL control image."""
+    fields = {"prompt": "a red circle on a blue background", "steps": 6, "seed": 4}
+    control = {"name": "embedded", "image": silhouette_base64(), "preprocessor": "none"}
+    done = {}
+    for name, extra in (
+        ("plain", {}),
+        ("control", {"controlnets": [control]}),
+        ("guess", {"controlnets": [dict(control, scale=0.7, end=0.8)], "guess_mode": True}),
+        ("plain-again", {}),
+    ):
+        status, started = call(webui + "api/jobs", dict(fields, **extra))
+        assert status == 200, started
+        done[name] = wait_for(webui, started["job"])
+        assert done[name]["state"] == "done", done[name]
+    image = {name: item["images"][0] for name, item in done.items()}
+    assert image["control"]["png"] != image["plain"]["png"]
+    assert image["plain-again"]["png"] == image["plain"]["png"]  # the net is unloaded after use
+    parameters = image["control"]["parameters"]
+    assert 'ControlNet 0: "Module: none, Model: embedded [' in parameters
+    assert "Control Mode: Balanced" in parameters
+    guess = image["guess"]["parameters"]
+    assert "Weight: 0.7" in guess and "Guidance End: 0.8" in guess
+    assert "Control Mode: ControlNet is more important" in guess
+    picture = Image.open(io.BytesIO(base64.b64decode(image["control"]["png"])))
+    assert picture.text["parameters"] == parameters
+    assert "ControlNet" not in image["plain"]["parameters"]
+
+
+def test_control_refusals_are_hub_servings(webui, control_folder):
+    from paddiff.serving import RequestError, ServingLimits, parse_request
+
+    limits = ServingLimits(controlnet_dirs=(str(control_folder),))  # as hub serving reads them
+    disc = silhouette_base64()
+    for controls, words in (
+        ([{"name": "nope", "image": disc}], "no control net named 'nope'; available: embedded"),
+        ([{"name": "../x", "image": disc}], "give a name from the folder, not a path"),
+        ([{"name": "embedded", "image": disc, "preprocessor": "cany"}], "known: canny"),
+        ([{"name": "embedded", "image": disc, "scale": 9}], "scale must be a number in"),
+        ([{"name": "embedded", "image": disc}] * 3, "this server allows 2"),
+    ):
+        status, reply = call(webui + "api/jobs", {"prompt": "a cat", "controlnets": controls})
+        with pytest.raises(RequestError) as served:
+            parse_request({"prompt": "a cat", "controlnets": controls}, limits)
+        assert status == 400 and reply["error"] == f"invalid request: {served.value}"
+        assert words in reply["error"] and str(control_folder) not in reply["error"]
+    status, reply = call(webui + "api/jobs", {"prompt": "a cat", "guess_mode": True})
+    assert status == 400 and reply["error"] == (
+        "invalid request: 'guess_mode' applies only with 'controlnets'"
+    )
