@@ -1,10 +1,11 @@
 """The web page in a real browser: `hub serving start -m paddiff` on loopback, `/gradio/paddiff`
 opened in Debian's headless Chromium (driven by its chromedriver through selenium), one
-generation with the embedded model, a refused prompt and a bad setting.
+generation with the embedded model, a refused prompt and a bad setting, inpainting, and a
+generation steered by the embedded model's control net.
 
 Chromium comes from `.ci/install-chromium` (run by `make test`). Without it the test skips, except
 under CI (CI=true), where it fails. PADDIFF_SCREENSHOT=docs/web-page.png writes the screenshot that
-docs/serving.md shows.
+docs/serving.md shows, PADDIFF_CONTROL_SCREENSHOT=docs/web-page-control.png docs/controlnet.md's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from support.processes import free_port, hub_command, stop_process_group
 
@@ -43,8 +44,18 @@ if not (CHROMIUM and CHROMEDRIVER):
 @pytest.fixture(scope="module")
 def hub_server(tmp_path_factory):
     """`hub install` into a fresh HUB_HOME, then `hub serving start -m paddiff` (loopback use)."""
+    from paddiff.plugins.embedded.train_control import CONTROL_DIR
+
     home = tmp_path_factory.mktemp("hub-home")
-    env = dict(os.environ, HUB_HOME=str(home), PADDIFF_MAX_STEPS="20", PADDIFF_MAX_IMAGES="2")
+    controlnets = tmp_path_factory.mktemp("controlnets")  # the operator's folder
+    (controlnets / "embedded").symlink_to(CONTROL_DIR, target_is_directory=True)
+    env = dict(
+        os.environ,
+        HUB_HOME=str(home),
+        PADDIFF_MAX_STEPS="20",
+        PADDIFF_MAX_IMAGES="2",
+        PADDIFF_CONTROLNET_DIR=str(controlnets),
+    )
     for variable in ("PADDIFF_MODEL", "PADDIFF_SAFETY_CONFIG", "PADDIFF_ALLOWED_SCHEDULERS"):
         env.pop(variable, None)
     installed = subprocess.run(
@@ -220,3 +231,50 @@ def test_page_inpaints_an_uploaded_image_with_a_drawn_mask(hub_server, browser, 
         lambda d: "Mode: inpaint" in d.find_element(By.CSS_SELECTOR, "figure.result pre").text
     )
     assert browser.find_element(By.ID, "message").text == ""
+
+
+def test_page_generates_with_a_control_net_and_image(hub_server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, TIMEOUT)
+    browser.get(hub_server + "/gradio/paddiff")  # the first visit starts the page's server
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#control-net-0 option")) > 1)
+    area = browser.find_element(By.ID, "control-area")
+    assert area.is_displayed() and area.get_attribute("open") is None  # folded, as in A1111
+    area.find_element(By.TAG_NAME, "summary").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "details.control-unit")) == 2  # the limit
+    preprocessors = Select(browser.find_element(By.ID, "control-preprocessor-0")).options
+    assert preprocessors[0].get_attribute("value") == "none"
+    assert "canny" in [o.get_attribute("value") for o in preprocessors]
+    silhouette = tmp_path / "silhouette.png"
+    disc = Image.new("RGB", (64, 64))
+    ImageDraw.Draw(disc).ellipse((6, 32, 30, 56), fill=(255, 255, 255))
+    disc.save(silhouette)
+
+    browser.find_element(By.ID, "prompt").send_keys("蓝色背景上的一个红色圆形")
+    for field, value in (("steps", "6"), ("seed", "4"), ("control-scale-0", "0.8")):
+        box = browser.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+    Select(browser.find_element(By.ID, "control-net-0")).select_by_value("embedded")
+    # A control model without a control image: the page says so before sending anything.
+    browser.find_element(By.ID, "generate").click()
+    assert "ControlNet 0 (embedded)" in browser.find_element(By.ID, "message").text
+    browser.find_element(By.ID, "control-image-0").send_keys(str(silhouette))
+    wait.until(lambda d: d.find_element(By.ID, "control-preview-0").get_attribute("src"))
+    browser.find_element(By.ID, "guess-mode").click()
+    browser.find_element(By.ID, "generate").click()
+    wait.until(
+        lambda d: "ControlNet 0" in d.find_element(By.CSS_SELECTOR, "figure.result pre").text
+    )
+    shown = browser.find_element(By.CSS_SELECTOR, "figure.result pre").text
+    assert "Model: embedded [" in shown and "Weight: 0.8" in shown
+    assert "Control Mode: ControlNet is more important" in shown
+    assert browser.find_element(By.ID, "message").text == ""
+    screenshot = os.environ.get("PADDIFF_CONTROL_SCREENSHOT")
+    if screenshot:  # the whole form and the result
+        browser.set_window_size(1280, 1400)
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.save_screenshot(str(ROOT / screenshot))
+        browser.set_window_size(1280, 1000)
