@@ -81,3 +81,46 @@ def test_ray_batch_with_a_killed_actor_gives_every_image_once(
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 images written" in again.stdout and f"{TOTAL} already done" in again.stdout
     assert json.loads((out / "metadata.jsonl").read_text().splitlines()[0])["id"] == "circles"
+
+
+def test_ray_batch_carries_control_nets(ray_head, tmp_path):
+    """A job with two control nets (one by name, one by path) on the cluster: the actors read
+    the nets and control images from the paths the task carries, and the image equals a
+    single-process run's, bit for bit."""
+    import numpy as np
+    from paddiff import batch
+    from PIL import Image
+
+    from support.batch_helpers import metadata, pixels
+    from support.fixture_configs import FIXTURES
+
+    control = FIXTURES / "controlnet"
+    hint = np.zeros((32, 32, 3), np.uint8)
+    hint[8:24, 8:24] = 255
+    Image.fromarray(hint).save(tmp_path / "hint.png")
+    units = [
+        {"name": "cn_a", "image": "hint.png", "scale": 0.8},
+        {"path": str(control / "cn_b"), "image": "hint.png", "preprocessor": "canny"},
+    ]
+    job = {"id": "controlled", "prompt": "a red circle", "model": str(FIXTURES / "sd" / "sd1")}
+    job.update(seed=3, count=2, steps=2, controlnets=units, guess_mode=True)
+    job_file = tmp_path / "jobs.jsonl"
+    job_file.write_text(json.dumps(job) + "\n")
+    here = tmp_path / "here"
+    summary = batch.run_batch(
+        job_file, here, batch.run_here(batch.TaskRunner(here)), progress=False,
+        controlnet_dir=control,
+    )  # fmt: skip
+    assert summary.written == 2
+    out = tmp_path / "ray"
+    done = subprocess.run(
+        [PADDIFF, "batch", str(job_file), "--out", str(out), "--ray", ray_head, "--workers", "2",
+         "--chunk", "1", "--controlnet-dir", str(control), "--no-progress"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines, expected = metadata(out), metadata(here)
+    assert [m["file"] for m in lines] == [m["file"] for m in expected]
+    for line in lines:
+        assert np.array_equal(pixels(out / line["file"]), pixels(here / line["file"]))
+        assert "Model: cn_b [" in line["settings"]["controlnet_1"]
