@@ -6,7 +6,7 @@ PaddleHub module's `serve` checks it (paddiff.serving.parse_request against the 
 limits, the prompt filters, then the pipeline's own setting checks), so a bad request gets its
 own error and never fails its neighbours. The valid ones are grouped by `batch_key`: requests
 that agree on everything applied to the whole call (size, steps, scheduler, guidance, eta,
-LoRAs, embeddings) become one `text_to_image` call with one prompt, negative prompt and seed per
+LoRAs, embeddings; requests with control nets run alone) become one `text_to_image` call with one prompt, negative prompt and seed per
 image, and the images are handed back to the requests they belong to.
 
 Each image has its own seeded noise, and by default the denoiser runs one image per call
@@ -40,7 +40,9 @@ class Prepared:
     loras: tuple = ()
     embeddings: tuple = ()
     prompt_verdicts: list = field(default_factory=list)
-    key: tuple | None = None  # None: runs alone (image-to-image, inpainting)
+    key: tuple | None = None  # None: runs alone (image-to-image, inpainting, control nets)
+    controls: list = field(default_factory=list)  # paddiff.control.requests units
+    guess_mode: bool = False
 
 
 def reply_ok(results: dict) -> dict:
@@ -103,6 +105,7 @@ class BatchingServer:
         self.pipeline = pipeline
         self.limits = limits
         self.max_images = max_images
+        self.controlnets: dict = {}  # loaded control nets by path: the operator's few
 
     # -- one request ----------------------------------------------------------------------------
 
@@ -129,6 +132,7 @@ class BatchingServer:
         arguments = dict(parsed.arguments)
         loras = tuple((str(path), weight) for path, weight in arguments.pop("loras", ()))
         embeddings = tuple(str(path) for path in arguments.pop("embeddings", ()))
+        controls, guess_mode = arguments.pop("controls", []), arguments.pop("guess_mode", False)
         arguments["num_images_per_prompt"] = arguments.pop("num_images", 1)
         positional = [arguments.pop(name) for name in _POSITIONAL[parsed.method]]
         named = dict(zip(("image", "mask_image"), positional[1:], strict=False))
@@ -146,6 +150,11 @@ class BatchingServer:
             width=request.width,
             height=request.height,
         )
+        if controls and parsed.method == "text_to_image":
+            # a size the request did not give is the control image's, as in hub serving's call
+            for name in ("width", "height"):
+                if name not in arguments:
+                    settings.pop(name)
         return Prepared(
             method=parsed.method,
             positional=positional,
@@ -153,7 +162,10 @@ class BatchingServer:
             loras=loras,
             embeddings=embeddings,
             prompt_verdicts=verdicts,
-            key=batch_key(parsed.method, settings, loras, embeddings),
+            # each request's own control images: a controlled request runs alone
+            key=None if controls else batch_key(parsed.method, settings, loras, embeddings),
+            controls=controls,
+            guess_mode=guess_mode,
         )
 
     # -- many requests --------------------------------------------------------------------------
@@ -225,6 +237,7 @@ class BatchingServer:
 
     def _generate(self, group: list[Prepared]) -> list[list[dict]]:
         """Images (as reply entries) per request of a group, from one pipeline call."""
+        from paddiff.control.requests import control_arguments
         from paddiff.webui import use_adapters
 
         first = group[0]
@@ -233,9 +246,13 @@ class BatchingServer:
             [(Path(path), weight) for path, weight in first.loras],
             [Path(path) for path in first.embeddings],
         )
+        # exactly this request's control nets (none for a group: controlled requests run alone)
+        control = control_arguments(
+            self.pipeline, first.controls, first.guess_mode, self.controlnets
+        )
         if len(group) == 1:
             result = getattr(self.pipeline, first.method)(
-                *first.positional, progress=False, **first.settings
+                *first.positional, progress=False, **first.settings, **control
             )
         else:  # one prompt, negative prompt and seed per image
             prompts, negatives, seeds = [], [], []

@@ -173,3 +173,50 @@ def test_requests_with_different_loras_never_share_a_call_or_leak(pipeline, tmp_
     fresh.load_lora_weights(tmp_path / "cold.safetensors", scale=0.5)
     assert np.array_equal(got[1], alone(fresh, "a red circle", 2)[0])
     assert not np.array_equal(got[0], got[3]) and not np.array_equal(got[1], got[3])
+
+
+def test_requests_with_control_nets_run_alone_with_their_own_nets():
+    """`paddiff serve --ray` takes hub serving's "controlnets": each controlled request runs
+    alone, with exactly its nets, and gets the image hub serving's call gives (the size, when
+    not given, is the control image's)."""
+    from support.fixture_configs import FIXTURES
+
+    control = FIXTURES / "controlnet"
+    pipe = paddiff.load_pipeline(FIXTURES / "sd" / "sd1")
+    server = BatchingServer(pipe, ServingLimits(controlnet_dirs=(str(control),)))
+    hint = np.zeros((24, 24, 3), np.uint8)
+    hint[4:20, 8:16] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(hint).save(buffer, format="PNG")
+    hint64 = base64.b64encode(buffer.getvalue()).decode()
+    base = {"prompt": "a red circle", "steps": 2}
+    requests = [
+        dict(base, seed=1, controlnets=[{"name": "cn_a", "image": hint64, "scale": 0.7}]),
+        dict(base, seed=1),
+        dict(base, seed=2),
+        dict(base, seed=1, guess_mode=True, controlnets=[{"name": "cn_b", "image": hint64}]),
+    ]
+    items = [server.prepare(fields) for fields in requests]
+    assert server.groups(items) == [[0], [1, 2], [3]]
+    replies = server.run(items)
+    assert [reply["status"] for reply in replies] == ["000"] * 4, replies
+    got = [decode(reply["results"]["images"][0]["image"]) for reply in replies]
+
+    def direct(seed, nets=(), **control_settings):
+        pipe.load_controlnet([control / net for net in nets])
+        result = pipe.text_to_image("a red circle", steps=2, seed=seed, progress=False,
+                                    **control_settings)  # fmt: skip
+        return np.asarray(result.images[0])
+
+    hint_image = Image.fromarray(hint)
+    assert got[0].shape == (24, 24, 3)  # the control image's size
+    assert np.array_equal(
+        got[0], direct(1, ["cn_a"], control_image=hint_image, controlnet_conditioning_scale=0.7)
+    )
+    assert np.array_equal(got[1], direct(1)) and np.array_equal(got[2], direct(2))
+    assert np.array_equal(got[3], direct(1, ["cn_b"], control_image=hint_image, guess_mode=True))
+    settings = [reply["results"]["images"][0]["settings"] for reply in replies]
+    assert "Model: cn_a [" in settings[0]["controlnet_0"] and "controlnet_0" not in settings[1]
+    assert settings[3]["control_mode"] == "ControlNet is more important"
+    refused = server.prepare(dict(base, controlnets=[{"name": "nope", "image": hint64}]))
+    assert refused["msg"].startswith("invalid request: no control net named 'nope'; available:")
