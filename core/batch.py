@@ -497,7 +497,6 @@ def make_tasks(units: list[Unit], chunk: int) -> list[dict]:
                 }
             )
     tasks.sort(key=_task_order)  # stable: job order among jobs with the same model and nets
-
     return tasks
 
 

@@ -32,6 +32,7 @@ class JobControl:
     """One checked unit of a job: absolute paths and their contents' SHA-256."""
 
     net: str
+    name: str  # the folder's or file's name, as the PNG parameters show it
     net_sha256: str
     image: str
     image_sha256: str
@@ -43,7 +44,7 @@ class JobControl:
     def settings(self) -> dict:
         """What decides the pixels, for the image digest (no paths: moving files is no change)."""
         return {
-            "name": Path(self.net).stem if Path(self.net).is_file() else Path(self.net).name,
+            "name": self.name,
             "sha256": self.net_sha256,
             "image_sha256": self.image_sha256,
             "preprocessor": self.preprocessor,
@@ -105,6 +106,7 @@ def parse_job_controls(
         units.append(
             JobControl(
                 net=str(net),
+                name=net.stem if net.is_file() else net.name,
                 net_sha256=content_sha256(net),
                 image=str(image_path),
                 image_sha256=content_sha256(image_path),

@@ -250,3 +250,13 @@ def test_the_ray_actor_runs_a_control_task_from_its_json(folder):
         "Model: cn_a [" in parameters["ControlNet 0"]
         and "Weight: 0.8" in parameters["ControlNet 0"]
     )
+
+
+def test_the_net_cache_keeps_the_most_recently_used():
+    from paddiff.control.jobs import NetCache
+
+    cache = NetCache(2)
+    cache["a"], cache["b"] = 1, 2
+    assert cache["a"] == 1  # used: "b" is now the oldest
+    cache["c"] = 3
+    assert list(cache) == ["a", "c"]
