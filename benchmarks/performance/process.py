@@ -11,6 +11,10 @@ Both sides: 256x256, guidance 7.5, the same step count, DDIM, fp32, the same thr
 sides alternate within each round and medians are reported. paddiff runs with a warm program
 cache (exported once before the first round) and, once per round, with an empty cache (the
 export's extra time). Peak RSS is the child's `ru_maxrss` from `wait4`.
+
+`--runtimes openvino` adds a warm side per runtime back end; `--bf16` adds bfloat16 sides:
+paddiff with `PADDIFF_PRECISION=bf16` (on each runtime) and diffusers with
+`torch_dtype=torch.bfloat16`. The table's ratios are against diffusers at the same precision.
 """
 
 from __future__ import annotations
@@ -131,33 +135,35 @@ def run_process_benchmark(args, base_env: dict, info: dict) -> dict:
     if os.environ.get("BENCH_PADDIFF_PATH"):  # a frozen copy of paddiff to time (snapshot())
         env["PYTHONPATH"] = os.environ["BENCH_PADDIFF_PATH"]
     cmds = commands(args, model, work)
-    results: dict[str, list[dict]] = {"paddiff warm": [], "paddiff cold": [], "diffusers": []}
-    # other runtime back ends: a warm side each (its cache filled, and converted, before round 1)
-    runtimes = {f"paddiff warm ({name})": name for name in getattr(args, "runtimes", None) or []}
-    results.update({side: [] for side in runtimes})
+    # warm paddiff sides -> their environment (each filled, and converted, before round 1)
+    warm = warm_sides(getattr(args, "runtimes", None) or [], getattr(args, "bf16", False))
+    diffusers_sides = {"diffusers": {}}
+    if getattr(args, "bf16", False):
+        diffusers_sides["diffusers bf16"] = {"BENCH_DTYPE": "bf16"}
+    if not args.torch_python:
+        diffusers_sides = {}
+    results: dict[str, list[dict]] = {side: [] for side in [*warm, *diffusers_sides]}
+    results["paddiff cold"] = []
     record = {"model": str(model), "steps": args.steps, "runs": results, "info": info}
     try:
         print("warming paddiff's program cache ...", file=sys.stderr, flush=True)
         record["first_export"] = run_child(cmds["paddiff"], env)
-        for name in runtimes.values():
-            record[f"first run ({name})"] = run_child(
-                cmds["paddiff"], dict(env, PADDIFF_RUNTIME=name)
-            )
+        for side, extra in warm.items():
+            if extra:
+                record[f"first run ({side})"] = run_child(cmds["paddiff"], dict(env, **extra))
         for round_ in range(args.rounds):
             # alternate which side goes first, round by round
-            order = ["paddiff warm", *runtimes, "diffusers", "paddiff cold"]
+            order = [*warm, *diffusers_sides]
             if round_ % 2:
-                order = ["diffusers", *runtimes, "paddiff warm", "paddiff cold"]
+                order = [*diffusers_sides, *reversed(warm)]
+            if not getattr(args, "no_cold", False):
+                order.append("paddiff cold")
             for side in order:
-                if side == "diffusers" and not args.torch_python:
-                    continue
-                run_env = env
-                if side in runtimes:
-                    run_env = dict(env, PADDIFF_RUNTIME=runtimes[side])
+                run_env = dict(env, **warm.get(side, diffusers_sides.get(side, {})))
                 if side == "paddiff cold":
                     cold = work / f"cold-{round_}"
                     run_env = dict(env, PADDIFF_CACHE_DIR=str(cold))
-                command = cmds["diffusers" if side == "diffusers" else "paddiff"]
+                command = cmds["diffusers" if side in diffusers_sides else "paddiff"]
                 print(f"round {round_ + 1}: {side} ...", file=sys.stderr, flush=True)
                 result = run_child(command, run_env)
                 if side == "paddiff cold":
@@ -170,6 +176,20 @@ def run_process_benchmark(args, base_env: dict, info: dict) -> dict:
         if not args.process_cache:
             shutil.rmtree(work, ignore_errors=True)
     return record
+
+
+def warm_sides(runtimes: list[str], bf16: bool) -> dict[str, dict]:
+    """Side name -> environment of each warm paddiff side."""
+    sides = {"paddiff warm": {}}
+    sides.update({f"paddiff warm ({name})": {"PADDIFF_RUNTIME": name} for name in runtimes})
+    if bf16:
+        sides["paddiff warm bf16"] = {"PADDIFF_PRECISION": "bf16"}
+        for name in runtimes:
+            sides[f"paddiff warm bf16 ({name})"] = {
+                "PADDIFF_RUNTIME": name,
+                "PADDIFF_PRECISION": "bf16",
+            }
+    return sides
 
 
 def medians(runs: list[dict]) -> dict:
@@ -186,7 +206,7 @@ def process_table(record: dict, info: dict) -> str:
     runs = dict(record["runs"])
     if record.get("first_export"):
         runs["paddiff cold"] = [record["first_export"], *runs["paddiff cold"]]
-    base = medians(runs["diffusers"])
+    bases = {"fp32": medians(runs["diffusers"]), "bf16": medians(runs.get("diffusers bf16", []))}
     lines = [
         f"| one process, {record['steps']} steps, 256x256 | wall s | vs diffusers | CPU s "
         "| vs diffusers | peak RSS GB | vs diffusers | runs (wall s) |",
@@ -196,14 +216,19 @@ def process_table(record: dict, info: dict) -> str:
         "paddiff warm": "`paddiff generate`, programs cached",
         "paddiff cold": "`paddiff generate`, empty cache (exports)",
         "diffusers": "diffusers script (StableDiffusionPipeline)",
+        "diffusers bf16": "diffusers script, `torch_dtype=torch.bfloat16`",
     }
     for side in runs:
-        if side.startswith("paddiff warm ("):
-            labels[side] = f"`paddiff generate --runtime {side[14:-1]}`, programs cached"
+        if side.startswith("paddiff warm") and side not in labels:
+            options = "--precision bf16" if " bf16" in side else ""
+            if "(" in side:
+                options += f" --runtime {side[side.index('(') + 1 : -1]}"
+            labels[side] = f"`paddiff generate {options.strip()}`, programs cached"
     for side, label in labels.items():
-        m = medians(runs[side])
+        m = medians(runs.get(side, []))
         if not m:
             continue
+        base = bases["bf16" if "bf16" in side else "fp32"]
         ratios = {
             k: f"{m[k] / base[k]:.2f}x" if base else "-" for k in ("wall_s", "cpu_s", "peak_rss_gb")
         }

@@ -102,7 +102,10 @@ def main() -> None:
         "--frameworks", nargs="+", help="only these (names as in the table, e.g. diffusers)"
     )
     parser.add_argument(
-        "--bf16", action="store_true", help="also time bfloat16: paddiff static and diffusers"
+        "--bf16",
+        action="store_true",
+        help="also time bfloat16: paddiff static and diffusers (with --process: paddiff on "
+        "each runtime and a diffusers script in bfloat16)",
     )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument(
@@ -125,6 +128,9 @@ def main() -> None:
         nargs="*",
         default=[],
         help="--process: also time these runtime back ends (e.g. openvino), programs cached",
+    )
+    parser.add_argument(
+        "--no-cold", action="store_true", help="--process: no empty-cache (export) runs"
     )
     args = parser.parse_args()
     if args.table:

@@ -91,12 +91,14 @@ def run(name: str) -> None:
 
 def one_image(model: str, out: str, steps: str, prompt: str) -> None:
     """What a diffusers user's one-image script does (process.py times the whole process):
-    load the folder, swap in DDIM, one 256x256 image at guidance 7.5, save the PNG."""
+    load the folder, swap in DDIM, one 256x256 image at guidance 7.5, save the PNG.
+    BENCH_DTYPE=bf16 loads it with `torch_dtype=torch.bfloat16`."""
     from diffusers import StableDiffusionPipeline
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count())))
+    dtype = torch.bfloat16 if os.environ.get("BENCH_DTYPE") == "bf16" else torch.float32
     pipe = StableDiffusionPipeline.from_pretrained(
-        model, safety_checker=None, requires_safety_checker=False
+        model, safety_checker=None, requires_safety_checker=False, torch_dtype=dtype
     )
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
