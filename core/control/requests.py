@@ -76,7 +76,8 @@ def unit_settings(item: dict, where: str, error=ValueError) -> dict:
     known = registry.default_registry().names("preprocessors")
     if preprocessor not in known:
         raise error(
-            f"{where}: no preprocessor named {preprocessor!r}; known: {', '.join(sorted(known))}"
+            f"{where}.preprocessor: no preprocessor named {preprocessor!r}; known: "
+            f"{', '.join(sorted(known))}"
         )
     unit["preprocessor"] = preprocessor
     return unit

@@ -170,7 +170,7 @@ def test_a_changed_control_image_or_scale_makes_the_job_again(folder):
         ([{"name": "cn_a", "image": "gone.png"}], "control image not found: gone.png"),
         (
             [{"name": "cn_a", "image": "square.png", "preprocessor": "cany"}],
-            "no preprocessor named 'cany'; known: canny",
+            "'controlnets'[0].preprocessor: no preprocessor named 'cany'; known: canny",
         ),
         ([{"name": "cn_a", "image": "square.png", "scale": 7}], "scale must be a number in"),
         ([{"name": "cn_a", "image": "square.png", "start": 0.5, "end": 0.5}], "below end"),
