@@ -23,6 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from paddiff.plugins.runtimes import mapped_pages
 
 IR_SUFFIX = {"fp32": ".openvino.xml", "bf16": ".openvino-f16.xml"}
 
@@ -119,6 +120,7 @@ class OpenVINOProgram:
         import openvino as ov
 
         self._core = ov.Core()
+        self._weights = ir.with_suffix(".bin")
         self._model = self._core.read_model(str(ir))
         self.input_names = [port.get_any_name() for port in self._model.inputs]
         self._config = {
@@ -154,7 +156,9 @@ class OpenVINOProgram:
             self._compiled.popitem(last=False)  # the least recently used shape
         model = self._model.clone()
         model.reshape({port: list(shape) for port, shape in zip(model.inputs, shapes, strict=True)})
-        compiled = self._core.compile_model(model, "CPU", self._config)
+        # the compiled model packs its own copy of every weight: the IR's pages go back
+        with mapped_pages.released_while(self._weights):
+            compiled = self._core.compile_model(model, "CPU", self._config)
         request = compiled.create_infer_request()
         self._compiled[shapes] = request
         return request

@@ -83,6 +83,14 @@ def test_openvino_keeps_its_converted_model_beside_the_program(tmp_path, monkeyp
     set_execution(again, "static", cache_dir=tmp_path, runtime="openvino")
     np.testing.assert_array_equal(again(*_inputs()), first)
 
+    # compiling gives back the IR's mapped pages (the compiled model packs its own copy of the
+    # big weights; at SD 1.5 size no page is read again, docs/performance.md)
+    from support.processes import resident_bytes
+
+    program = openvino.OpenVINOProgram(ir_path(prefix), 2, "fp32")
+    program._request_for(tuple(a.shape for a in _inputs(size=6)))
+    assert resident_bytes(ir_path(prefix).with_suffix(".bin")) == 0
+
 
 def _has_bf16() -> bool:
     from paddle.base import core

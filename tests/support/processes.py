@@ -1,4 +1,5 @@
-"""Helpers for tests that start servers and PaddleHub commands in their own processes."""
+"""Helpers for tests about processes: servers and PaddleHub commands in their own processes, and
+what a process holds in memory."""
 
 from __future__ import annotations
 
@@ -40,3 +41,17 @@ def stop_process_group(process: subprocess.Popen) -> None:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             continue
+
+
+def resident_bytes(path: Path) -> int:
+    """Resident bytes of this process's mappings of `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    target = str(path.resolve())
+    with open("/proc/self/smaps", encoding="utf-8") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5 and ":" in fields[3]:  # a mapping's header
+                inside = len(fields) == 6 and fields[5] == target
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1]) * 1024
+    return total
