@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,9 @@ def names_file(prefix: str | Path) -> Path:
     )  # JSON, but not *.json: jit.load takes any *.json in the folder for the program
 
 
+_TRACING = threading.Lock()
+
+
 def export_layer(layer: paddle.nn.Layer, specs: list[InputSpec], prefix: str | Path) -> Path:
     """Trace `layer.forward` for `specs` and save the program and weights under `prefix`.
 
@@ -80,10 +84,16 @@ def export_layer(layer: paddle.nn.Layer, specs: list[InputSpec], prefix: str | P
     was_training = layer.training
     layer.eval()
     try:
-        static = paddle.jit.to_static(
-            layer, input_spec=[spec.to_paddle() for spec in specs], full_graph=True
-        )
-        paddle.jit.save(static, str(partial))
+        with _TRACING:  # one trace at a time in the process (_forget_unfinished_traces)
+            _forget_unfinished_traces()
+            try:
+                static = paddle.jit.to_static(
+                    layer, input_spec=[spec.to_paddle() for spec in specs], full_graph=True
+                )
+                paddle.jit.save(static, str(partial))
+            except BaseException:
+                _forget_unfinished_traces()
+                raise
     finally:
         # to_static replaced `layer.forward` by a traced function that keeps its program alive;
         # put the Python method back so later dynamic-graph calls really run the dynamic graph.
@@ -98,6 +108,22 @@ def export_layer(layer: paddle.nn.Layer, specs: list[InputSpec], prefix: str | P
         if written.exists():
             written.replace(_with_suffix(prefix, suffix))
     return prefix
+
+
+def _forget_unfinished_traces() -> None:
+    """Drop what Paddle's tracer keeps of traces that never finished.
+
+    dy2static records the parameters a trace uses under id(program) and hands them over when
+    the trace completes; a trace that raised leaves its record behind, holding its tensors. A
+    later program that happens to get the same id inherits them, and `paddle.jit.save` then
+    fails with a KeyError naming one (seen in CI: 'linear_6939.b_0' while exporting a fresh
+    UNet, after an earlier test's export had failed). Exports run one at a time and nothing
+    else traces meanwhile, so at their start and after a failure every record is stale."""
+    from paddle.jit.dy2static import parameter_recorder
+
+    parameter_recorder._global_parameter_recorder.params_dict.clear()
+    parameter_recorder._global_parameter_recorder.tensor2value.clear()
+    parameter_recorder._global_inplace_map.params_dict.clear()
 
 
 def _saved_names(layer: paddle.nn.Layer, program: Path) -> dict[str, str]:

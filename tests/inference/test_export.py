@@ -471,3 +471,27 @@ def test_load_pipeline_switches_the_image_checker_too(tmp_path):
         FIXTURES / "sd1", safety_filters=[checker], execution="static", cache_dir=tmp_path
     )
     assert checker.runner.mode == pipeline.denoiser.runner.mode == "static"
+
+
+def test_a_failed_export_leaves_nothing_for_the_next(tmp_path):
+    """Paddle's tracer keeps the parameters of a trace that raised under id(program); a later
+    program given the same id inherited them and jit.save failed (KeyError naming one)."""
+    from paddiff.execution.export import export_layer, program_files
+    from paddle.jit.dy2static import parameter_recorder
+
+    class Fails(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.linear = paddle.nn.Linear(4, 4)
+
+        def forward(self, x):
+            self.linear(x)
+            raise RuntimeError("this layer cannot be traced")
+
+    spec = [InputSpec("x", (None, 4))]
+    with pytest.raises(RuntimeError, match="cannot be traced"):
+        export_layer(Fails(), spec, tmp_path / "fails" / "program")
+    assert not parameter_recorder._global_parameter_recorder.params_dict  # nothing held over
+    good = paddle.nn.Linear(4, 4)
+    prefix = export_layer(good, spec, tmp_path / "good" / "program")
+    assert program_files(prefix)[0].exists()
