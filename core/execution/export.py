@@ -119,11 +119,20 @@ def _forget_unfinished_traces() -> None:
     fails with a KeyError naming one (seen in CI: 'linear_6939.b_0' while exporting a fresh
     UNet, after an earlier test's export had failed). Exports run one at a time and nothing
     else traces meanwhile, so at their start and after a failure every record is stale."""
-    from paddle.jit.dy2static import parameter_recorder
-
-    parameter_recorder._global_parameter_recorder.params_dict.clear()
-    parameter_recorder._global_parameter_recorder.tensor2value.clear()
-    parameter_recorder._global_inplace_map.params_dict.clear()
+    try:  # Paddle's private tables (3.3.1); another version may keep them elsewhere
+        from paddle.jit.dy2static import parameter_recorder
+    except ImportError:
+        return
+    recorder = getattr(parameter_recorder, "_global_parameter_recorder", None)
+    inplace = getattr(parameter_recorder, "_global_inplace_map", None)
+    for owner, table in (
+        (recorder, "params_dict"),
+        (recorder, "tensor2value"),
+        (inplace, "params_dict"),
+    ):
+        records = getattr(owner, table, None)
+        if isinstance(records, dict):
+            records.clear()
 
 
 def _saved_names(layer: paddle.nn.Layer, program: Path) -> dict[str, str]:
