@@ -9,13 +9,13 @@ are. The units are checked when the job file is read, so a bad one is a bad line
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from paddiff.control.requests import resolve_controlnet, unit_settings
+from paddiff.lora.files import file_sha256
 
 CONTROLNET_DIR_ENV = "PADDIFF_CONTROLNET_DIR"
 FIELDS = ("name", "path", "image", "preprocessor", "scale", "start", "end")
@@ -145,25 +145,11 @@ def content_sha256(path: Path) -> str:
     per version, since many jobs name the same net."""
     path = Path(path)
     if path.is_file():
-        return _file_sha256(str(path), *_version(path))
+        return file_sha256(path)
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
         digest.update(f"{file.relative_to(path).as_posix()}\0".encode())
-        digest.update(_file_sha256(str(file), *_version(file)).encode())
-    return digest.hexdigest()
-
-
-def _version(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_mtime_ns, stat.st_size
-
-
-@functools.lru_cache(maxsize=1024)
-def _file_sha256(path: str, _mtime: int, _size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        digest.update(file_sha256(file).encode())
     return digest.hexdigest()
 
 

@@ -90,18 +90,23 @@ class LoraFile:
 
 def file_hash(path: Path) -> str:
     """The first 12 hex digits of a file's SHA-256 (computed once per file version)."""
+    return file_sha256(path)[:12]
+
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, computed once per file version (path, modification time, size)."""
     path = Path(path)
     stat = path.stat()
-    return _file_hash(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return _file_sha256(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
-@functools.lru_cache(maxsize=256)
-def _file_hash(path: str, _mtime: int, _size: int) -> str:
+@functools.lru_cache(maxsize=1024)
+def _file_sha256(path: str, _mtime: int, _size: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:12]
+    return digest.hexdigest()
 
 
 class _TorchLayout(dict):

@@ -35,8 +35,8 @@ def ir_path(prefix, precision: str = "fp32") -> Path:
     mapped and resident beside the compiled model's own packed copy, so a float32 IR costs
     twice the packed bfloat16 copy again (SD 1.5 UNet, one process: 5.75 GB peak with the
     float32 IR, 3.55 GB with the float16 one; docs/performance.md). float16 has more mantissa
-    bits than bfloat16, but rounding twice adds a little error: on the tests' tiny UNet the
-    largest difference from float32 grew from 2.6% to 3.2% of the output's range."""
+    bits than bfloat16, but the weights are rounded twice on the way; the tests bound the
+    result at 5% of the output's range from float32."""
     prefix = Path(prefix)
     return prefix.with_name(prefix.name + IR_SUFFIX[precision])
 

@@ -185,14 +185,9 @@ def test_bad_control_units_name_the_unit_and_field(folder, controls, message):
     assert message in str(error.value)
 
 
-def test_bad_control_jobs_are_bad_lines_and_the_others_run(folder):
-    jobs_path, out = folder / "bad.jsonl", folder / "bad-out"
-    lines = [
-        job("good", controlnets=[{"name": "cn_a", "image": "square.png"}]),
-        job("unknown-net", controlnets=[{"name": "nope", "image": "square.png"}]),
-        job("guess-alone", guess_mode=True),
-        job("no-image", controlnets=[{"name": "cn_a", "image": "gone.png"}]),
-    ]
+def run_jobs(folder, name: str, lines: list[dict]):
+    """Run a job file of `lines` in `folder` here; (summary, the errors.jsonl records)."""
+    jobs_path, out = folder / f"{name}.jsonl", folder / f"{name}-out"
     jobs_path.write_text("".join(json.dumps(j) + "\n" for j in lines))
     summary = batch.run_batch(
         jobs_path,
@@ -201,8 +196,19 @@ def test_bad_control_jobs_are_bad_lines_and_the_others_run(folder):
         progress=False,
         controlnet_dir=CONTROL,
     )
-    assert summary.written == 1 and summary.bad_lines == 3
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    return summary, errors
+
+
+def test_bad_control_jobs_are_bad_lines_and_the_others_run(folder):
+    lines = [
+        job("good", controlnets=[{"name": "cn_a", "image": "square.png"}]),
+        job("unknown-net", controlnets=[{"name": "nope", "image": "square.png"}]),
+        job("guess-alone", guess_mode=True),
+        job("no-image", controlnets=[{"name": "cn_a", "image": "gone.png"}]),
+    ]
+    summary, errors = run_jobs(folder, "bad", lines)
+    assert summary.written == 1 and summary.bad_lines == 3
     assert [(e["line"], e["id"]) for e in errors] == [
         (2, "unknown-net"),
         (3, "guess-alone"),
@@ -213,21 +219,13 @@ def test_bad_control_jobs_are_bad_lines_and_the_others_run(folder):
 
 
 def test_a_control_net_for_another_base_model_fails_its_job_only(folder):
-    jobs_path, out = folder / "mismatch.jsonl", folder / "mismatch-out"
     lines = [
         job("other-base", controlnets=[{"name": "sd2_like", "image": "square.png"}]),
         job("after", controlnets=[{"name": "cn_a", "image": "square.png"}]),
     ]
-    jobs_path.write_text("".join(json.dumps(j) + "\n" for j in lines))
-    summary = batch.run_batch(
-        jobs_path,
-        out,
-        batch.run_here(batch.TaskRunner(out)),
-        progress=False,
-        controlnet_dir=CONTROL,
-    )
+    summary, errors = run_jobs(folder, "mismatch", lines)
     assert summary.written == 1 and summary.failed_jobs == 1
-    (error,) = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    (error,) = errors
     assert error["id"] == "other-base" and "made for another base model" in error["error"]
 
 
