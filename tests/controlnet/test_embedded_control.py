@@ -98,7 +98,8 @@ def test_round1_captions_state_the_drawn_attributes():
 
 
 def test_the_control_net_trains_with_the_captions_its_base_model_read(tmp_path):
-    """A model exported by round 2 says it read the grammar; the shipped round-1 model did not."""
+    """A model exported by round 2 says it read the grammar; a round-1 model (no "captions"
+    entry) read round 1's templates."""
     import json
 
     from paddiff.plugins.embedded import MODEL_DIR, round1_captions
@@ -106,6 +107,9 @@ def test_the_control_net_trains_with_the_captions_its_base_model_read(tmp_path):
     index = json.loads((MODEL_DIR / "model_index.json").read_text(encoding="utf-8"))
     expected = index["_paddiff_embedded"].get("captions", "round1")
     assert round1_captions.captions_for_model(MODEL_DIR) == expected
-    index["_paddiff_embedded"]["captions"] = "grammar"
-    (tmp_path / "model_index.json").write_text(json.dumps(index), encoding="utf-8")
-    assert round1_captions.captions_for_model(tmp_path) == "grammar"
+    for written, read in (("grammar", "grammar"), (None, "round1")):
+        index["_paddiff_embedded"].pop("captions", None)
+        if written:
+            index["_paddiff_embedded"]["captions"] = written
+        (tmp_path / "model_index.json").write_text(json.dumps(index), encoding="utf-8")
+        assert round1_captions.captions_for_model(tmp_path) == read
