@@ -8,6 +8,7 @@ call; random tensors would calibrate the ranges of inputs that never occur.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,19 +73,24 @@ class RecordingDenoiser:
 def record_unet_inputs(pipe, prompts, *, steps, height, width, seed=0, guidance_scale=7.5):
     """Generate one image per prompt with `pipe` and return every UNet call's inputs
     ([latents, timesteps, conditioning] each)."""
+    from paddiff.prompt_checks import PromptWordsWarning
+
     recorder = RecordingDenoiser(pipe.denoiser)
     pipe.denoiser = recorder
     try:
-        for i, prompt in enumerate(prompts):
-            pipe.text_to_image(
-                prompt,
-                steps=steps,
-                height=height,
-                width=width,
-                seed=seed + i,
-                guidance_scale=guidance_scale,
-                progress=False,
-            )
+        with warnings.catch_warnings():
+            # the built-in list is for any model: words a small model does not know are expected
+            warnings.simplefilter("ignore", PromptWordsWarning)
+            for i, prompt in enumerate(prompts):
+                pipe.text_to_image(
+                    prompt,
+                    steps=steps,
+                    height=height,
+                    width=width,
+                    seed=seed + i,
+                    guidance_scale=guidance_scale,
+                    progress=False,
+                )
     finally:
         pipe.denoiser = recorder.wrapped
     return recorder.calls

@@ -31,9 +31,10 @@ def export_openvino(layer, specs, work_dir: str | Path):
     from paddiff.execution.export import export_layer, names_file, program_files
     from paddiff.execution.onnx_convert import bind_weights, graph_without_weights, paddle_to_onnx
     from paddiff.execution.portable import PORTABLE, program_variant
+    from paddiff.execution.quiet import native_stderr_filtered
 
     work_dir = Path(work_dir)
-    with program_variant(PORTABLE):
+    with program_variant(PORTABLE), native_stderr_filtered():  # Paddle's tracing logs
         prefix = export_layer(layer, specs, work_dir / "program")
     program, params = program_files(prefix)
     graph, weight_names = graph_without_weights(program, work_dir)

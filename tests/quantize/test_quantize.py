@@ -156,3 +156,31 @@ def test_the_hub_module_runs_a_quantized_folder(quantized, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"OpenVINOInt8UNet ({SIZE}, {SIZE})" in result.stdout
+
+
+def test_calibrating_the_embedded_model_does_not_warn_about_the_built_in_prompts():
+    """The built-in calibration list has words the embedded model never learnt ("猫"); the user
+    did not write them, so calibration must not warn about them (generation still does)."""
+    import paddiff
+    from paddiff.prompt_checks import PromptWordsWarning
+    from paddiff.quantize.calibration import record_unet_inputs
+
+    pipe = paddiff.load_pipeline()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calls = record_unet_inputs(pipe, ["窗台上睡觉的猫"], steps=1, height=64, width=64)
+    assert calls and not [w for w in caught if issubclass(w.category, PromptWordsWarning)]
+    with pytest.warns(PromptWordsWarning, match="猫"):
+        pipe.text_to_image("窗台上睡觉的猫", steps=1, progress=False)
+
+
+def test_exporting_for_quantization_keeps_paddles_log_lines_off_stderr(tmp_path, capfd):
+    import paddiff
+    from paddiff.quantize import export
+
+    unet = paddiff.load_pipeline(SOURCE, execution="dynamic").denoiser
+    specs = export.unet_specs(unet.config, 2, (SIZE // 2, SIZE // 2), 77)
+    capfd.readouterr()
+    export.export_openvino(unet.net, specs, tmp_path)
+    err = capfd.readouterr().err
+    assert "not support input out tensor" not in err and "eager_utils.cc" not in err, err
