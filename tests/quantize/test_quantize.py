@@ -184,3 +184,21 @@ def test_exporting_for_quantization_keeps_paddles_log_lines_off_stderr(tmp_path,
     export.export_openvino(unet.net, specs, tmp_path)
     err = capfd.readouterr().err
     assert "not support input out tensor" not in err and "eager_utils.cc" not in err, err
+
+
+def test_each_scheme_keeps_its_own_layers_in_float():
+    from paddiff.quantize.int8 import kept_in_float
+
+    block = "up_blocks.1.attentions.0.transformer_blocks.0"
+    layers = {
+        "op1": "conv_in",
+        "op2": "up_blocks.1.resnets.0.time_emb_proj",
+        "op3": f"{block}.ff.net.2",
+        "op4": f"{block}.ff.net.0.proj",
+        "op5": f"{block}.attn1.to_q",
+        "op6": "conv_out",
+    }
+    mixed = ["conv_in", "conv_out", "up_blocks.1.resnets.0.time_emb_proj"]
+    assert kept_in_float(layers, "int8") == []
+    assert kept_in_float(layers, "int8-mixed") == mixed
+    assert kept_in_float(layers, "int8-mixed-ffn") == sorted([*mixed, f"{block}.ff.net.2"])
