@@ -10,6 +10,10 @@ alternating rounds: paddiff's float32 program (what `execution="static"` runs: P
 + oneDNN), the same UNet in OpenVINO float32 (paddiff.quantize.export) and the NNCF INT8 model
 (paddiff.quantize.int8). Calibration inputs here are latents at the timesteps of a 20-step
 schedule, noised with Gaussian noise; `paddiff quantize` records them from real generations.
+Those synthetic inputs do not cover the latents of a real trajectory (on a random-weight model
+they grow to 12x the calibration's spread), so the trajectory figures below measure this
+calibration, not the tool's: tests/quantize/test_fullsize.py checks the tool's model on a real
+trajectory (docs/quantization.md).
 Trajectory: a deterministic DDIM-style loop driven by the float OpenVINO model; at each step
 the INT8 model predicts on the same input and the cosine similarity and relative error of its
 noise prediction are recorded, then the INT8 model runs its own free trajectory to compare the
