@@ -66,19 +66,32 @@ def main() -> None:
     parser.add_argument(
         "--skip-prepare", action="store_true", help="the cache is filled already: no cold pass"
     )
+    parser.add_argument(
+        "--sides",
+        default=None,
+        help="comma-separated sides to run (e.g. paddiff:openvino,anchor:openvino; default: all "
+        f"of {', '.join(dict.fromkeys(s for s, _ in SIDES))})",
+    )
     args = parser.parse_args()
+    sides = SIDES
+    if args.sides:
+        wanted = set(args.sides.split(","))
+        unknown = wanted - {side for side, _ in SIDES}
+        if unknown:
+            parser.error(f"unknown side(s): {', '.join(sorted(unknown))}")
+        sides = [entry for entry in SIDES if entry[0] in wanted]
     cache = args.cache or tempfile.mkdtemp(prefix="paddiff-unet-call-")
     work = Path(tempfile.mkdtemp(prefix="paddiff-unet-call-results-"))
     results = {"machine": cpu(), "python": platform.python_version(), "sides": {}}
     prepared = {}
-    for side, precision in SIDES:  # fills the cache; its first call is the cold-cache cost
+    for side, precision in sides:  # fills the cache; its first call is the cold-cache cost
         if side.startswith("paddiff:") and precision == "fp32" and not args.skip_prepare:
             prepared[side] = run(args.model, side, precision, 1, cache, work / "prep.json")
             print(f"prepared {side}: first call {prepared[side]['first_call_s']:.1f} s", flush=True)
     times: dict[str, list[float]] = {}
     outputs: dict[str, np.ndarray] = {}
     for round_index in range(args.rounds):
-        order = SIDES if round_index % 2 == 0 else SIDES[::-1]
+        order = sides if round_index % 2 == 0 else sides[::-1]
         for side, precision in order:
             key = f"{side} {precision}"
             out = work / f"{side.replace(':', '-')}-{precision}-{round_index}.json"

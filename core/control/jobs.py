@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from paddiff.control.requests import resolve_controlnet, unit_settings
+from paddiff.control.requests import check_unit_fields, resolve_controlnet, unit_settings
 from paddiff.lora.files import file_sha256
 
 CONTROLNET_DIR_ENV = "PADDIFF_CONTROLNET_DIR"
@@ -88,13 +88,7 @@ def parse_job_controls(
     units = []
     for i, item in enumerate(items):
         where = f"'controlnets'[{i}]"
-        if not isinstance(item, dict):
-            raise error(f'{where} must be an object with "name" or "path", and "image"')
-        unknown = sorted(set(item) - set(FIELDS))
-        if unknown:
-            raise error(
-                f"{where}: unknown field(s) {', '.join(unknown)}; fields are {', '.join(FIELDS)}"
-            )
+        check_unit_fields(item, where, FIELDS, error, '"name" or "path", and "image"')
         net = _net(item, where, base, dirs, error)
         image = item.get("image")
         if not isinstance(image, str) or not image:

@@ -49,6 +49,19 @@ def controlnet_names(dirs: list[Path]) -> list[str]:
     return sorted(names)
 
 
+def check_unit_fields(item, where: str, fields, error=ValueError, shape: str = "") -> dict:
+    """`item` if it is an object whose fields are all among `fields`; else `error` naming the
+    unit (`where`) and, for a non-object, the `shape` it must have."""
+    if not isinstance(item, dict):
+        raise error(f"{where} must be an object with {shape}")
+    unknown = sorted(set(item) - set(fields))
+    if unknown:
+        raise error(
+            f"{where}: unknown field(s) {', '.join(unknown)}; fields are {', '.join(fields)}"
+        )
+    return item
+
+
 def unit_settings(item: dict, where: str, error=ValueError) -> dict:
     """A unit's "scale" (0..5), "start", "end" (0..1, start < end) and "preprocessor" (a
     registered name, default "none"), checked: what a served request and a batch job share."""
@@ -95,11 +108,7 @@ def parse_controls(items, limits, decode_image, error=ValueError) -> list[dict]:
     units = []
     for i, item in enumerate(items):
         where = f"'controlnets'[{i}]"
-        if not isinstance(item, dict):
-            raise error(f"{where} must be an object with name and image")
-        unknown = sorted(set(item) - set(FIELDS))
-        if unknown:
-            raise error(f"{where}: unknown field(s) {', '.join(unknown)}")
+        check_unit_fields(item, where, FIELDS, error, "name and image")
         if item.get("image") is None:
             raise error(f"{where}: 'image' (base64) is required")
         unit = {
