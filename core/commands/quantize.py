@@ -19,7 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--calibration-prompts",
         type=Path,
-        help="file of prompts, one per line (default: the built-in bilingual list)",
+        help="file of prompts, one per line (default: the model folder's calibration_prompts.txt "
+        "if it has one, else the built-in bilingual list)",
     )
     parser.add_argument(
         "--scheme",

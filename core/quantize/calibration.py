@@ -35,11 +35,20 @@ DEFAULT_PROMPTS = (
 )
 
 
-def read_prompts(path: str | Path | None) -> list[str]:
-    """Prompts from a file (one per line, blank lines and #-comments skipped), or the built-in
-    list."""
+#: A model folder may carry its own calibration prompts (one per line), used when none are
+#: given: the embedded model ships captions of its training grammar, because it can draw only
+#: simple shapes and most of DEFAULT_PROMPTS ask for things it never learnt.
+MODEL_PROMPTS_FILE = "calibration_prompts.txt"
+
+
+def read_prompts(path: str | Path | None, model: str | Path | None = None) -> list[str]:
+    """Prompts from a file (one per line, blank lines and #-comments skipped); without one,
+    the model folder's `calibration_prompts.txt`, else the built-in list."""
     if path is None:
-        return list(DEFAULT_PROMPTS)
+        own = Path(model) / MODEL_PROMPTS_FILE if model is not None else None
+        if own is None or not own.is_file():
+            return list(DEFAULT_PROMPTS)
+        path = own
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"calibration prompt file not found: {path}")
@@ -48,6 +57,15 @@ def read_prompts(path: str | Path | None) -> list[str]:
     if not prompts:
         raise ValueError(f"{path} holds no prompts (one per line)")
     return prompts
+
+
+def prompts_source(path: str | Path | None, model: str | Path) -> str:
+    """Where `read_prompts(path, model)` takes its prompts from, for the report."""
+    if path is not None:
+        return str(path)
+    if (Path(model) / MODEL_PROMPTS_FILE).is_file():
+        return f"the model folder's {MODEL_PROMPTS_FILE}"
+    return "the built-in list"
 
 
 class RecordingDenoiser:

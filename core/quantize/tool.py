@@ -35,7 +35,7 @@ def quantize_model(
     int8.check_scheme(scheme)  # all cheap checks first: nothing is loaded for a bad request
     index = folder.check_source(model)
     folder.check_destination(out_dir, model)
-    prompts = calibration.read_prompts(prompts_file)[: images or None]
+    prompts = calibration.read_prompts(prompts_file, model)[: images or None]
     _require_openvino()
 
     from paddiff import load_pipeline
@@ -44,7 +44,8 @@ def quantize_model(
     pipe = load_pipeline(model, safety_filters=[])
     size = _native_size(pipe)
     height, width = height or size, width or size
-    log(f"calibrating on {len(prompts)} prompts, {steps} steps, {width}x{height}")
+    source = calibration.prompts_source(prompts_file, model)
+    log(f"calibrating on {len(prompts)} prompts ({source}), {steps} steps, {width}x{height}")
     calls = calibration.record_unet_inputs(
         pipe, prompts, steps=steps, height=height, width=width, seed=seed
     )
@@ -80,6 +81,7 @@ def quantize_model(
             "runtime": "openvino",
             "calibration": {
                 "prompts": prompts,
+                "prompts_from": source,
                 "steps": steps,
                 "height": height,
                 "width": width,

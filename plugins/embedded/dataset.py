@@ -183,6 +183,20 @@ def make_images(seed: int, count: int, split: str = "train"):
     return [a for a, _ in pairs], np.stack([im for _, im in pairs])
 
 
+CALIBRATION_SEED = 777001  # not a training seed, nor an evaluation one (777 + 100 x draw)
+
+
+def calibration_prompts(count: int = 32, seed: int = CALIBRATION_SEED) -> list[str]:
+    """Training-grammar captions of seen combinations, Chinese and English in turn: the model
+    folder's calibration_prompts.txt, which `paddiff quantize` calibrates on by default."""
+    rng = np.random.default_rng(seed)
+    prompts = []
+    for i in range(count):
+        attrs = sample_attributes(rng, "train")
+        prompts.append(random_caption(attrs, rng, LANGUAGES[i % len(LANGUAGES)]))
+    return prompts
+
+
 def caption_vocabulary() -> tuple[list[str], list[str]]:
     """(Chinese characters, English words and punctuation) that any training caption can contain."""
     from paddiff.plugins.embedded import lexicon

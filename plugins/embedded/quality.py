@@ -27,7 +27,9 @@ from paddiff.plugins.embedded import dataset, evaluate, grammar, held_out_phrasi
 EVAL_SEED = 777  # prompts, phrasings and image seeds; distinct from every training seed
 
 
-def evaluation_items(seen: int, held_out_repeats: int, seed: int = EVAL_SEED) -> list[dict]:
+def evaluation_items(
+    seen: int, held_out_repeats: int, seed: int = EVAL_SEED, first_image_seed: int = 1000
+) -> list[dict]:
     """The (attributes, image seed, split) items both languages are evaluated on."""
     rng = np.random.default_rng(seed)
     items = []
@@ -38,7 +40,7 @@ def evaluation_items(seen: int, held_out_repeats: int, seed: int = EVAL_SEED) ->
         size = dataset.SIZES[rng.integers(2)]
         items.append({"combo": dataset.SEEN[i], "size": size, "split": "seen"})
     for i, item in enumerate(items):
-        item["seed"] = 1000 + i
+        item["seed"] = first_image_seed + i
     return items
 
 
@@ -126,14 +128,15 @@ def pipeline_generator(model: str | None, steps: int, guidance: float, scheduler
     return generate
 
 
-def run(generate, items, classifier, chunk: int = 16, phrasings=PHRASINGS) -> dict:
-    """Every item in each language and each kind of phrasing, scored."""
+def run(generate, items, classifier, chunk=16, phrasings=PHRASINGS, seed=EVAL_SEED) -> dict:
+    """Every item in each language and each kind of phrasing, scored (`seed`: the phrasings'
+    draw, see `prompts_for`)."""
     records = []
     jobs = []
     for language in dataset.LANGUAGES:
         for kind in phrasings:
             for item, (pattern, prompt) in zip(
-                items, prompts_for(items, language, kind), strict=True
+                items, prompts_for(items, language, kind, seed), strict=True
             ):
                 jobs.append(
                     {
@@ -248,15 +251,23 @@ def main(argv=None) -> None:
     parser.add_argument("--held-out-repeats", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="evenly spaced subset of items")
     parser.add_argument("--out", default=None, help="write the JSON report here")
+    parser.add_argument(
+        "--draw",
+        type=int,
+        default=0,
+        help="another draw of items, phrasings and image seeds (0, the default, is the one the "
+        "docs report; a choice made on it is confirmed on 1, 2, ...)",
+    )
     args = parser.parse_args(argv)
 
     started = time.time()
     classifier, classifier_report = fit_classifier()
     generate = pipeline_generator(args.model, args.steps, args.guidance, args.scheduler)
-    items = evaluation_items(args.seen, args.held_out_repeats)
+    seed = EVAL_SEED + 100 * args.draw
+    items = evaluation_items(args.seen, args.held_out_repeats, seed, 1000 + 100_000 * args.draw)
     if args.limit:  # a quick look, e.g. at a training checkpoint
         items = [items[i] for i in np.linspace(0, len(items) - 1, args.limit).round().astype(int)]
-    report = run(generate, items, classifier)
+    report = run(generate, items, classifier, seed=seed)
     report["example"] = example_check(generate, classifier)
     report["settings"] = {**vars(args), "elapsed_s": round(time.time() - started, 1)}
     report["classifier"] = classifier_report

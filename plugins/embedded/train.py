@@ -728,9 +728,23 @@ def export(args) -> Path:
         "requires_safety_checker": False,
     }
     (target / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
+    write_calibration_prompts(target)
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     print(f"exported {checkpoint} to {target} ({size / 1e6:.1f} MB)")
     return target
+
+
+def write_calibration_prompts(target: Path) -> None:
+    """The prompts `paddiff quantize` calibrates this model on by default (see
+    `dataset.calibration_prompts`)."""
+    from paddiff.quantize.calibration import MODEL_PROMPTS_FILE
+
+    header = (
+        "# paddiff quantize calibrates this model on these prompts unless given others: captions\n"
+        "# of its training grammar (paddiff.plugins.embedded.dataset.calibration_prompts)\n"
+    )
+    lines = "\n".join(dataset.calibration_prompts())
+    (target / MODEL_PROMPTS_FILE).write_text(header + lines + "\n", encoding="utf-8")
 
 
 def main(argv=None) -> None:

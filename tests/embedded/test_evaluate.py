@@ -65,6 +65,30 @@ def test_evaluation_items_cover_held_out_and_seen_combinations_in_both_languages
                 assert (parsed["shape"], parsed["fg"], parsed["bg"]) == item["combo"], prompt
 
 
+def test_another_draw_asks_other_items_in_other_words_with_other_image_seeds(monkeypatch):
+    """`--draw 1` confirms a choice made on the usual draw: nothing of draw 0 is reused."""
+    asked = {}
+
+    def fake_run(generate, items, classifier, seed):
+        asked[seed] = (items, quality.prompts_for(items, "en", "seen", seed))
+        return {"table": {}, "patterns": {}, "records": []}
+
+    monkeypatch.setattr(quality, "fit_classifier", lambda: (None, {}))
+    monkeypatch.setattr(quality, "pipeline_generator", lambda *args: None)
+    monkeypatch.setattr(quality, "run", fake_run)
+    monkeypatch.setattr(quality, "example_check", lambda generate, classifier: {})
+    monkeypatch.setattr(quality, "markdown", lambda table: "")
+    monkeypatch.setattr(quality, "pattern_markdown", lambda table: "")
+    for draw in (0, 1):
+        quality.main(["--seen", "20", "--held-out-repeats", "1", "--draw", str(draw)])
+    (items0, prompts0), (items1, prompts1) = asked.values()  # draw 0, then draw 1
+    assert items0 == quality.evaluation_items(20, 1)  # draw 0 is the draw the docs report
+    assert not {it["seed"] for it in items0} & {it["seed"] for it in items1}
+    seen0 = [it["combo"] for it in items0 if it["split"] == "seen"]
+    assert seen0 != [it["combo"] for it in items1 if it["split"] == "seen"]
+    assert len(set(prompts0) & set(prompts1)) < len(prompts0) // 4
+
+
 def test_the_tables_separate_language_phrasing_pattern_and_combination_split():
     records = [
         {

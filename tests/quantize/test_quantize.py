@@ -49,6 +49,7 @@ def test_folder_loads_with_the_int8_unet_and_keeps_the_other_components(quantize
         assert (out / part).is_dir()
     assert isinstance(pipes[1].denoiser, OpenVINOInt8UNet)
     assert report["int8_model_bytes"] < 0.5 * report["float32_weight_bytes"]
+    assert report["calibration"]["prompts_from"] == "the built-in list"  # the fixture has none
     assert {"conv_in", "conv_out"} <= set(report["kept_in_float"])
     assert report["layer_sensitivity"] and all(v >= 0 for v in report["layer_sensitivity"].values())
 
