@@ -26,6 +26,7 @@ from paddiff.interfaces import TextEncoder
 from paddiff.plugins.nn.component_io import load_component_weights, save_component
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
 from paddiff.plugins.text_encoders._files import drop_keys, read_json, tokenizer_folder
+from paddiff.plugins.text_encoders.added_tokens import AddedTokens
 from paddiff.plugins.text_encoders.wordpiece import WordPieceTokenizer
 
 # Keys a checkpoint may hold that the pipeline never uses: the [CLS] pooler, the position-id
@@ -209,7 +210,7 @@ def window_length(folder: Path, max_positions: int, requested: int | None = None
     return int(value)
 
 
-class BertModel(TextEncoder):
+class BertModel(AddedTokens, TextEncoder):
     """Taiyi-style text encoder: WordPiece ids -> BERT's last hidden state.
 
     Named after the class Taiyi's model_index.json gives (transformers' BertModel), so that
@@ -267,6 +268,12 @@ class BertModel(TextEncoder):
     def _encoder(self):
         """The BERT / XLM-R part of `self.net`."""
         return self.net
+
+    def token_embedding(self):
+        return self._encoder().embeddings.word_embeddings
+
+    def _replace_token_embedding(self, layer) -> None:
+        self._encoder().embeddings.word_embeddings = layer
 
     # -- loading and saving --------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from paddiff.execution import InputSpec, Network
 from paddiff.interfaces import TextEncoder
 from paddiff.plugins.nn.component_io import load_component_weights, read_config, save_component
 from paddiff.plugins.nn.state_dict import export_state_dict, load_state_dict_into
+from paddiff.plugins.text_encoders.added_tokens import AddedTokens
 from paddiff.plugins.text_encoders.clip_tokenizer import CLIPTokenizer
 from paddle import nn
 
@@ -159,7 +160,7 @@ class CLIPTextNetwork(nn.Layer):
         return self.text_model.final_layer_norm(x) if self.final_norm else x
 
 
-class CLIPTextModel(TextEncoder):
+class CLIPTextModel(AddedTokens, TextEncoder):
     """Text-encoder plugin for diffusers' `text_encoder/` + `tokenizer/` folders (SD 1.x, 2.x)."""
 
     network_class = CLIPTextNetwork
@@ -267,43 +268,11 @@ class CLIPTextModel(TextEncoder):
     def encode(self, prompts):
         return self.runner(np.asarray(self.tokenize(prompts), np.int64))
 
-    def add_tokens(self, token: str, vectors) -> None:
-        """A textual-inversion token: `vectors` [n, hidden] become n new rows of the token
-        embedding, and `token` in a prompt their ids (paddiff.lora.textual_inversion)."""
-        vectors = np.asarray(vectors, np.float32)
-        if token in self.tokenizer.vocab or token in self.tokenizer.special:
-            raise ValueError(f"{token!r} is already a token of this tokenizer; pick another name")
-        if token in self.tokenizer.added:
-            raise ValueError(f"an embedding is already loaded as {token!r}")
-        table = self._token_table()
-        first = table.shape[0]
-        self._set_token_table(np.concatenate([table, vectors]))
-        self.tokenizer.added[token] = list(range(first, first + len(vectors)))
-        self.tokenizer._cache.clear()
+    def token_embedding(self):
+        return self.net.text_model.embeddings.token_embedding
 
-    def remove_tokens(self, tokens=None) -> None:
-        """Remove textual-inversion tokens (all of them by default)."""
-        added = self.tokenizer.added
-        tokens = list(added) if tokens is None else list(tokens)
-        keep = np.ones(self._token_table().shape[0], bool)
-        for token in tokens:
-            keep[added.pop(token)] = False
-        self._set_token_table(self._token_table()[keep])
-        next_id = int(self.config["vocab_size"])
-        for token in list(added):  # renumber what is left, in order
-            count = len(added[token])
-            added[token] = list(range(next_id, next_id + count))
-            next_id += count
-
-    def _token_table(self) -> np.ndarray:
-        self.runner.restore_weights()
-        return self.net.text_model.embeddings.token_embedding.weight.numpy()
-
-    def _set_token_table(self, table: np.ndarray) -> None:
-        embedding = nn.Embedding(table.shape[0], table.shape[1])
-        embedding.weight.set_value(np.ascontiguousarray(table))
-        self.net.text_model.embeddings.token_embedding = embedding
-        self.runner.weights_changed()
+    def _replace_token_embedding(self, layer) -> None:
+        self.net.text_model.embeddings.token_embedding = layer
 
 
 def to_network_keys(state: dict) -> dict:

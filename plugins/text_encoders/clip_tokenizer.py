@@ -109,6 +109,10 @@ class CLIPTokenizer:
         self.added: dict[str, list[int]] = {}
         self._cache: dict[str, list[int]] = {}
 
+    def has_token(self, text: str) -> bool:
+        """Whether `text` is already one token (so it cannot be added as a new one)."""
+        return text in self.vocab or text in self.special
+
     def _id(self, token: str) -> int:
         if token not in self.vocab:
             raise ValueError(f"special token {token!r} is not in the vocabulary")

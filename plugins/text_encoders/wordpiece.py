@@ -18,12 +18,12 @@ transformers' (Rust) `BertNormalizer` + `BertPreTokenizer` + `WordPiece` apply t
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from pathlib import Path
 
 import numpy as np
 from paddiff.plugins.text_encoders._files import read_json, refuse_added_tokens, token_text
+from paddiff.plugins.text_encoders.added_tokens import TokenSplitter
 
 MAX_WORD_CHARS = 100  # transformers' default max_input_chars_per_word
 DEFAULT_SPECIALS = {
@@ -180,8 +180,9 @@ class WordPieceTokenizer:
         self.unk_id, self.cls_id, self.sep_id, self.pad_id = (
             self.vocab[t] for t in (unk_token, cls_token, sep_token, pad_token)
         )
-        longest_first = sorted(specials, key=len, reverse=True)
-        self._special = re.compile("(" + "|".join(map(re.escape, longest_first)) + ")")
+        # Added tokens (textual inversion): text -> its ids, matched as typed, like specials.
+        self.added: dict[str, list[int]] = {}
+        self._splitter = TokenSplitter(specials)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> WordPieceTokenizer:
@@ -297,13 +298,17 @@ class WordPieceTokenizer:
                 return [self.unk_id]
         return ids
 
+    def has_token(self, text: str) -> bool:
+        """Whether `text` is already one token (so it cannot be added as a new one)."""
+        return text in self.vocab
+
     def text_ids(self, text: str) -> list[int]:
         """Ids of `text` without [CLS] / [SEP]."""
         ids = []
-        # re.split with a capturing group: odd items are the special tokens themselves.
-        for index, part in enumerate(self._special.split(text)):
+        # re.split with a capturing group: odd items are the special and added tokens.
+        for index, part in enumerate(self._splitter(self.added).split(text)):
             if index % 2:
-                ids.append(self.vocab[part])
+                ids += self.added.get(part) or [self.vocab[part]]
             elif part:
                 ids += [i for word in self._words(part) for i in self._word_ids(word)]
         return ids

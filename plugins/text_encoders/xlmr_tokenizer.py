@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from paddiff.plugins.text_encoders import rust_unicode
 from paddiff.plugins.text_encoders._files import read_json, refuse_added_tokens, token_text
+from paddiff.plugins.text_encoders.added_tokens import TokenSplitter
 
 UNK = 3  # fairseq's <unk>
 DEFAULT_SPECIALS = {
@@ -189,8 +190,9 @@ class XLMRobertaTokenizer:
         self.bos_id, self.pad_id, self.eos_id = (
             self.special_ids[names[k]] for k in ("bos_token", "pad_token", "eos_token")
         )
-        longest_first = sorted(self.special_ids, key=len, reverse=True)
-        self._special = re.compile("(" + "|".join(map(re.escape, longest_first)) + ")")
+        # Added tokens (textual inversion): text -> its ids, matched as typed, like specials.
+        self.added: dict[str, list[int]] = {}
+        self._splitter = TokenSplitter(self.special_ids)
 
     @classmethod
     def from_sentencepiece(cls, model: bytes, special_tokens: dict | None = None):
@@ -296,13 +298,17 @@ class XLMRobertaTokenizer:
             end = start
         return ids[::-1]
 
+    def has_token(self, text: str) -> bool:
+        """Whether `text` is already one token (so it cannot be added as a new one)."""
+        return text in self.pieces
+
     def text_ids(self, text: str) -> list[int]:
         """Ids of `text` without <s> / </s>."""
         ids = []
-        # re.split with a capturing group: odd items are the special tokens themselves.
-        for index, part in enumerate(self._special.split(text)):
+        # re.split with a capturing group: odd items are the special and added tokens.
+        for index, part in enumerate(self._splitter(self.added).split(text)):
             if index % 2:
-                ids.append(self.special_ids[part])
+                ids += self.added.get(part) or [self.special_ids[part]]
                 continue
             for word in _WHITESPACE.split(self.charsmap.normalize(part)):
                 if not word:
