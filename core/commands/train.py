@@ -32,6 +32,12 @@ def add_arguments(parser) -> None:
     add("--resolution", type=int, help="training size (default: the model's)")
     add("--buckets", action="store_true", help="aspect-ratio buckets instead of a centre crop")
     add("--train-text-encoder", action="store_true", help="LoRA on the text encoder too")
+    add("--new-token", dest="new_tokens", action="append", default=[], metavar="TOKEN[=INIT]",
+        help="pivotal tuning: TOKEN (written in the captions) becomes a new token whose "
+        "embedding row trains with the LoRA, starting from INIT's words (default: the mean "
+        "row); repeatable. Saved in the LoRA file (A1111's bundled embeddings)")  # fmt: skip
+    add("--token-lr", type=float, help="learning rate of the --new-token rows "
+        "(default: --learning-rate)")  # fmt: skip
     add("--targets", choices=["attention", "all"], default="attention",
         help="attention: kohya's default layers; all: every Linear and Conv2D (LoCon)")  # fmt: skip
     add("--seed", type=int, default=0)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from paddiff.lora.files import COMPONENTS, LoraFile, LoraModule, read_lora_file
+from paddiff.lora.textual_inversion import token_width
 
 SHOWN = 5  # mismatching keys named in an error message
 
@@ -67,6 +68,7 @@ class _Adapter:
     file: LoraFile
     modules: dict[tuple[str, str], list[LoraModule]]  # target key -> its modules
     scale: float
+    tokens: list[str] = field(default_factory=list)  # its bundled embeddings, added while loaded
 
 
 class LoraAdapters:
@@ -90,7 +92,12 @@ class LoraAdapters:
             raise ValueError(f"an adapter named {name!r} is already loaded; pick another name")
         lora = read_lora_file(path)
         modules, skipped = self._match(lora)
-        self.adapters[name] = _Adapter(lora, modules, float(scale))
+        self._check_tokens(lora)
+        self.adapters[name] = _Adapter(lora, modules, float(scale), list(lora.embeddings))
+        for token, rows in lora.embeddings.items():
+            self.pipeline.text_encoder.add_tokens(token, rows)
+        if lora.embeddings:
+            self.pipeline.prompt_cache.clear()
         self.active[name] = float(scale)
         self._apply(set(modules))
         report = LoadReport(name, lora.path, lora.format, len(modules), skipped)
@@ -132,6 +139,7 @@ class LoraAdapters:
     def unload(self) -> None:
         """Remove every adapter that is not fused; fused ones stay in the weights."""
         touched = self._keys(self.active)
+        self._remove_tokens([n for n in self.adapters if n not in self.fused])
         self.adapters = {n: a for n, a in self.adapters.items() if n in self.fused}
         self.active = {n: w for n, w in self.active.items() if n in self.fused}
         self._unloaded_fused |= set(self.fused)
@@ -152,6 +160,7 @@ class LoraAdapters:
         """Undo `fuse`: fused adapters that were unloaded since are removed from the weights;
         ones still loaded stay enabled as ordinary adapters."""
         touched = self._keys(self.active)
+        self._remove_tokens([n for n in self._unloaded_fused if n in self.adapters])
         for name in self._unloaded_fused:
             self.active.pop(name, None)
             self.adapters.pop(name, None)
@@ -242,6 +251,36 @@ class LoraAdapters:
                 + ", ".join(skipped[:SHOWN])
             )
         return matched, skipped
+
+    def _check_tokens(self, lora: LoraFile) -> None:
+        """Refuse (before anything changes) bundled embeddings the text encoder cannot take."""
+        if not lora.embeddings:
+            return
+        encoder = self.pipeline.text_encoder
+        if not hasattr(encoder, "add_tokens"):
+            raise LoraMismatchError(
+                f"{lora.path}: bundles embeddings ({', '.join(lora.embeddings)}), but the text "
+                f"encoder {type(encoder).__name__} cannot take new tokens; nothing was applied"
+            )
+        width = token_width(encoder)
+        for token, rows in lora.embeddings.items():
+            taken = encoder.tokenizer.has_token(token) or token in encoder.tokenizer.added
+            if rows.shape[1] != width or taken:
+                raise LoraMismatchError(
+                    f"{lora.path}: its bundled embedding {token!r} "
+                    + (
+                        f"has width {rows.shape[1]}, this text encoder {width}"
+                        if not taken
+                        else "is already a token (another LoRA or embedding loaded?)"
+                    )
+                    + "; nothing was applied"
+                )
+
+    def _remove_tokens(self, names) -> None:
+        tokens = [t for n in names for t in self.adapters[n].tokens]
+        if tokens:
+            self.pipeline.text_encoder.remove_tokens(tokens)
+            self.pipeline.prompt_cache.clear()
 
     # -- writing weights -----------------------------------------------------------------------
 

@@ -78,6 +78,9 @@ class LoraFile:
     path: Path
     format: str
     modules: list[LoraModule]
+    # A1111's bundled embeddings: new prompt tokens the LoRA was trained with (pivotal
+    # tuning), token -> rows [n, hidden]; loading the LoRA adds them to the text encoder
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -136,6 +139,37 @@ class _TorchLayout(dict):
         return (self[key] for key in self)
 
 
+BUNDLE_PREFIX, BUNDLE_SUFFIX = "bundle_emb.", ".string_to_param.*"
+
+
+def bundled_embeddings(path: Path, state) -> dict[str, np.ndarray]:
+    """token -> rows of the embeddings bundled in a LoRA file, as A1111 writes them for one
+    text encoder (`bundle_emb.<token>.string_to_param.*`). Bundles for two text encoders
+    (SDXL's `.clip_l` / `.clip_g`) are not read: a warning names them."""
+    import warnings
+
+    found, other = {}, []
+    for key in state:
+        if not key.startswith(BUNDLE_PREFIX):
+            continue
+        if not key.endswith(BUNDLE_SUFFIX):
+            other.append(key)
+            continue
+        rows = np.asarray(state[key], np.float32)
+        token = key[len(BUNDLE_PREFIX) : -len(BUNDLE_SUFFIX)]
+        found[token] = rows[None] if rows.ndim == 1 else rows
+    if other:
+        warnings.warn(
+            f"{path.name}: bundled embeddings not loaded (only SD 1.x-style "
+            f"'{BUNDLE_PREFIX}<token>{BUNDLE_SUFFIX}' are read): {', '.join(other[:SHOWN_KEYS])}",
+            stacklevel=3,
+        )
+    return found
+
+
+SHOWN_KEYS = 5
+
+
 def read_lora_file(path: str | Path, registry=None) -> LoraFile:
     """Read a LoRA file with the first registered `paddiff.lora_formats` reader that matches."""
     from paddiff.registry import default_registry
@@ -157,7 +191,7 @@ def read_lora_file(path: str | Path, registry=None) -> LoraFile:
                 raise LoraFormatError(f"{path}: not a readable {name} LoRA: {exc}") from exc
             if not modules:
                 raise LoraFormatError(f"{path}: the {name} reader found no LoRA layers in it")
-            return LoraFile(path, name, modules)
+            return LoraFile(path, name, modules, bundled_embeddings(path, state))
     shown = ", ".join(keys[:5])
     raise LoraFormatError(
         f"{path}: no LoRA format reader recognises its keys (first keys: {shown}); readers "

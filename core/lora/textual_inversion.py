@@ -66,6 +66,14 @@ def _read(value):
     return value.read() if hasattr(value, "read") else value
 
 
+def token_width(encoder) -> int:
+    """The width of a text encoder's token rows (XLM-R's output is projected to another)."""
+    embedding = getattr(encoder, "token_embedding", None)
+    if embedding is not None:
+        return int(embedding().weight.shape[1])
+    return int(encoder.hidden_size)
+
+
 def load_textual_inversion(pipeline, path, token: str | None = None) -> str:
     """Add the embedding in `path` to the pipeline's text encoder as `token` (default: the name
     in the file, else the file's stem); returns the token."""
@@ -79,7 +87,7 @@ def load_textual_inversion(pipeline, path, token: str | None = None) -> str:
             f"{path}: the text encoder {type(encoder).__name__} cannot take new tokens "
             "(it has no add_tokens method)"
         )
-    hidden = int(getattr(encoder, "hidden_size", vectors.shape[1]))
+    hidden = token_width(encoder)
     if vectors.shape[1] != hidden:
         raise EmbeddingFormatError(
             f"{path}: vectors of width {vectors.shape[1]}, but this text encoder's width is "

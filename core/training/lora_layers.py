@@ -166,9 +166,17 @@ class LoraSet:
         return state, {"format": "pt", "lora_adapter_metadata": json.dumps(metadata)}
 
 
-def write_lora(lora: LoraSet, path, file_format: str, training: dict) -> None:
+def write_lora(lora: LoraSet, path, file_format: str, training: dict, tokens=None) -> None:
     """Write the factors as a .safetensors LoRA file (`kohya` or `diffusers`), with the
-    training settings in the header (kohya's `ss_*` names where kohya has one)."""
+    training settings in the header (kohya's `ss_*` names where kohya has one).
+
+    New tokens (`tokens`, pivotal tuning) go into a kohya file as A1111's bundled embeddings
+    (`bundle_emb.<token>.string_to_param.*`, which A1111 and paddiff load with the LoRA); for
+    the diffusers format, whose loader expects LoRA keys only, each token is written beside
+    it as a textual-inversion file diffusers' `load_textual_inversion` reads
+    (FILE.<n>.safetensors, n = 0, 1, ...: {token: rows})."""
+    from pathlib import Path
+
     from paddiff.weights import save_state_dict
 
     if file_format == "kohya":
@@ -184,4 +192,10 @@ def write_lora(lora: LoraSet, path, file_format: str, training: dict) -> None:
     else:
         raise ValueError(f"unknown LoRA file format {file_format!r}; formats: kohya, diffusers")
     metadata["paddiff_training"] = json.dumps(training, ensure_ascii=False, sort_keys=True)
+    if tokens is not None and file_format == "kohya":
+        state.update(tokens.bundle())
     save_state_dict(state, path, metadata)
+    if tokens is not None and file_format == "diffusers":
+        path = Path(path)
+        for n, (token, rows) in enumerate(tokens.vectors().items()):
+            save_state_dict({token: rows}, path.with_suffix(f".{n}.safetensors"), {"format": "pt"})

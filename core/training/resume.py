@@ -1,6 +1,6 @@
 """The resume file: everything a stopped run needs to continue bit for bit.
 
-It holds the LoRA factors, the optimizer's moments and step counters, the learning-rate
+It holds the LoRA factors, the new tokens' rows (pivotal tuning), the optimizer's moments and step counters, the learning-rate
 schedule's position, the step reached and the run's configuration. Nothing random needs saving:
 every draw of step k (batch order, noise, timesteps) comes from `np.random.default_rng` seeded
 with (seed, stream, k). The optimizer state is stored under names that do not depend on the
@@ -20,14 +20,17 @@ class ResumeError(ValueError):
     """The resume file is unreadable or belongs to a run with another configuration."""
 
 
-def _names(lora) -> dict[str, str]:
+def _names(lora, tokens=None) -> dict[str, str]:
     """Paddle parameter name -> stable name."""
-    return {
+    names = {
         layer.weight.name: f"{component}/{name}/{part}"
         for component, named in lora.factors.items()
         for name, pair in named.items()
         for part, layer in zip(("down", "up"), pair, strict=True)
     }
+    if tokens is not None:
+        names[tokens.rows.name] = "tokens/rows"
+    return names
 
 
 def _rename(key: str, table: dict[str, str]) -> str:
@@ -37,11 +40,11 @@ def _rename(key: str, table: dict[str, str]) -> str:
     return key
 
 
-def save(path, lora, optimizer, step: int, configuration: dict) -> None:
+def save(path, lora, optimizer, step: int, configuration: dict, tokens=None) -> None:
     import paddle
 
     path = Path(path)
-    names = _names(lora)
+    names = _names(lora, tokens)
     state = {
         "format": FORMAT,
         "step": step,
@@ -49,12 +52,14 @@ def save(path, lora, optimizer, step: int, configuration: dict) -> None:
         "factors": lora.state(),
         "optimizer": {_rename(k, names): v for k, v in optimizer.state_dict().items()},
     }
+    if tokens is not None:
+        state["tokens"] = tokens.state()
     partial = path.with_name(path.name + ".partial")
     paddle.save(state, str(partial))
     os.replace(partial, path)  # a resume file appears whole or not at all
 
 
-def load(path, lora, optimizer, configuration: dict) -> int:
+def load(path, lora, optimizer, configuration: dict, tokens=None) -> int:
     """Restore factors and optimizer from `path`; returns the step it was saved at."""
     import paddle
 
@@ -80,6 +85,8 @@ def load(path, lora, optimizer, configuration: dict) -> int:
             "same settings, or start a new run without --resume"
         )
     lora.set_state(state["factors"])
-    back = {stable: name for name, stable in _names(lora).items()}
+    if tokens is not None:  # (the configuration names the tokens, so the file has them)
+        tokens.set_state(state["tokens"])
+    back = {stable: name for name, stable in _names(lora, tokens).items()}
     optimizer.set_state_dict({_rename(k, back): v for k, v in state["optimizer"].items()})
     return int(state["step"])

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from paddiff.training import batches, data, lora_layers, objective, resume
+from paddiff.training import batches, data, lora_layers, new_tokens, objective, resume
 from paddiff.training.distributed import Distributed
 from paddiff.training.memory import autocast, check_bf16_available, checkpoint_blocks
 
@@ -43,6 +43,9 @@ class LoraTraining:
     buckets: bool = False  # aspect-ratio buckets instead of a square centre crop
     train_text_encoder: bool = False
     text_encoder_lr: float | None = None
+    # pivotal tuning: "TOKEN" or "TOKEN=INIT" new tokens whose rows train with the LoRA
+    new_tokens: list[str] = field(default_factory=list)
+    token_lr: float | None = None  # None: --learning-rate
     targets: str = "attention"
     seed: int = 0
     caption: str | None = None
@@ -79,6 +82,8 @@ class LoraTraining:
             settings["prior_loss_weight"] = self.prior_loss_weight
         if self.lr_schedule != "constant":
             settings["steps"] = self.steps  # the schedule's length
+        if self.new_tokens:  # (only then, as above)
+            settings.update(new_tokens=list(self.new_tokens), token_lr=self.token_lr)
         return settings
 
 
@@ -131,13 +136,27 @@ class Trainer:
             for param in layer.parameters():
                 param.stop_gradient = True  # the model stays frozen; only the factors learn
         self.lora = lora_layers.LoraSet(layers, s.rank, s.alpha or s.rank, s.seed)
-        self.conditioning = objective.Conditioning(self.text_encoder, s.train_text_encoder)
+        self.tokens = None
+        if s.new_tokens:
+            captions = [e.caption for e in self.examples]
+            self.tokens = new_tokens.NewTokens(s.new_tokens, self.text_encoder, captions)
+        self.parameters = self.lora.parameters + (self.tokens.parameters if self.tokens else [])
+        self.conditioning = objective.Conditioning(
+            self.text_encoder, s.train_text_encoder or self.tokens is not None
+        )
         if s.gradient_checkpointing:
             checkpoint_blocks(self.unet_layer)
         groups = [{"params": self._params("unet")}]
         if s.train_text_encoder:
             te_lr = (s.text_encoder_lr or s.learning_rate) / s.learning_rate
             groups.append({"params": self._params("text_encoder"), "learning_rate": te_lr})
+        if self.tokens is not None:
+            # no weight decay: it would pull the new rows towards zero, away from the rows
+            # of the words they sit among (diffusers' script decays them far less, too)
+            token_lr = (s.token_lr or s.learning_rate) / s.learning_rate
+            groups.append(
+                {"params": self.tokens.parameters, "learning_rate": token_lr, "weight_decay": 0.0}
+            )
         self.schedule = paddle.optimizer.lr.LambdaDecay(
             s.learning_rate,
             lambda k: learning_rate_factor(k, s.lr_schedule, s.warmup_steps, s.steps),
@@ -149,7 +168,9 @@ class Trainer:
         self.latents: dict[int, np.ndarray] = {}
         self.step = 0
         if s.resume_from:
-            self.step = resume.load(s.resume_from, self.lora, self.optimizer, self.configuration)
+            self.step = resume.load(
+                s.resume_from, self.lora, self.optimizer, self.configuration, self.tokens
+            )
 
     def _regularisation(self, s: LoraTraining) -> np.ndarray | None:
         """Appends the --reg-data examples; the loss weight of every example (None: all 1)."""
@@ -233,7 +254,7 @@ class Trainer:
             loss = self._micro_loss(self.step * accumulation + j) / accumulation
             loss.backward()
             total += float(loss)
-        self.distributed.average_gradients(self.lora.parameters)
+        self.distributed.average_gradients(self.parameters)
         self.optimizer.step()
         self.optimizer.clear_grad()
         self.schedule.step()
@@ -289,7 +310,9 @@ class Trainer:
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lora_layers.write_lora(self.lora, path, self.settings.output_format, self.training_record())
+        lora_layers.write_lora(
+            self.lora, path, self.settings.output_format, self.training_record(), self.tokens
+        )
 
     def checkpoint_paths(self, step: int) -> tuple[Path, Path]:
         out = Path(self.settings.output)
@@ -306,7 +329,9 @@ class Trainer:
             return
         lora_path, state_path = self.checkpoint_paths(self.step)
         self.write(lora_path)
-        resume.save(state_path, self.lora, self.optimizer, self.step, self.configuration)
+        resume.save(
+            state_path, self.lora, self.optimizer, self.step, self.configuration, self.tokens
+        )
         for old in sorted(state_path.parent.glob(f"{Path(self.settings.output).stem}-step*.state")):
             if old != state_path:
                 old.unlink()

@@ -1,5 +1,6 @@
 """Data-parallel training under `python -m paddle.distributed.launch` (2 CPU processes, gloo)
-gives the loss curve and the LoRA of one process with the same global batch."""
+gives the loss curve and the LoRA of one process with the same global batch, a new token's
+row (pivotal tuning) included."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def train_args(data: Path, out: Path, batch: int) -> list[str]:
         "train", "lora", "--model", str(SD1), "--data", str(data), "--output", str(out),
         "--steps", str(STEPS), "--batch-size", str(batch), "--rank", "2",
         "--learning-rate", "1e-2", "--train-text-encoder", "--threads", "1", "--no-progress",
+        "--new-token", "圆=a circle", "--token-lr", "5e-2",
         "--loss-log", str(out.with_suffix(".jsonl")),
     ]  # fmt: skip
 
@@ -70,3 +72,5 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert one.keys() == two.keys()
     for key in one:
         np.testing.assert_allclose(two[key], one[key], atol=1e-5)
+    rows = [read_lora_file(path).embeddings["圆"] for path in (single, parallel)]
+    np.testing.assert_allclose(rows[1], rows[0], atol=1e-6)
