@@ -62,9 +62,15 @@ class Run:
     learning_rate: str
     options: tuple[str, ...] = ("--targets", "all", "--train-text-encoder")
     prior_loss_weight: float = 1.0
+    #: pivotal tuning: `--new-token` values (TOKEN=INIT), and their --token-lr
+    new_tokens: tuple[str, ...] = ()
+    token_lr: str | None = None
 
     def describe(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))  # as a JSON record reads back
+        record = json.loads(json.dumps(asdict(self)))  # as a JSON record reads back
+        if not self.new_tokens:  # (so the work folders of earlier runs still match)
+            del record["new_tokens"], record["token_lr"]
+        return record
 
     def train_options(self) -> list[str]:
         return [
@@ -72,10 +78,13 @@ class Run:
             "--steps", str(self.steps), "--batch-size", str(self.batch),
             "--learning-rate", self.learning_rate, "--lr-schedule", "cosine",
             "--warmup-steps", "15", "--save-every", "50", "--seed", "1",
+            *[option for token in self.new_tokens for option in ("--new-token", token)],
+            *(["--token-lr", self.token_lr] if self.token_lr else []),
         ]  # fmt: skip
 
 
 UNET_ONLY = ("--targets", "all")
+PIVOTS = ("心=圆", "爱=形", "heart=circle")
 RUNS = {
     # renderings as the prior, 200 steps of 4 (the first version of this example)
     "first": Run("render", 40, 1, 200, 4, "2e-3"),
@@ -91,6 +100,10 @@ RUNS = {
     # the same with twice the hearts' share: round 2's model gets 272 of 320 samples right, so
     # 3 x 40 hearts became 31% of each batch (54% with round 1's 102)
     "checked-hearts6": Run("model-checked", 320, 6, 400, 8, "2e-3"),
+    # `checked` with pivotal tuning: the words the heart captions use get rows of their own
+    # (心 and 爱 are [UNK] to the model's tokenizer, "heart" is five letter pieces), starting
+    # from a shape word's rows ("爱心" then starts as "形心", shape-heart)
+    "pivotal": Run("model-checked", 320, 3, 400, 8, "2e-3", new_tokens=PIVOTS, token_lr="5e-3"),
 }
 DEFAULT_RUN = "checked"
 RUN = RUNS[DEFAULT_RUN]
@@ -217,8 +230,19 @@ def train(work: Path) -> None:
 # -- evaluation ------------------------------------------------------------------------------------
 
 
-def heart_items(count: int = HEART_ITEMS, confirm: bool = False) -> list[dict]:
-    stream, first_seed = (98, 25000) if confirm else (99, 5000)
+# The evaluation draws: (heart items per language, their stream and first image seed, old-shape
+# items per language, their item seed offset and image seed offset). "usual" is the set every
+# configuration was compared on; "confirm" a second draw no choice was made on; "large" a
+# third, three times the size, so that a 3-point change stands out of the noise.
+DRAWS = {
+    "usual": (HEART_ITEMS, 99, 5000, OLD_SEEN, 0, 0),
+    "confirm": (HEART_ITEMS, 98, 25000, OLD_SEEN, 1, 20000),
+    "large": (3 * HEART_ITEMS, 97, 45000, 3 * OLD_SEEN, 2, 40000),
+}
+
+
+def heart_items(draw: str = "usual") -> list[dict]:
+    count, stream, first_seed = DRAWS[draw][:3]
     items = []
     for i in range(count):
         rng = np.random.default_rng([quality.EVAL_SEED, stream, i])
@@ -228,13 +252,12 @@ def heart_items(count: int = HEART_ITEMS, confirm: bool = False) -> list[dict]:
     return items
 
 
-def old_items(confirm: bool = False) -> list[dict]:
-    """Old-shape items; `confirm`: another draw of items and image seeds, for checking a
-    configuration chosen on the first set (see --confirm)."""
-    if not confirm:
-        return quality.evaluation_items(OLD_SEEN, OLD_HELD_OUT_REPEATS)
-    items = quality.evaluation_items(OLD_SEEN, OLD_HELD_OUT_REPEATS, seed=quality.EVAL_SEED + 1)
-    return [{**item, "seed": item["seed"] + 20000} for item in items]
+def old_items(draw: str = "usual") -> list[dict]:
+    """Old-shape items (seen combinations) of one of the DRAWS."""
+    count, seed_offset, image_offset = DRAWS[draw][3:]
+    seed = quality.EVAL_SEED + seed_offset
+    items = quality.evaluation_items(count, OLD_HELD_OUT_REPEATS, seed=seed)
+    return [{**item, "seed": item["seed"] + image_offset} for item in items]
 
 
 def load(lora: Path | None):
@@ -257,25 +280,27 @@ def generator(pipe, steps: int = 20, guidance: float = 7.5):
     return generate
 
 
-def evaluate(work: Path, lora: Path, weights=(1.0, 0.0), confirm: bool = False) -> dict:
+def evaluate(work: Path, lora: Path, weights=(1.0, 0.0), draw: str = "usual") -> dict:
     classifier, classifier_report = quality.fit_classifier(new_shapes=dataset.NEW_SHAPES)
     report = {
         "classifier": classifier_report,
-        "settings": {"run": RUN.describe(), "lora": str(lora), "confirm": confirm},
+        "settings": {"run": RUN.describe(), "lora": str(lora), "draw": draw},
     }
-    pipe = load(lora)
     # Without the LoRA (weight 0) the figures depend only on the installed model: one run gives
-    # them for every LoRA (--weights 1 skips them).
+    # them for every LoRA (--weights 1 skips them). Weight 0 is the model without the file, not
+    # the file at weight 0, which would keep the new tokens it bundles.
     for weight in weights:
-        pipe.set_adapters(["heart"], [weight])
+        pipe = load(lora if weight else None)
+        if weight:
+            pipe.set_adapters(["heart"], [weight])
         generate = generator(pipe)
-        for name, items in (("heart", heart_items(confirm=confirm)), ("old", old_items(confirm))):
+        for name, items in (("heart", heart_items(draw)), ("old", old_items(draw))):
             started = time.time()
             # one prompt per item and language, from the training grammar ("seen" phrasings)
             records = quality.run(generate, items, classifier, phrasings=("seen",))["records"]
             report[f"{name}@{weight:g}"] = summary(records, time.time() - started)
             print(name, weight, json.dumps(report[f"{name}@{weight:g}"]), flush=True)
-    out = work / ("report-confirm.json" if confirm else "report.json")
+    out = work / ("report.json" if draw == "usual" else f"report-{draw}.json")
     out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     return report
 
@@ -305,11 +330,7 @@ def picture(lora: Path, out: Path) -> None:
         "a yellow star on a purple background",
         "黑色的三角形，橙底",
     ]
-    pipe = load(lora)
-    rows = []
-    for weight in (0.0, 1.0):
-        pipe.set_adapters(["heart"], [weight])
-        rows.append(generator(pipe)(prompts, [7] * len(prompts)))
+    rows = [generator(load(path))(prompts, [7] * len(prompts)) for path in (None, lora)]
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
     image = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -331,6 +352,11 @@ def main(argv=None) -> None:
         help="evaluate on a second set of items and seeds (report-confirm.json), never used to "
         "choose a configuration",
     )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="evaluate on a third set, three times the size (report-large.json)",
+    )
     args = parser.parse_args(argv)
     global RUN
     RUN = RUNS[args.run]
@@ -342,7 +368,8 @@ def main(argv=None) -> None:
     if args.stage in ("train", "all"):
         train(args.work)
     if args.stage in ("evaluate", "all"):
-        evaluate(args.work, lora, [float(w) for w in args.weights.split(",")], args.confirm)
+        draw = "confirm" if args.confirm else "large" if args.large else "usual"
+        evaluate(args.work, lora, [float(w) for w in args.weights.split(",")], draw)
     if args.stage in ("picture", "all"):
         picture(lora, args.picture)
 
