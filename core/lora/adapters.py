@@ -264,16 +264,14 @@ class LoraAdapters:
             )
         width = token_width(encoder)
         for token, rows in lora.embeddings.items():
-            taken = encoder.tokenizer.has_token(token) or token in encoder.tokenizer.added
-            if rows.shape[1] != width or taken:
+            problem = None
+            if encoder.tokenizer.has_token(token) or token in encoder.tokenizer.added:
+                problem = "is already a token (another LoRA or embedding loaded?)"
+            elif rows.shape[1] != width:
+                problem = f"has width {rows.shape[1]}, this text encoder {width}"
+            if problem:
                 raise LoraMismatchError(
-                    f"{lora.path}: its bundled embedding {token!r} "
-                    + (
-                        f"has width {rows.shape[1]}, this text encoder {width}"
-                        if not taken
-                        else "is already a token (another LoRA or embedding loaded?)"
-                    )
-                    + "; nothing was applied"
+                    f"{lora.path}: its bundled embedding {token!r} {problem}; nothing was applied"
                 )
 
     def _remove_tokens(self, names) -> None:

@@ -112,3 +112,17 @@ def test_bad_new_tokens_are_refused(tmp_path, tokens, message):
     (data / "000.txt").write_text("<|endoftext|> a.b <absent", encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         make_trainer(tmp_path, new_tokens=tokens)
+
+
+def test_a_bundled_embedding_of_another_width_is_refused_before_any_change(tmp_path):
+    import paddiff
+    from paddiff.weights import load_state_dict, save_state_dict
+
+    fixture = SD1.parents[1] / "training" / "trained_kohya.safetensors"
+    state = {k: np.asarray(v) for k, v in load_state_dict(fixture).items()}
+    state["bundle_emb.<wide>.string_to_param.*"] = np.ones((1, 7), np.float32)
+    save_state_dict(state, tmp_path / "wide.safetensors")
+    pipe = paddiff.load_pipeline(SD1)
+    with pytest.raises(ValueError, match="'<wide>' has width 7, this text encoder 32; nothing"):
+        pipe.load_lora_weights(tmp_path / "wide.safetensors")
+    assert not pipe.lora.adapters and pipe.text_encoder.tokenizer.added == {}
