@@ -303,7 +303,11 @@ class Pipeline:
     def _generate(self, request, progress, callback, control=None) -> GenerationResult:
         guidance = self._control_guidance(request, control)
         prompt_verdicts = self._check_prompts(request)
-        notes = warn_about_prompts(self.model_path, request.prompts)  # e.g. unknown words
+        # e.g. unknown words; words added since (textual inversion, a LoRA's bundled tokens)
+        # are known now, so they are taken out first
+        added = getattr(getattr(self.text_encoder, "tokenizer", None), "added", None) or {}
+        checked = [_without(p, added) for p in request.prompts]
+        notes = warn_about_prompts(self.model_path, checked)
         cond, uncond = self._conditioning(request)
         noise = BatchNoise([generator_for(seed) for seed in request.seeds])
         plan = self._plan(request)
@@ -501,6 +505,13 @@ def _fresh(scheduler):
     if isinstance(scheduler, ConfiguredSampler):
         return scheduler
     return type(scheduler).from_config(dict(scheduler.config))
+
+
+def _without(prompt: str, tokens) -> str:
+    """`prompt` with every occurrence of `tokens` replaced by a space."""
+    for token in sorted(tokens, key=len, reverse=True):
+        prompt = prompt.replace(token, " ")
+    return prompt
 
 
 def _shallow_copy(pipeline: Pipeline) -> Pipeline:

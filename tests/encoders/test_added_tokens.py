@@ -95,3 +95,25 @@ def test_textual_inversion_files_load_into_a_bert_pipeline(tmp_path):
     )
     pipe.unload_textual_inversion()
     assert pipe.text_encoder.tokenizer.added == {}
+
+
+def test_the_embedded_model_does_not_warn_about_words_added_since():
+    """Its unknown-words warning leaves out added tokens (they are known words now)."""
+    import warnings
+
+    from paddiff.prompt_checks import PromptWordsWarning
+
+    pipe = paddiff.load_pipeline()
+    encoder = pipe.text_encoder
+    rows = encoder.token_embedding().weight.numpy()[encoder.tokenizer.text_ids("圆")]
+
+    def warned(prompt):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pipe.text_to_image(prompt, steps=1, seed=0, progress=False)
+        return [str(w.message) for w in caught if issubclass(w.category, PromptWordsWarning)]
+
+    assert "心" in warned("红色的心形，蓝底")[0]
+    encoder.add_tokens("心", rows)
+    assert warned("红色的心形，蓝底") == []
+    assert "爱" in warned("红色的爱心，蓝底")[0]
