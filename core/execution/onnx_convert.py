@@ -92,9 +92,17 @@ def paddle_to_onnx(program: Path, onnx_file: Path) -> None:
     (polygraphy) stays off: it pip-installs what it misses (onnxruntime, which upgrades protobuf
     past paddlehub's 3.20 pin), and OpenVINO folds constants itself."""
     import paddle2onnx
+    from paddiff.execution.quiet import native_output_filtered, paddle2onnx_line
 
     no_weights = onnx_file.with_name("empty.pdiparams")
     no_weights.write_bytes(b"")
+    with native_output_filtered(1, paddle2onnx_line):  # its progress lines, on stdout
+        _export(paddle2onnx, program, no_weights, onnx_file)
+    if not onnx_file.exists() or onnx_file.stat().st_size == 0:
+        raise RuntimeError(f"paddle2onnx wrote no {onnx_file.name} for {program}")
+
+
+def _export(paddle2onnx, program: Path, no_weights: Path, onnx_file: Path) -> None:
     paddle2onnx.export(
         str(program),
         str(no_weights),
@@ -104,8 +112,6 @@ def paddle_to_onnx(program: Path, onnx_file: Path) -> None:
         enable_optimize=False,
         optimize_tool="None",
     )
-    if not onnx_file.exists() or onnx_file.stat().st_size == 0:
-        raise RuntimeError(f"paddle2onnx wrote no {onnx_file.name} for {program}")
 
 
 def bind_weights(model, params: Path, weight_names: list[str]) -> None:
