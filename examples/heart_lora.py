@@ -85,6 +85,7 @@ class Run:
 
 UNET_ONLY = ("--targets", "all")
 PIVOTS = ("心=圆", "爱=形", "heart=circle")
+NEW_WORDS = ("心", "爱", "heart")
 RUNS = {
     # renderings as the prior, 200 steps of 4 (the first version of this example)
     "first": Run("render", 40, 1, 200, 4, "2e-3"),
@@ -104,6 +105,16 @@ RUNS = {
     # (心 and 爱 are [UNK] to the model's tokenizer, "heart" is five letter pieces), starting
     # from a shape word's rows ("爱心" then starts as "形心", shape-heart)
     "pivotal": Run("model-checked", 320, 3, 400, 8, "2e-3", new_tokens=PIVOTS, token_lr="5e-3"),
+    # the hearts' share doubled, as `checked-hearts6`, with rows that start apart from every
+    # old shape (the mean row, no INIT), so that the LoRA's hearts and the prior's circles are
+    # not asked of the same starting input, and a higher learning rate to move them further;
+    # then the same without a LoRA on the text encoder (old prompts then encode as before)
+    "pivotal-mean-hearts6": Run(
+        "model-checked", 320, 6, 400, 8, "2e-3", new_tokens=NEW_WORDS, token_lr="1e-2"
+    ),
+    "pivotal-mean-hearts6-unet": Run(
+        "model-checked", 320, 6, 400, 8, "2e-3", UNET_ONLY, new_tokens=NEW_WORDS, token_lr="1e-2"
+    ),
 }
 DEFAULT_RUN = "checked"
 RUN = RUNS[DEFAULT_RUN]
