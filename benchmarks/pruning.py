@@ -135,10 +135,10 @@ def main() -> None:
     parser.add_argument("--no-evaluate", action="store_true", help="count savings only")
     args = parser.parse_args()
 
-    from safetensors.numpy import load_file, save_file
+    from paddiff.weights import load_state_dict, save_state_dict
 
     model = args.model.resolve()
-    state = load_file(str(model / "unet" / WEIGHTS))
+    state = {k: np.asarray(v) for k, v in load_state_dict(model / "unet" / WEIGHTS).items()}
     groups = json.loads((model / "unet" / "config.json").read_text())["norm_num_groups"]
     args.work.mkdir(parents=True, exist_ok=True)
     report = {"model": str(model), "evaluation": EVALUATION, "ratios": {}}
@@ -151,7 +151,7 @@ def main() -> None:
             if entry.name != "unet" and not (folder / entry.name).exists():
                 os.symlink(entry, folder / entry.name)
         (folder / "unet" / "config.json").write_text((model / "unet" / "config.json").read_text())
-        save_file(apply_plan(state, plan), str(folder / "unet" / WEIGHTS))
+        save_state_dict(apply_plan(state, plan), folder / "unet" / WEIGHTS)
         result = count_savings(folder, plan)
         if not args.no_evaluate:
             scores = args.work / f"{name}.json"
