@@ -19,7 +19,9 @@
    combinations) with and without the LoRA. Writes report.json.
    `--run NAME` picks one of RUNS, the configurations docs/training.md compares. The default
    was chosen on these figures, so `--confirm` evaluates again on another draw of items and
-   image seeds (report-confirm.json), which no choice was made on.
+   image seeds (report-confirm.json), which no choice was made on, and `--large` on a third
+   draw three times the size (report-large.json), for figures less noisy than 1.25 points an
+   image.
 4. `picture`: before / after images for docs/training.md.
 
 Nothing here depends on the embedded model's weights: after a retrain, run it again.

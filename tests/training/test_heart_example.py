@@ -46,7 +46,9 @@ def test_rendered_data_is_hearts_with_repeats_and_old_shapes_in_both_languages(
         heart_lora.make_data(tmp_path, heart_lora.RUNS["render-hearts3"])
 
 
-@pytest.mark.parametrize("name", ["first", "checked", "own-hearts3-unet", "pivotal"])
+@pytest.mark.parametrize(
+    "name", ["first", "checked", "own-hearts3-unet", "pivotal", "pivotal-mean-hearts6-unet"]
+)
 def test_the_training_command_is_one_paddiff_train_lora_accepts(tmp_path, heart_lora, name):
     from paddiff.cli import build_parser
 
