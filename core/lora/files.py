@@ -139,6 +139,8 @@ class _TorchLayout(dict):
         return (self[key] for key in self)
 
 
+# A1111's keys for an embedding bundled in a LoRA file (SD 1.x style: one text encoder);
+# `paddiff train lora --new-token` writes them
 BUNDLE_PREFIX, BUNDLE_SUFFIX = "bundle_emb.", ".string_to_param.*"
 
 

@@ -17,9 +17,7 @@ trainable parameter instead of the frozen table. The original rows never get a g
 from __future__ import annotations
 
 import numpy as np
-
-BUNDLE_PREFIX = "bundle_emb."  # A1111's key for embeddings bundled in a LoRA file
-BUNDLE_SUFFIX = ".string_to_param.*"  # SD 1.x-style (one text encoder) bundled embedding
+from paddiff.lora.files import BUNDLE_PREFIX, BUNDLE_SUFFIX  # A1111's bundled-embedding keys
 
 
 def parse(spec: str) -> tuple[str, str | None]:
