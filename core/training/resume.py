@@ -1,7 +1,8 @@
 """The resume file: everything a stopped run needs to continue bit for bit.
 
-It holds the LoRA factors, the new tokens' rows (pivotal tuning), the optimizer's moments and step counters, the learning-rate
-schedule's position, the step reached and the run's configuration. Nothing random needs saving:
+It holds the LoRA factors, the new tokens' rows (pivotal tuning), the optimizer's moments and
+step counters, the learning-rate schedule's position, the step reached and the run's
+configuration. Nothing random needs saving:
 every draw of step k (batch order, noise, timesteps) comes from `np.random.default_rng` seeded
 with (seed, stream, k). The optimizer state is stored under names that do not depend on the
 order Paddle created its parameters in ("unet/<layer>/down_moment1_0", not "linear_52.w_0_...").
